@@ -1,0 +1,30 @@
+# Two commands on a fresh machine (Python 3.11, Java 17, Maven):
+#   make run    the main job: embedded Kafka + the pipeline with sample traffic
+#   make test   every test, against a real Kafka broker the project starts itself
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/eventrouter demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.avro_representation
+
+clean:
+	rm -rf $(VENV) .eventrouter .pytest_cache .mypy_cache .ruff_cache

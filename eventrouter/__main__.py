@@ -1,0 +1,3 @@
+from eventrouter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One consumer per integration topic: batching, delivery, retries, dead letters (issue #5)."""

@@ -1,0 +1,1 @@
+"""What publishes events: the Python SDK, the HTTP tracking gateway, file import (issue #3)."""

@@ -1,0 +1,67 @@
+"""The contract every part shares: Avro schemas and codec, topic names, the error tree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from schemas.codec import AvroCodec, history, load_schema, schema_fingerprint
+from schemas.compat import full_problems, reader_problems
+from schemas.envelope import CALL_TYPES, from_record, to_record
+from schemas.errors import (
+    DECODE_REASONS,
+    ConfigurationError,
+    DecodeError,
+    EncodeError,
+    EventRouterError,
+    FinalError,
+    RetryableError,
+)
+from schemas.registry import SchemaRegistryClient
+from schemas.topics import Topics
+
+
+class EventCodec:
+    """Segment message dicts <-> framed Avro `Event` bytes."""
+
+    def __init__(self, registry: SchemaRegistryClient | None = None) -> None:
+        self.avro = AvroCodec(load_schema("event"), history("event"), registry=registry)
+
+    def encode(self, message: Mapping[str, Any]) -> bytes:
+        return self.avro.encode(to_record(message))
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        return from_record(self.avro.decode(data))
+
+
+def outbound_codec(registry: SchemaRegistryClient | None = None) -> AvroCodec:
+    return AvroCodec(load_schema("outbound"), history("outbound"), registry=registry)
+
+
+def deadletter_codec(registry: SchemaRegistryClient | None = None) -> AvroCodec:
+    return AvroCodec(load_schema("deadletter"), history("deadletter"), registry=registry)
+
+
+__all__ = [
+    "CALL_TYPES",
+    "DECODE_REASONS",
+    "AvroCodec",
+    "ConfigurationError",
+    "DecodeError",
+    "EncodeError",
+    "EventCodec",
+    "EventRouterError",
+    "FinalError",
+    "RetryableError",
+    "SchemaRegistryClient",
+    "Topics",
+    "deadletter_codec",
+    "from_record",
+    "full_problems",
+    "history",
+    "load_schema",
+    "outbound_codec",
+    "reader_problems",
+    "schema_fingerprint",
+    "to_record",
+]

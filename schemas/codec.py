@@ -1,0 +1,138 @@
+"""Avro codec: schemas parsed once, schemaless fastavro, self-describing framing.
+
+Framing (both recognised on decode):
+- Avro single-object encoding (default, no registry needed): C3 01 + 8-byte little-endian
+  CRC-64-AVRO fingerprint of the writer schema's parsing canonical form + Avro binary.
+- Confluent wire format (when a schema registry is configured): 00 + 4-byte big-endian
+  schema id + Avro binary.
+A record written with an older (or newer) known schema is resolved to the reader schema.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from schemas.errors import DecodeError, EncodeError
+from schemas.registry import SchemaRegistryClient
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """A shipped schema by file stem: `load_schema("event")` or `load_schema("history/event.v1")`."""
+    text = resources.files("schemas").joinpath(f"avro/{name}.avsc").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def history(name: str) -> list[dict[str, Any]]:
+    """Every earlier released version of schema `name` kept in schemas/avro/history/."""
+    folder = resources.files("schemas").joinpath("avro/history")
+    return [json.loads(f.read_text()) for f in sorted(folder.iterdir(), key=lambda f: f.name)
+            if f.name.startswith(f"{name}.v") and f.name.endswith(".avsc")]
+
+
+def schema_fingerprint(schema: Mapping[str, Any]) -> bytes:
+    """The 8 bytes of the CRC-64-AVRO fingerprint, in the order single-object encoding writes them."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+class AvroCodec:
+    """Encodes and decodes one record type of the contract.
+
+    `writers` are other versions of the schema this decoder accepts (older releases, or a newer
+    producer's schema it has been told about); records in them are resolved to `schema`.
+    """
+
+    def __init__(self, schema: Mapping[str, Any], writers: Iterable[Mapping[str, Any]] = (),
+                 registry: SchemaRegistryClient | None = None, subject: str | None = None) -> None:
+        self.schema = dict(schema)
+        self._parsed = parse_schema(self.schema)
+        self.fingerprint = schema_fingerprint(self.schema)
+        self._prefix = SINGLE_OBJECT_MAGIC + self.fingerprint
+        self._writers: dict[bytes, Any] = {self.fingerprint: self._parsed}
+        for writer in writers:
+            self._writers.setdefault(schema_fingerprint(writer), parse_schema(dict(writer)))
+        self._registry = registry
+        self._subject = subject or f"{self.schema.get('namespace', '')}.{self.schema['name']}".lstrip(".")
+        self._registry_writers: dict[int, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"AvroCodec({self._subject}, fingerprint={self.fingerprint.hex()})"
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """Frame and encode `record`; raises EncodeError naming what does not fit the schema."""
+        buf = io.BytesIO()
+        if self._registry is not None:
+            schema_id = self._registry.register(self._subject, self.schema)
+            buf.write(CONFLUENT_MAGIC + schema_id.to_bytes(4, "big"))
+        else:
+            buf.write(self._prefix)
+        try:
+            schemaless_writer(buf, self._parsed, record)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise EncodeError("encode.schema", f"{self._subject}: {type(exc).__name__}: {exc}") from exc
+        return buf.getvalue()
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        """Decode framed bytes into a record dict, or raise DecodeError with a reason code."""
+        if not data:
+            raise DecodeError("decode.empty", "empty value")
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < 10:
+                raise DecodeError("decode.truncated", f"single-object header needs 10 bytes, got {len(data)}")
+            fp = bytes(data[2:10])
+            writer = self._writers.get(fp)
+            if writer is None:
+                raise DecodeError("decode.unknown_schema", f"unknown schema fingerprint {fp.hex()}")
+            return self._read(data, 10, writer)
+        if data[:1] == CONFLUENT_MAGIC:
+            if len(data) < 5:
+                raise DecodeError("decode.truncated", f"Confluent header needs 5 bytes, got {len(data)}")
+            schema_id = int.from_bytes(data[1:5], "big")
+            return self._read(data, 5, self._registry_writer(schema_id))
+        raise DecodeError("decode.bad_magic", f"unknown framing byte 0x{data[0]:02x}")
+
+    def _registry_writer(self, schema_id: int) -> Any:
+        writer = self._registry_writers.get(schema_id)
+        if writer is not None:
+            return writer
+        if self._registry is None:
+            raise DecodeError("decode.unknown_schema",
+                              f"Confluent-framed record with schema id {schema_id} but no schema registry is configured")
+        schema = self._registry.schema_by_id(schema_id)  # RetryableError: registry down, not bad input
+        if schema is None:
+            raise DecodeError("decode.unknown_schema", f"schema id {schema_id} is not in the registry")
+        try:
+            writer = parse_schema(schema)
+        except Exception as exc:  # noqa: BLE001 - a registry can hold anything
+            raise DecodeError("decode.unknown_schema", f"schema id {schema_id} does not parse: {exc}") from exc
+        self._registry_writers[schema_id] = writer
+        return writer
+
+    def _read(self, data: bytes, offset: int, writer: Any) -> dict[str, Any]:
+        buf = io.BytesIO(data)
+        buf.seek(offset)
+        reader = None if writer is self._parsed else self._parsed
+        try:
+            record = schemaless_reader(buf, writer, reader)
+        except EOFError as exc:
+            raise DecodeError("decode.truncated", "record body ends early") from exc
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on garbage input
+            name = type(exc).__name__
+            if name == "SchemaResolutionError":
+                raise DecodeError("decode.schema_mismatch", str(exc)[:300]) from exc
+            raise DecodeError("decode.corrupt", f"{name}: {str(exc)[:200]}") from exc
+        if buf.tell() != len(data):
+            raise DecodeError("decode.corrupt", f"{len(data) - buf.tell()} trailing bytes after the record")
+        if not isinstance(record, dict):
+            raise DecodeError("decode.corrupt", "body is not a record")
+        return record

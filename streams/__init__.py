@@ -1,0 +1,1 @@
+"""The Faust router: decode, validate, dedupe, apply playbooks, route to integration topics (issue #4)."""
