@@ -144,12 +144,10 @@ class LocalKafka:
         classpath = f"{libs}/*"
         with ThreadPoolExecutor(max_workers=len(spec.nodes)) as pool:
             list(pool.map(lambda n: self._prepare_node(java, classpath, spec, n), spec.nodes))
-        pids: dict[int, int] = {}
-        for node in spec.nodes:
-            pids[node.node_id] = self._launch(java, classpath, node.node_id)
-        self._save(spec, pids)
+        procs = {node.node_id: self._launch(java, classpath, node.node_id) for node in spec.nodes}
+        self._save(spec, {n: p.pid for n, p in procs.items()})
         try:
-            self._wait_ready(spec, pids, timeout)
+            self._wait_ready(spec, procs, timeout)
         except BaseException:
             self.stop()
             raise
@@ -178,14 +176,14 @@ class LocalKafka:
         proc = subprocess.run(
             [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", classpath,
              f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
-             "kafka.tools.StorageTool", "format", "-t", spec.cluster_id,
+             "kafka.tools.StorageTool", "format", f"--cluster-id={spec.cluster_id}",
              "-c", str(node_dir / "server.properties"), "--ignore-formatted"],
             capture_output=True, text=True, timeout=120,
         )
         if proc.returncode != 0:
             raise StartError(f"formatting node {node.node_id} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
 
-    def _launch(self, java: str, classpath: str, node_id: int) -> int:
+    def _launch(self, java: str, classpath: str, node_id: int) -> subprocess.Popen[bytes]:
         node_dir = self._node_dir(node_id)
         logfile = open(node_dir / "broker.log", "ab")
         try:
@@ -199,18 +197,20 @@ class LocalKafka:
         finally:
             logfile.close()
         log.info("started kafka node %s pid %s", node_id, proc.pid)
-        return proc.pid
+        return proc
 
-    def _wait_ready(self, spec: ClusterSpec, pids: dict[int, int], timeout: float) -> None:
+    def _wait_ready(self, spec: ClusterSpec, procs: dict[int, subprocess.Popen[bytes]], timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout
         last_err: Exception | None = None
 
         def check_alive() -> None:
-            for node_id, pid in pids.items():
-                if not self._is_ours(pid, node_id):
-                    raise StartError(f"kafka node {node_id} exited during start:\n{self.log_tail(node_id)}")
+            # The Popen handle, not /proc/PID/cmdline: right after exec the latter can still be empty.
+            for node_id, proc in procs.items():
+                if proc.poll() is not None:
+                    raise StartError(f"kafka node {node_id} exited ({proc.returncode}) during start:\n"
+                                     f"{self.log_tail(node_id)}")
 
         # Wait for the listeners first, so the client does not log a refused connection every 50 ms.
         while not all(_port_open(n.port) for n in spec.nodes) and time.monotonic() < deadline:
@@ -262,9 +262,10 @@ class LocalKafka:
         spec, pids = loaded
         java = require_java()
         classpath = f"{libs_dir(self.cache_dir, self.version)}/*"
-        pids[node_id] = self._launch(java, classpath, node_id)
+        proc = self._launch(java, classpath, node_id)
+        pids[node_id] = proc.pid
         self._save(spec, pids)
-        self._wait_ready(spec, {node_id: pids[node_id]}, timeout)
+        self._wait_ready(spec, {node_id: proc}, timeout)
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop every node by PID. Returns True if anything was running."""

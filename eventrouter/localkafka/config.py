@@ -45,8 +45,14 @@ class ClusterSpec:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes as url-safe base64 without padding (22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes as url-safe base64 without padding (22 chars).
+
+    Like Kafka's own Uuid.randomUuid, never starting with '-' (command lines read that as an option).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def server_properties(spec: ClusterSpec, node: NodeSpec) -> str:

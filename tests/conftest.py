@@ -1,0 +1,66 @@
+"""Shared fixtures: a real Kafka broker per test session (one node; three nodes on demand).
+
+Brokers are started by the fixture and stopped by PID in its teardown, which pytest runs even
+when tests fail; an atexit hook covers an interrupted session. Jars are cached in
+$EVENTROUTER_CACHE (default .eventrouter/cache in the checkout, git-ignored).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eventrouter.localkafka import LocalKafka
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("EVENTROUTER_CACHE", str(REPO / ".eventrouter" / "cache")))
+
+
+def _start(tmp: Path, nodes: int) -> LocalKafka:
+    kafka = LocalKafka(tmp, _cache_dir())
+    atexit.register(kafka.stop)
+    try:
+        kafka.start(nodes=nodes)
+    except BaseException:
+        kafka.stop()
+        raise
+    return kafka
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """The session's single-node broker (LocalKafka handle)."""
+    kafka = _start(tmp_path_factory.mktemp("kafka-1node"), nodes=1)
+    yield kafka
+    kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(kafka_broker: LocalKafka) -> str:
+    """Bootstrap address of the session's single-node broker."""
+    status = kafka_broker.status()
+    assert status.bootstrap is not None
+    return status.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A three-broker KRaft cluster (replication factor 3, min ISR 2), started on first use."""
+    kafka = _start(tmp_path_factory.mktemp("kafka-3node"), nodes=3)
+    yield kafka
+    kafka.stop()
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name unique to this test (and this run)."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
+    return f"t.{base}.{uuid.uuid4().hex[:8]}"
