@@ -58,7 +58,8 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
         return _round_trip(status.bootstrap, count)
     finally:
         if keep:
-            print(f"broker left running (state in {state_dir}); stop it with: eventrouter kafka stop --state-dir {state_dir}")
+            print(f"broker left running (state in {state_dir}); "
+                  f"stop it with: eventrouter kafka stop --state-dir {state_dir}")
         else:
             kafka.stop()
             print("broker stopped")

@@ -78,9 +78,8 @@ def _problems(reader: Any, writer: Any, path: str) -> list[str]:
         return _problems(reader["items"], writer["items"], f"{path}[]")
     if rk == "map":
         return _problems(reader["values"], writer["values"], f"{path}{{}}")
-    if rk == "fixed":
-        if reader["size"] != writer["size"]:
-            return [f"{path}: fixed size {writer['size']} != {reader['size']}"]
+    if rk == "fixed" and reader["size"] != writer["size"]:
+        return [f"{path}: fixed size {writer['size']} != {reader['size']}"]
     return []
 
 

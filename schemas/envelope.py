@@ -79,9 +79,8 @@ def _join(typed: Mapping[str, Any], rest: Mapping[str, Any], shape: _Shape) -> d
         if item is None or key == "extra":
             continue
         kind = shape.get(key)
-        if isinstance(item, tuple):  # as written by to_record (tuple notation), not yet through Avro
-            item = item[1]
-        out[key] = _join(item, {}, kind) if isinstance(kind, dict) else item
+        value = item[1] if isinstance(item, tuple) else item  # tuple notation: as to_record wrote it
+        out[key] = _join(value, {}, kind) if isinstance(kind, dict) else value
     for key, item in rest.items():
         kind = shape.get(key)
         if isinstance(kind, dict) and isinstance(item, dict) and isinstance(out.get(key), dict):
@@ -133,10 +132,9 @@ def from_record(record: Mapping[str, Any]) -> dict[str, Any]:
         if key in _TOP_JSON:
             message[key] = loads(value)
         elif key == "context":
-            if isinstance(value, tuple):
-                value = value[1]
-            rest = loads(value["extra"]) if value.get("extra") else {}
-            message[key] = _join(value, rest, _CONTEXT_SHAPE)
+            context = value[1] if isinstance(value, tuple) else value
+            rest = loads(context["extra"]) if context.get("extra") else {}
+            message[key] = _join(context, rest, _CONTEXT_SHAPE)
         else:
             message[key] = value
     if record.get("extra"):

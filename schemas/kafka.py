@@ -42,7 +42,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3,
                   config: Mapping[str, str] | None = None, timeout: float = 30.0) -> None:
     """Create missing topics (idempotent); raises on any error other than 'already exists'."""
     from confluent_kafka import KafkaError
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wanted = [NewTopic(t, num_partitions=partitions, config=dict(config or {})) for t in topics]

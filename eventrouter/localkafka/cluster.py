@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -185,8 +186,7 @@ class LocalKafka:
 
     def _launch(self, java: str, classpath: str, node_id: int) -> subprocess.Popen[bytes]:
         node_dir = self._node_dir(node_id)
-        logfile = open(node_dir / "broker.log", "ab")
-        try:
+        with open(node_dir / "broker.log", "ab") as logfile:  # the child keeps its own descriptor
             proc = subprocess.Popen(
                 [java, *_HEAP, "-cp", classpath,
                  f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
@@ -194,8 +194,6 @@ class LocalKafka:
                 stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # survives the CLI that started it; stopped by PID
             )
-        finally:
-            logfile.close()
         log.info("started kafka node %s pid %s", node_id, proc.pid)
         return proc
 
@@ -272,7 +270,7 @@ class LocalKafka:
         loaded = self._load()
         if loaded is None:
             return False
-        spec, pids = loaded
+        _spec, pids = loaded
         alive = [n for n, p in pids.items() if self._is_ours(p, n)]
         with ThreadPoolExecutor(max_workers=max(1, len(alive))) as pool:
             list(pool.map(lambda n: self.stop_node(n, timeout=timeout), alive))
@@ -295,7 +293,5 @@ class LocalKafka:
 
 def _reap(pid: int) -> None:
     """Collect a child we started in this process, so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
