@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from schemas.errors import RetryableError
+from schemas.errors import ConfigurationError, RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class SchemaRegistryClient:
         return self._session
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON body of a 2xx answer; None for a 4xx; RetryableError for 5xx, 429 and network errors."""
         try:
             resp = self._http().request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
@@ -62,7 +63,9 @@ class SchemaRegistryClient:
                           json={"schema": text, "schemaType": "AVRO"},
                           headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
         if not body or "id" not in body:
-            raise RetryableError(f"schema registry refused subject {subject}")
+            # A 4xx here (e.g. 409: incompatible with the subject's compatibility level) will not
+            # fix itself by retrying: refuse to start.
+            raise ConfigurationError(f"schema registry refused to register subject {subject}")
         schema_id = int(body["id"])
         with self._lock:
             self._ids[key] = schema_id
