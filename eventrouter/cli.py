@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,8 +13,6 @@ from eventrouter import paths
 # Commands the pipeline grows into; named here so docker-compose.yml and the README can refer
 # to them. Each says plainly that it is not in this version yet.
 _PLANNED = {
-    "gateway": "the Segment-compatible HTTP tracking gateway (issue #3)",
-    "import": "bulk import of Segment JSON Lines files (issue #3)",
     "worker": "the Faust stream worker (issue #4)",
     "config": "config validate / apply / history / rollback (issue #4)",
     "forward": "the forwarder for one integration (issue #5)",
@@ -50,6 +49,51 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(paths.home() / "demo-kafka", paths.cache_dir(), count=args.events, keep=args.keep)
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from producers.gateway import GatewaySettings, serve, write_keys_from_config
+    from schemas import Topics
+
+    keys = set(args.write_key or ())
+    if args.config:
+        keys |= write_keys_from_config(args.config)
+    if not keys:
+        print("eventrouter: the gateway needs --config with pipelines, or --write-key", file=sys.stderr)
+        return 2
+    settings = GatewaySettings(args.bootstrap_servers, frozenset(keys), Topics(args.topic_prefix),
+                               ack_timeout=args.ack_timeout)
+    return serve(settings, args.host, args.port, args.processes)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from producers.importer import Importer
+    from producers.publisher import Publisher
+    from schemas import Topics
+
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        print(f"eventrouter: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    publisher = Publisher(args.bootstrap_servers, Topics(args.topic_prefix).raw, name="eventrouter-import")
+    importer = Importer(publisher, write_key=args.write_key, rejects=args.rejects,
+                        checkpoint=args.checkpoint or paths.home() / "import-checkpoint.json",
+                        progress=None if args.quiet else sys.stderr)
+    summary = importer.run(args.files)
+    publisher.close()
+    print(summary.table())
+    if summary.rejected:
+        print(f"rejected lines and their reasons: {args.rejects}")
+    if summary.interrupted:
+        print("interrupted: run the same command again to resume")
+        return 130
+    return 1 if summary.failed else 0
+
+
+def _bootstrap_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("EVENTROUTER_BOOTSTRAP_SERVERS",
+                                                                      "127.0.0.1:9092"))
+    parser.add_argument("--topic-prefix", default="eventrouter")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from eventrouter.localkafka import DEFAULT_KAFKA_VERSION
 
@@ -70,6 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
     demo.set_defaults(func=_demo)
 
+    gateway = sub.add_parser("gateway", help="the Segment-compatible HTTP tracking gateway")
+    _bootstrap_option(gateway)
+    gateway.add_argument("--config", type=Path, help="config file; its enabled pipelines' writeKeys are accepted")
+    gateway.add_argument("--write-key", action="append", help="accept this writeKey (repeatable)")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8088)
+    gateway.add_argument("--processes", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    gateway.add_argument("--ack-timeout", type=float, default=10.0, help="seconds to wait for Kafka, then 503")
+    gateway.set_defaults(func=_gateway)
+
+    imports = sub.add_parser("import", help="publish Segment-format JSON Lines files (plain or gzip)")
+    imports.add_argument("files", nargs="+", type=Path)
+    _bootstrap_option(imports)
+    imports.add_argument("--write-key", help="set this writeKey on every event")
+    imports.add_argument("--rejects", type=Path, default=Path("eventrouter-import-rejects.jsonl"))
+    imports.add_argument("--checkpoint", type=Path, help="default: $EVENTROUTER_HOME/import-checkpoint.json")
+    imports.add_argument("--quiet", action="store_true", help="no progress line")
+    imports.set_defaults(func=_import)
+
     for name, what in _PLANNED.items():
         planned = sub.add_parser(name, help=f"{what}: not in this version yet")
         planned.add_argument("rest", nargs=argparse.REMAINDER)
@@ -84,13 +147,14 @@ def _not_yet(what: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from eventrouter.localkafka import LocalKafkaError
+    from schemas import EventRouterError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         code: int = args.func(args)
-    except LocalKafkaError as exc:
+    except (LocalKafkaError, EventRouterError) as exc:
         print(f"eventrouter: {exc}", file=sys.stderr)
         return 1
     return code

@@ -1,0 +1,239 @@
+"""The Python server SDK: analytics-python's interface, publishing Avro straight to the raw Kafka topic.
+
+    from producers import Analytics
+    analytics = Analytics("wk_live_123", bootstrap_servers="127.0.0.1:9092", on_error=report)
+    analytics.track("user-1", "Order Completed", {"revenue": 42.0})
+    analytics.flush()
+
+Every call is validated before anything is queued (ValidationError names the field and the limit).
+An accepted event is then acknowledged by Kafka or reported: `on_error(error, [message])` and the
+`failed` counter (analytics-python's callback signature: an error and a list of messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, Message
+
+from producers.messages import build
+from producers.publisher import DeliveryError, OnFull, Publisher, QueueFullError
+from schemas import EventCodec, Topics
+from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError
+
+log = logging.getLogger(__name__)
+
+OnError = Callable[[Exception, list[dict[str, Any]]], None]
+_CAMEL = {"user_id": "userId", "anonymous_id": "anonymousId", "message_id": "messageId", "group_id": "groupId",
+          "previous_id": "previousId"}
+# analytics-python options that mean nothing when publishing to Kafka; accepted so that code written
+# for it runs unchanged.
+_HTTP_ONLY_OPTIONS = frozenset({"host", "gzip", "max_retries", "proxies", "thread", "upload_size", "upload_interval",
+                                "log_handler", "oauth_client_id", "oauth_client_key", "oauth_key_id",
+                                "oauth_auth_server", "oauth_scope", "max_total_backoff_duration",
+                                "max_rate_limit_duration"})
+
+
+def _fields(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    return {_CAMEL.get(k, k): v for k, v in arguments.items() if k != "self" and v is not None}
+
+
+class Analytics:
+    """A Segment-compatible client. Thread-safe; fork-safe; flushes itself at interpreter exit."""
+
+    def __init__(self, write_key: str | None = None, bootstrap_servers: str | None = None, *,
+                 topic: str | None = None, on_error: OnError | None = None, debug: bool = False,
+                 send: bool = True, sync_mode: bool = False, timeout: float = 15.0,
+                 max_queue_size: int = 100_000, on_full: OnFull = "block", block_timeout: float = 5.0,
+                 limits: Limits = DEFAULT_LIMITS, producer_config: Mapping[str, Any] | None = None,
+                 **http_options: Any) -> None:
+        unknown = set(http_options) - _HTTP_ONLY_OPTIONS
+        if unknown:
+            raise TypeError(f"Analytics() got unexpected options: {', '.join(sorted(unknown))}")
+        if write_key is not None and not isinstance(write_key, str):
+            raise TypeError("write_key must be a string")
+        self.write_key = write_key
+        self.on_error = on_error
+        self.send = send
+        self.sync_mode = sync_mode
+        self.timeout = timeout
+        self.limits = limits
+        self.rejected = 0
+        self._lock = threading.Lock()
+        if debug:
+            log.setLevel(logging.DEBUG)
+        bootstrap = bootstrap_servers or os.environ.get("EVENTROUTER_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        config = {"queue.buffering.max.messages": max_queue_size, **(producer_config or {})}
+        self._codec = EventCodec()
+        self._publisher = Publisher(bootstrap, topic or Topics().raw, on_delivery=self._delivered, config=config,
+                                    on_full=on_full, block_timeout=block_timeout, name="eventrouter-python")
+
+    def __enter__(self) -> Analytics:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Analytics(topic={self._publisher.topic!r}, write_key=***)"
+
+    # -- the Segment calls, with analytics-python's argument names and order -------------------------
+    def track(self, user_id: Any = None, event: str | None = None, properties: Mapping[str, Any] | None = None,
+              context: Mapping[str, Any] | None = None, timestamp: Any = None, anonymous_id: Any = None,
+              integrations: Mapping[str, Any] | None = None, message_id: Any = None) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue("track", _fields(locals()))
+
+    def identify(self, user_id: Any = None, traits: Mapping[str, Any] | None = None,
+                 context: Mapping[str, Any] | None = None, timestamp: Any = None, anonymous_id: Any = None,
+                 integrations: Mapping[str, Any] | None = None,
+                 message_id: Any = None) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue("identify", _fields(locals()))
+
+    def group(self, user_id: Any = None, group_id: Any = None, traits: Mapping[str, Any] | None = None,
+              context: Mapping[str, Any] | None = None, timestamp: Any = None, anonymous_id: Any = None,
+              integrations: Mapping[str, Any] | None = None, message_id: Any = None) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue("group", _fields(locals()))
+
+    def alias(self, previous_id: Any = None, user_id: Any = None, context: Mapping[str, Any] | None = None,
+              timestamp: Any = None, integrations: Mapping[str, Any] | None = None,
+              message_id: Any = None) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue("alias", _fields(locals()))
+
+    def page(self, user_id: Any = None, category: str | None = None, name: str | None = None,
+             properties: Mapping[str, Any] | None = None, context: Mapping[str, Any] | None = None,
+             timestamp: Any = None, anonymous_id: Any = None, integrations: Mapping[str, Any] | None = None,
+             message_id: Any = None) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue("page", _fields(locals()))
+
+    def screen(self, user_id: Any = None, category: str | None = None, name: str | None = None,
+               properties: Mapping[str, Any] | None = None, context: Mapping[str, Any] | None = None,
+               timestamp: Any = None, anonymous_id: Any = None, integrations: Mapping[str, Any] | None = None,
+               message_id: Any = None) -> tuple[bool, dict[str, Any]]:
+        return self._enqueue("screen", _fields(locals()))
+
+    # -- awaitable variants: resolve when Kafka has acknowledged the event, raise DeliveryError if not ---
+    async def atrack(self, user_id: Any = None, event: str | None = None, **fields: Any) -> dict[str, Any]:
+        return await self._asend("track", _fields({"user_id": user_id, "event": event, **fields}))
+
+    async def aidentify(self, user_id: Any = None, traits: Mapping[str, Any] | None = None,
+                        **fields: Any) -> dict[str, Any]:
+        return await self._asend("identify", _fields({"user_id": user_id, "traits": traits, **fields}))
+
+    async def agroup(self, user_id: Any = None, group_id: Any = None, **fields: Any) -> dict[str, Any]:
+        return await self._asend("group", _fields({"user_id": user_id, "group_id": group_id, **fields}))
+
+    async def aalias(self, previous_id: Any = None, user_id: Any = None, **fields: Any) -> dict[str, Any]:
+        return await self._asend("alias", _fields({"previous_id": previous_id, "user_id": user_id, **fields}))
+
+    async def apage(self, user_id: Any = None, category: str | None = None, name: str | None = None,
+                    **fields: Any) -> dict[str, Any]:
+        return await self._asend("page", _fields({"user_id": user_id, "category": category, "name": name, **fields}))
+
+    async def ascreen(self, user_id: Any = None, category: str | None = None, name: str | None = None,
+                      **fields: Any) -> dict[str, Any]:
+        return await self._asend("screen", _fields({"user_id": user_id, "category": category, "name": name,
+                                                    **fields}))
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> int:
+        """Block until every queued event is acknowledged or reported; return how many are still pending
+        (0 unless `timeout` ran out first)."""
+        return self._publisher.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> int:
+        """Flush and stop. Also runs at interpreter exit and when a forked child exits."""
+        return self._publisher.close(timeout)
+
+    join = shutdown = close  # analytics-python's names
+
+    def stats(self) -> dict[str, int]:
+        c = self._publisher.counters
+        return {"queued": c.queued, "acked": c.acked, "failed": c.failed, "dropped": c.dropped,
+                "rejected": self.rejected, "in_flight": self._publisher.in_flight()}
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _prepare(self, call: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], bytes, str]:
+        try:
+            message = build(call, fields, write_key=self.write_key, now=dt.datetime.now(dt.UTC), limits=self.limits)
+        except ValidationError:
+            with self._lock:
+                self.rejected += 1
+            raise
+        return message, self._codec.encode(message), message.get("userId") or message["anonymousId"]
+
+    def _enqueue(self, call: str, fields: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
+        message, value, key = self._prepare(call, fields)
+        if not self.send:
+            return True, message
+        if self.sync_mode:
+            self._send_and_wait(message, value, key)
+            return True, message
+        try:
+            self._publisher.publish(value, key)
+        except QueueFullError as exc:
+            if self._publisher.on_full != "drop":
+                raise
+            self._report(exc, message)
+            return False, message
+        return True, message
+
+    def _send_and_wait(self, message: dict[str, Any], value: bytes, key: str) -> None:
+        done = threading.Event()
+        outcome: list[KafkaError | None] = []
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            self._publisher.settle(err)
+            outcome.append(err)
+            done.set()
+
+        self._publisher.publish(value, key, callback=delivered)
+        if not done.wait(self.timeout):
+            raise DeliveryError(f"no acknowledgement from Kafka within {self.timeout}s "
+                                f"(messageId {message['messageId']}; it may still be delivered)")
+        if outcome[0] is not None:
+            raise DeliveryError(f"Kafka refused messageId {message['messageId']}: {outcome[0].str()}")
+
+    async def _asend(self, call: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        message, value, key = self._prepare(call, fields)
+        if not self.send:
+            return message
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[KafkaError | None] = loop.create_future()
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            self._publisher.settle(err)
+            loop.call_soon_threadsafe(_resolve, future, err)
+
+        self._publisher.publish(value, key, callback=delivered)
+        err = await future
+        if err is not None:
+            raise DeliveryError(f"Kafka refused messageId {message['messageId']}: {err.str()}")
+        return message
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            return
+        try:
+            message = self._codec.decode(msg.value())
+        except Exception:  # noqa: BLE001 - never let a report fail: report what we have
+            message = {"key": msg.key()}
+        self._report(DeliveryError(f"not acknowledged by Kafka: {err.str()}"), message)
+
+    def _report(self, error: Exception, message: dict[str, Any]) -> None:
+        log.error("event not delivered messageId=%s: %s", message.get("messageId"), error)
+        if self.on_error is not None:
+            try:
+                self.on_error(error, [message])
+            except Exception:
+                log.exception("on_error callback raised")
+
+
+def _resolve(future: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:
+    if not future.done():
+        future.set_result(err)

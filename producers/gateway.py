@@ -1,0 +1,214 @@
+"""`eventrouter gateway`: Segment's HTTP Tracking API on aiohttp, answering only after Kafka acknowledges.
+
+A 200 means every accepted event of the request is durable in the raw topic (acks=all) and every
+rejected one is durable in the invalid-events topic, with its reason; the rejected ones are also listed
+in the response (`rejected: [{index, messageId, reason, message}]`). Kafka unreachable or too slow:
+503 with Retry-After, which Segment's libraries retry (messageIds make the retry harmless).
+Stateless: run several behind one load balancer, or `--processes N` on one port (SO_REUSEPORT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+from confluent_kafka import KafkaError, Message
+
+from producers.messages import iso, message_id
+from producers.publisher import DeliveryError, Publisher, QueueFullError
+from producers.tracking_api import (
+    BATCH_PATHS,
+    SINGLE_PATHS,
+    RequestError,
+    basic_auth_user,
+    dead_letter_bytes,
+    parse_request,
+    read_body,
+)
+from schemas import ConfigurationError, EventCodec, Topics, deadletter_codec
+from schemas.deadletters import dead_letter
+from schemas.validation import DEFAULT_LIMITS, Limits
+
+log = logging.getLogger(__name__)
+_SLACK = 4096  # gzip of incompressible data is a little larger than the data
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    bootstrap: str
+    write_keys: frozenset[str]
+    topics: Topics = field(default_factory=Topics)
+    limits: Limits = DEFAULT_LIMITS
+    ack_timeout: float = 10.0
+    producer_config: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # writeKeys are credentials: never in a repr or a log line
+        return f"GatewaySettings(bootstrap={self.bootstrap!r}, write_keys=<{len(self.write_keys)} masked>)"
+
+
+def write_keys_from_config(path: Path) -> frozenset[str]:
+    """The writeKeys of the enabled pipelines of a config file (pipelines[].write_keys)."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"{path}: cannot read the config: {exc}") from exc
+    keys: set[str] = set()
+    for index, pipeline in enumerate(document.get("pipelines") or []):
+        if not isinstance(pipeline, dict) or not isinstance(pipeline.get("write_keys"), list):
+            raise ConfigurationError(f"{path}: pipelines[{index}].write_keys must be a list")
+        if pipeline.get("enabled", True):
+            keys.update(str(k) for k in pipeline["write_keys"])
+    return frozenset(keys)
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self._codec = EventCodec()
+        self._deadletters = deadletter_codec()
+        self._raw: Publisher | None = None
+        self._invalid: Publisher | None = None
+
+    def app(self) -> web.Application:
+        # We gunzip ourselves, bounded by the limit: aiohttp's own decompression is unbounded.
+        app = web.Application(handler_args={"auto_decompress": False})
+        app.router.add_post("/v1/{call}", self.handle)
+        app.router.add_post("/{call}", self.handle)  # some clients post to the host root (e.g. /batch)
+        app.router.add_get("/health", self.health)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start(self, _app: web.Application) -> None:
+        s = self.settings
+        config = {"message.timeout.ms": max(int(s.ack_timeout * 1000) * 3, 30_000), **s.producer_config}
+        self._raw = Publisher(s.bootstrap, s.topics.raw, config=config, on_full="drop", name="eventrouter-gateway")
+        self._invalid = Publisher(s.bootstrap, s.topics.invalid, config=config, on_full="drop",
+                                  name="eventrouter-gateway")
+        self._raw.start()
+        self._invalid.start()
+        log.info("gateway started raw=%s invalid=%s writeKeys=%d", s.topics.raw, s.topics.invalid,
+                 len(s.write_keys))
+
+    async def _stop(self, _app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        for publisher in (self._raw, self._invalid):
+            if publisher is not None:
+                pending = await loop.run_in_executor(None, publisher.close, 30.0)
+                if pending:
+                    log.error("gateway stopped with %d events unacknowledged topic=%s", pending, publisher.topic)
+
+    async def health(self, _request: web.Request) -> web.Response:
+        if self._raw is None or self._raw.brokers_down:
+            return web.json_response({"status": "kafka_unavailable"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def handle(self, request: web.Request) -> web.Response:
+        call = request.match_info["call"]
+        if call not in SINGLE_PATHS and call not in BATCH_PATHS:
+            return web.json_response({"success": False, "code": "not_found", "message": f"no endpoint /v1/{call}"},
+                                     status=404)
+        limits = self.settings.limits
+        limit = limits.batch_bytes if call in BATCH_PATHS else limits.event_bytes
+        try:
+            raw = await _read_capped(request, limit + _SLACK)
+            body = read_body(raw, request.headers.get("Content-Encoding"), limit)
+            parsed = parse_request(call, body, basic_auth_user(request.headers.get("Authorization")),
+                                   is_known=self.settings.write_keys.__contains__,
+                                   received_at=iso(dt.datetime.now(dt.UTC)), new_id=message_id, limits=limits)
+        except RequestError as exc:
+            if exc.status == 401:
+                log.warning("refused request path=/v1/%s reason=auth peer=%s", call, request.remote)
+            return web.json_response(exc.body(), status=exc.status)
+        try:
+            await asyncio.wait_for(self._publish(call, parsed.accepted, parsed.rejected), self.settings.ack_timeout)
+        except (TimeoutError, DeliveryError, QueueFullError) as exc:
+            log.warning("kafka did not acknowledge path=/v1/%s events=%d: %s", call, len(parsed.accepted), exc)
+            return web.json_response({"success": False, "code": "kafka_unavailable",
+                                      "message": "events not acknowledged by Kafka; retry"},
+                                     status=503, headers={"Retry-After": "5"})
+        reply: dict[str, Any] = {"success": True}
+        if call in BATCH_PATHS:
+            reply["accepted"] = len(parsed.accepted)
+            reply["rejected"] = [r.report() for r in parsed.rejected]
+        return web.Response(body=orjson.dumps(reply), content_type="application/json")
+
+    async def _publish(self, call: str, accepted: Iterable[dict[str, Any]], rejected: Iterable[Any]) -> None:
+        assert self._raw is not None and self._invalid is not None, "gateway not started"
+        loop = asyncio.get_running_loop()
+        waits = []
+        for message in accepted:
+            value = self._codec.encode(message)
+            waits.append(_send(loop, self._raw, value, message.get("userId") or message.get("anonymousId")))
+        for rejection in rejected:
+            record = dead_letter(reason=rejection.reason, message=rejection.message, stage="gateway",
+                                 original=dead_letter_bytes(rejection.event), source_topic=f"http:/v1/{call}",
+                                 source_offset=rejection.index, message_id=rejection.report()["messageId"])
+            waits.append(_send(loop, self._invalid, self._deadletters.encode(record), None))
+        if waits:
+            await asyncio.gather(*waits)
+
+
+def _send(loop: asyncio.AbstractEventLoop, publisher: Publisher, value: bytes,
+          key: str | None) -> asyncio.Future[None]:
+    future: asyncio.Future[None] = loop.create_future()
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        publisher.settle(err)
+        loop.call_soon_threadsafe(_settle, future, err)
+
+    publisher.publish(value, key, callback=delivered)
+    return future
+
+
+def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+    if future.done():
+        return
+    if err is None:
+        future.set_result(None)
+    else:
+        future.set_exception(DeliveryError(err.str()))
+
+
+async def _read_capped(request: web.Request, cap: int) -> bytes:
+    if request.content_length is not None and request.content_length > cap:
+        raise RequestError(400, "too_large", f"the body is {request.content_length} bytes, over the limit")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > cap:
+            raise RequestError(400, "too_large", "the body is over the limit")
+        chunks.append(chunk)
+
+
+def serve(settings: GatewaySettings, host: str, port: int, processes: int = 1) -> int:
+    """Run the gateway until SIGTERM/SIGINT; with processes > 1, that many share the port."""
+    children: list[int] = []
+    for _ in range(processes - 1):
+        pid = os.fork()
+        if pid == 0:
+            children.clear()
+            break
+        children.append(pid)
+    print(f"gateway pid {os.getpid()} listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    web.run_app(Gateway(settings).app(), host=host, port=port, reuse_port=processes > 1, print=None,
+                access_log=None, shutdown_timeout=30)
+    for child in children:  # the parent got SIGTERM/SIGINT and has drained: stop the others the same way
+        os.kill(child, signal.SIGTERM)
+        os.waitpid(child, 0)
+    return 0

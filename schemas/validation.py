@@ -1,0 +1,225 @@
+"""What makes a Segment message acceptable, as pure functions shared by the SDK, the gateway, the importer
+and the stream worker: each call type's required fields, an identity, parsable timestamps, and limits on
+size and structure. Every rejection is a ValidationError that names the field and, for limits, the limit.
+
+`clean()` also turns the Python values analytics-python accepts (datetime, date, Decimal, UUID, Enum,
+tuples, sets) into JSON values, as analytics-python does, and refuses what cannot be encoded (NaN,
+lone surrogates, arbitrary objects) instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+import orjson
+
+from schemas.envelope import CALL_TYPES
+from schemas.errors import FinalError
+
+REASONS: Final = (
+    "invalid.json",            # not a JSON object (file import)
+    "invalid.type",            # type missing or not a Segment call type
+    "invalid.identity",        # neither userId nor anonymousId
+    "invalid.missing_field",   # a field the call type requires (track: event, group: groupId, alias: previousId)
+    "invalid.field_type",      # a well-known field holding the wrong JSON type
+    "invalid.timestamp",       # a timestamp that is not ISO-8601
+    "invalid.unencodable",     # a value JSON cannot carry: NaN, lone surrogate, an object
+    "limit.event_size",        # serialized event over Limits.event_bytes
+    "limit.depth",             # nesting deeper than Limits.depth
+    "limit.keys",              # an object or array with more than Limits.keys entries
+    "limit.string",            # a string longer than Limits.string_chars
+)
+
+_ID_FIELDS: Final = ("userId", "anonymousId", "groupId", "previousId")
+_STRING_FIELDS: Final = ("messageId", "event", "name", "category", "writeKey", "channel")
+_OBJECT_FIELDS: Final = ("properties", "traits", "context", "integrations")
+TIMESTAMP_FIELDS: Final = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
+REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
+    "track": ("event",), "identify": (), "page": (), "screen": (), "group": ("groupId",),
+    "alias": ("previousId", "userId"),
+}
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Segment's published limits (32 KB per event, 500 KB per batch) plus structure limits of our own."""
+
+    event_bytes: int = 32 * 1024
+    batch_bytes: int = 500 * 1024
+    depth: int = 32
+    keys: int = 1000
+    string_chars: int = 16 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("event_bytes", "batch_bytes", "depth", "keys", "string_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be positive")
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+class ValidationError(FinalError, ValueError):
+    """A message we refuse. `field` is a path like `properties.items[3].price`; `limit` the bound broken."""
+
+    def __init__(self, reason: str, field: str, message: str, limit: int | None = None) -> None:
+        super().__init__(reason, f"{field}: {message}" if field else message)
+        self.field = field
+        self.limit = limit
+
+
+def clean(value: Any, path: str, limits: Limits = DEFAULT_LIMITS, depth: int = 1) -> Any:
+    """A JSON-ready copy of `value`, converted like analytics-python, or ValidationError naming the path."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > limits.string_chars:
+            raise ValidationError("limit.string", path, f"string of {len(value)} characters is over the limit "
+                                  f"of {limits.string_chars}", limits.string_chars)
+        if not value.isascii():
+            _check_text(value, path)
+        return value
+    if value is None or kind is bool:
+        return value
+    if kind is int:
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise ValidationError("invalid.unencodable", path, "integer outside the 64-bit range")
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise ValidationError("invalid.unencodable", path, f"{value} is not a JSON number")
+        return value
+    if kind is dict or kind is list or isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        return _container(value, path, limits, depth)
+    return clean(_convert(value, path), path, limits, depth)
+
+
+def _container(value: Any, path: str, limits: Limits, depth: int) -> Any:
+    if depth > limits.depth:
+        raise ValidationError("limit.depth", path, f"nested deeper than the limit of {limits.depth}", limits.depth)
+    if len(value) > limits.keys:
+        raise ValidationError("limit.keys", path, f"{len(value)} entries is over the limit of {limits.keys}",
+                              limits.keys)
+    # Hot path: plain ASCII strings, ints, floats, bools and None are checked inline; anything else
+    # (and any value that fails the quick check) goes through clean() with its path, which names it.
+    longest, lo, hi = limits.string_chars, _INT64[0], _INT64[1]
+    if type(value) is dict or isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for raw_key, item in value.items():
+            key = raw_key if type(raw_key) is str and raw_key.isascii() else _key(raw_key, path, limits)
+            kind = type(item)
+            if (kind is str and len(item) <= longest and item.isascii()) or item is None or kind is bool \
+                    or (kind is int and lo <= item <= hi) or (kind is float and math.isfinite(item)):
+                out[key] = item
+            else:
+                out[key] = clean(item, f"{path}.{key}" if path else key, limits, depth + 1)
+        return out
+    items = []
+    for index, item in enumerate(value):
+        kind = type(item)
+        if (kind is str and len(item) <= longest and item.isascii()) or item is None or kind is bool \
+                or (kind is int and lo <= item <= hi) or (kind is float and math.isfinite(item)):
+            items.append(item)
+        else:
+            items.append(clean(item, f"{path}[{index}]", limits, depth + 1))
+    return items
+
+
+def _convert(value: Any, path: str) -> Any:
+    """analytics-python's conversions: datetimes as ISO-8601, Decimal as float, UUID as text, Enum by value."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bool | int | float | str):  # subclasses (IntEnum handled above, numpy-free)
+        return (bool if isinstance(value, bool) else int if isinstance(value, int) else
+                float if isinstance(value, float) else str)(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationError("invalid.unencodable", path, "bytes that are not UTF-8 text") from None
+    raise ValidationError("invalid.unencodable", path, f"a {type(value).__name__} cannot be sent as JSON")
+
+
+def _key(key: Any, path: str, limits: Limits) -> str:
+    if type(key) is str:
+        if not key.isascii():
+            _check_text(key, path)
+        return key
+    if type(key) is int or isinstance(key, (float, bool)) or key is None:
+        return str(orjson.dumps(key), "utf-8")  # what json.dumps does with such keys
+    raise ValidationError("invalid.unencodable", path, f"an object key of type {type(key).__name__}")
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("invalid.unencodable", path, "text with a lone surrogate is not valid Unicode") \
+            from None
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """ISO-8601 with an offset; a naive time is taken as UTC (what Segment's server does)."""
+    parsed = dt.datetime.fromisoformat(text.strip())
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def check_message(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> int:
+    """Raise ValidationError for the first problem; return the message's size as JSON bytes.
+
+    Expects JSON values (as parsed from a request, or after clean()); checks structure limits too.
+    """
+    call = message.get("type")
+    if call not in CALL_TYPES:
+        raise ValidationError("invalid.type", "type", f"must be one of {', '.join(CALL_TYPES)}, got {call!r}"
+                              if isinstance(call, str) or call is None else "must be a string")
+    for field in _ID_FIELDS + _STRING_FIELDS:
+        value = message.get(field)
+        if value is not None and not isinstance(value, str):
+            raise ValidationError("invalid.field_type", field, f"must be a string, got {type(value).__name__}")
+    if not message.get("userId") and not message.get("anonymousId"):
+        raise ValidationError("invalid.identity", "userId", "userId or anonymousId is required")
+    for field in REQUIRED[call]:
+        if not message.get(field):
+            raise ValidationError("invalid.missing_field", field, f"{call} requires {field}")
+    for field in _OBJECT_FIELDS:
+        value = message.get(field)
+        if value is not None and not isinstance(value, dict):
+            raise ValidationError("invalid.field_type", field, f"must be an object, got {type(value).__name__}")
+    for field in TIMESTAMP_FIELDS:
+        value = message.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValidationError("invalid.timestamp", field, "must be an ISO-8601 string")
+        try:
+            parse_timestamp(value)
+        except ValueError:
+            raise ValidationError("invalid.timestamp", field, "is not an ISO-8601 timestamp") from None
+    return size_of(message, limits)
+
+
+def size_of(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> int:
+    """The message's JSON size, refusing it over the event limit; names the first field at fault otherwise."""
+    try:
+        size = len(orjson.dumps(message))
+    except (TypeError, orjson.JSONEncodeError):
+        clean(dict(message), "", limits)  # names the field (depth, keys, text, type)
+        raise ValidationError("invalid.unencodable", "", "the message cannot be encoded as JSON") from None
+    if size > limits.event_bytes:
+        raise ValidationError("limit.event_size", "", f"event is {size} bytes, over the limit of "
+                              f"{limits.event_bytes}", limits.event_bytes)
+    return size
