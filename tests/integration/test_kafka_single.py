@@ -5,35 +5,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from eventrouter.localkafka import LocalKafka
 from schemas import EventCodec
-from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+from schemas.kafka import ensure_topics, producer_settings
+from tests.integration.kafka_helpers import consume_all
 from tests.unit.schemas.test_codec import CALLS, full_message
 
 pytestmark = pytest.mark.kafka
 
 
 def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[bytes]:
-    import time
-
-    consumer = Consumer(consumer_settings(bootstrap, f"g-{uuid.uuid4().hex[:8]}"))
-    consumer.subscribe([topic])
-    out: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=500, timeout=0.5):
-                if msg.error() is None:
-                    out.append(msg.value())
-    finally:
-        consumer.close()
-    return out
+    return [m.value() for m in consume_all(bootstrap, topic, expected, timeout)]
 
 
 def test_every_call_type_round_trips_through_kafka_as_avro(bootstrap: str, topic_name: str) -> None:

@@ -1,0 +1,71 @@
+"""SDK message building: analytics-python's semantics, with errors instead of silent drops."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+import pytest
+
+from producers.messages import build, message_id
+from schemas.validation import ValidationError
+
+NOW = dt.datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+def test_sets_message_id_original_timestamp_and_sent_at() -> None:
+    message = build("track", {"userId": "u", "event": "E"}, write_key="wk", now=NOW)
+    assert uuid.UUID(message["messageId"]).version == 4
+    assert message["originalTimestamp"] == message["sentAt"] == "2026-11-26T10:00:00.123+00:00"
+    assert "timestamp" not in message  # the router corrects skew from originalTimestamp/sentAt
+    assert message["writeKey"] == "wk"
+    assert message["context"]["library"]["name"] == "eventrouter-python"
+
+
+def test_explicit_timestamp_is_authoritative_and_naive_means_utc() -> None:
+    message = build("track", {"userId": "u", "event": "E", "timestamp": dt.datetime(2020, 5, 1, 12)},
+                    write_key=None, now=NOW)
+    assert message["timestamp"] == message["originalTimestamp"] == "2020-05-01T12:00:00.000+00:00"
+    assert message["sentAt"] == "2026-11-26T10:00:00.123+00:00"
+
+
+def test_numeric_and_uuid_ids_become_text_and_caller_message_id_is_kept() -> None:
+    message = build("group", {"userId": 42, "groupId": uuid.UUID(int=1), "messageId": "mine"}, write_key=None,
+                    now=NOW)
+    assert (message["userId"], message["groupId"], message["messageId"]) == (
+        "42", "00000000-0000-0000-0000-000000000001", "mine")
+
+
+def test_caller_context_is_kept_and_library_added() -> None:
+    message = build("page", {"anonymousId": "a", "name": "Home", "context": {"ip": "203.0.113.1"}},
+                    write_key=None, now=NOW)
+    assert message["context"]["ip"] == "203.0.113.1"
+    assert "library" in message["context"]
+
+
+def test_mutating_properties_after_the_call_does_not_change_the_event() -> None:
+    properties = {"items": [1, 2]}
+    message = build("track", {"userId": "u", "event": "E", "properties": properties}, write_key=None, now=NOW)
+    properties["items"].append(3)
+    assert message["properties"] == {"items": [1, 2]}
+
+
+@pytest.mark.parametrize(("call", "fields", "words"), [
+    ("track", {"userId": "u"}, "event: track requires event"),
+    ("track", {"event": "E"}, "userId or anonymousId is required"),
+    ("track", {"userId": "u", "event": "E", "properties": "nope"}, "properties: must be a dict"),
+    ("track", {"userId": 1.5, "event": "E"}, "userId: must be a string or a number"),
+    ("track", {"userId": "u", "event": "E", "timestamp": "soon"}, "timestamp: must be a datetime"),
+    ("identify", {"userId": "u", "traits": {"bad": "\udcff"}}, "traits.bad: text with a lone surrogate"),
+    ("track", {"userId": "u", "event": "E", "properties": {"x": "y" * 40_000}}, "limit of 16384"),
+])
+def test_bad_calls_raise_naming_the_field(call: str, fields: dict[str, object], words: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        build(call, fields, write_key=None, now=NOW)
+
+
+def test_message_ids_are_version_4_uuids_and_distinct() -> None:
+    ids = {message_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in list(ids)[:100])

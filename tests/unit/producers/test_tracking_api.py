@@ -1,0 +1,103 @@
+"""The gateway's decisions, without a server: auth, bodies, batches, rejections."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from typing import Any
+
+import orjson
+import pytest
+
+from producers.tracking_api import RequestError, basic_auth_user, dead_letter_bytes, parse_request, read_body
+from schemas.validation import Limits
+
+LIMITS = Limits()
+
+
+def parse(call: str, body: Any, auth: str | None = "wk") -> Any:
+    ids = iter(f"gen-{i}" for i in range(1000))
+    return parse_request(call, body, auth, is_known={"wk"}.__contains__, received_at="2026-11-26T10:00:00.000Z",
+                         new_id=lambda: next(ids), limits=LIMITS)
+
+
+def test_basic_auth_username_is_the_write_key() -> None:
+    header = "Basic " + base64.b64encode(b"wk_live:").decode()
+    assert basic_auth_user(header) == "wk_live"
+    assert basic_auth_user("Basic !!!") is None
+    assert basic_auth_user("Bearer x") is None
+    assert basic_auth_user(None) is None
+
+
+def test_write_key_in_body_when_no_auth_header() -> None:
+    parsed = parse("track", {"writeKey": "wk", "userId": "u", "event": "E"}, auth=None)
+    assert parsed.accepted[0]["writeKey"] == "wk"
+
+
+@pytest.mark.parametrize("auth", [None, "other"])
+def test_missing_or_unknown_write_key_is_401(auth: str | None) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse("track", {"userId": "u", "event": "E"}, auth=auth)
+    assert caught.value.status == 401
+    assert "other" not in caught.value.message  # the key is never echoed
+
+
+def test_single_event_gets_type_from_path_and_gateway_fields() -> None:
+    event = parse("identify", {"userId": 7, "traits": {"a": 1}}).accepted[0]
+    assert event["type"] == "identify"
+    assert event["userId"] == "7"
+    assert event["receivedAt"] == "2026-11-26T10:00:00.000Z"
+    assert event["messageId"] == "gen-0"
+
+
+def test_invalid_single_event_is_400_with_reason() -> None:
+    with pytest.raises(RequestError) as caught:
+        parse("track", {"userId": "u"})
+    assert (caught.value.status, caught.value.code) == (400, "invalid.missing_field")
+
+
+def test_batch_inherits_context_integrations_and_sent_at_and_reports_rejections() -> None:
+    body = {"batch": [{"type": "track", "userId": "u", "event": "A", "messageId": "m1", "context": {"ip": "1.2.3.4"}},
+                      {"type": "track", "event": "B", "messageId": "m2"},
+                      "not an object",
+                      {"type": "page", "anonymousId": "a", "sentAt": "2026-01-01T00:00:00Z"}],
+            "context": {"ip": "9.9.9.9", "locale": "fr-FR"}, "integrations": {"All": False},
+            "sentAt": "2026-11-26T09:59:59.000Z"}
+    parsed = parse("batch", body)
+    first, page = parsed.accepted
+    assert first["context"] == {"ip": "1.2.3.4", "locale": "fr-FR"}
+    assert first["integrations"] == {"All": False}
+    assert first["sentAt"] == "2026-11-26T09:59:59.000Z"
+    assert page["sentAt"] == "2026-01-01T00:00:00Z"
+    assert [r.report() for r in parsed.rejected] == [
+        {"index": 1, "messageId": "m2", "reason": "invalid.identity",
+         "message": "userId: userId or anonymousId is required"},
+        {"index": 2, "messageId": None, "reason": "invalid.field_type",
+         "message": "batch[2]: an event must be a JSON object"}]
+
+
+def test_batch_must_be_a_list() -> None:
+    with pytest.raises(RequestError, match="batch must be a JSON array"):
+        parse("batch", {"batch": {"type": "track"}})
+
+
+def test_gzip_body_is_read_and_a_gzip_bomb_refused() -> None:
+    assert read_body(gzip.compress(b'{"a": 1}'), "gzip", 100) == {"a": 1}
+    with pytest.raises(RequestError) as caught:
+        read_body(gzip.compress(b" " * 10_000_000), "gzip", 500 * 1024)
+    assert caught.value.code == "too_large"
+    with pytest.raises(RequestError, match="not valid gzip"):
+        read_body(b"plain", "gzip", 100)
+    with pytest.raises(RequestError, match="truncated"):
+        read_body(gzip.compress(b'{"a": 1}')[:-6], "gzip", 100)
+
+
+@pytest.mark.parametrize(("raw", "code"), [(b"{", "bad_json"), (b"x" * 101, "too_large"), (b'{"a": NaN}', "bad_json")])
+def test_malformed_or_oversized_body_is_400(raw: bytes, code: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        read_body(raw, None, 100)
+    assert (caught.value.status, caught.value.code) == (400, code)
+
+
+def test_dead_letter_bytes_drop_the_write_key() -> None:
+    assert orjson.loads(dead_letter_bytes({"writeKey": "secret", "event": "E"})) == {"event": "E"}
