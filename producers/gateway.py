@@ -15,7 +15,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from producers.publisher import DeliveryError, Publisher, QueueFullError
 from producers.tracking_api import (
     BATCH_PATHS,
     SINGLE_PATHS,
+    Rejection,
     RequestError,
     basic_auth_user,
     dead_letter_bytes,
@@ -132,7 +134,8 @@ class Gateway:
                 log.warning("refused request path=/v1/%s reason=auth peer=%s", call, request.remote)
             return web.json_response(exc.body(), status=exc.status)
         try:
-            await asyncio.wait_for(self._publish(call, parsed.accepted, parsed.rejected), self.settings.ack_timeout)
+            async with asyncio.timeout(self.settings.ack_timeout):
+                await self._publish(call, parsed.accepted, parsed.rejected)
         except (TimeoutError, DeliveryError, QueueFullError) as exc:
             log.warning("kafka did not acknowledge path=/v1/%s events=%d: %s", call, len(parsed.accepted), exc)
             return web.json_response({"success": False, "code": "kafka_unavailable",
@@ -144,41 +147,56 @@ class Gateway:
             reply["rejected"] = [r.report() for r in parsed.rejected]
         return web.Response(body=orjson.dumps(reply), content_type="application/json")
 
-    async def _publish(self, call: str, accepted: Iterable[dict[str, Any]], rejected: Iterable[Any]) -> None:
+    async def _publish(self, call: str, accepted: list[dict[str, Any]], rejected: list[Rejection]) -> None:
         assert self._raw is not None and self._invalid is not None, "gateway not started"
-        loop = asyncio.get_running_loop()
-        waits = []
+        acks = _Acks(asyncio.get_running_loop(), len(accepted) + len(rejected))
+        raw_done, invalid_done = acks.callback(self._raw), acks.callback(self._invalid)
         for message in accepted:
-            value = self._codec.encode(message)
-            waits.append(_send(loop, self._raw, value, message.get("userId") or message.get("anonymousId")))
+            self._raw.publish(self._codec.encode(message), message.get("userId") or message.get("anonymousId"),
+                              callback=raw_done)
         for rejection in rejected:
             record = dead_letter(reason=rejection.reason, message=rejection.message, stage="gateway",
                                  original=dead_letter_bytes(rejection.event), source_topic=f"http:/v1/{call}",
                                  source_offset=rejection.index, message_id=rejection.report()["messageId"])
-            waits.append(_send(loop, self._invalid, self._deadletters.encode(record), None))
-        if waits:
-            await asyncio.gather(*waits)
+            self._invalid.publish(self._deadletters.encode(record), None, callback=invalid_done)
+        await acks.all_acknowledged()
 
 
-def _send(loop: asyncio.AbstractEventLoop, publisher: Publisher, value: bytes,
-          key: str | None) -> asyncio.Future[None]:
-    future: asyncio.Future[None] = loop.create_future()
+class _Acks:
+    """Counts one request's delivery reports and wakes its handler once, when all are in: one
+    cross-thread wake-up per request, not one per event."""
 
-    def delivered(err: KafkaError | None, _msg: Message) -> None:
-        publisher.settle(err)
-        loop.call_soon_threadsafe(_settle, future, err)
+    def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.pending = expected
+        self.error: str | None = None
+        self._lock = threading.Lock()  # reports arrive on the loop's thread and on the poller's
 
-    publisher.publish(value, key, callback=delivered)
-    return future
+    def callback(self, publisher: Publisher) -> Callable[[KafkaError | None, Message], None]:
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            publisher.settle(err)
+            with self._lock:
+                if err is not None and self.error is None:
+                    self.error = err.str()
+                self.pending -= 1
+                done = self.pending == 0
+            if done:
+                self.loop.call_soon_threadsafe(self._finish)
+        return delivered
 
+    async def all_acknowledged(self) -> None:
+        if self.pending == 0:  # nothing was sent
+            self._finish()
+        await self.future
 
-def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
-    if future.done():
-        return
-    if err is None:
-        future.set_result(None)
-    else:
-        future.set_exception(DeliveryError(err.str()))
+    def _finish(self) -> None:
+        if self.future.done():
+            return
+        if self.error is None:
+            self.future.set_result(None)
+        else:
+            self.future.set_exception(DeliveryError(self.error))
 
 
 async def _read_capped(request: web.Request, cap: int) -> bytes:

@@ -17,7 +17,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_message, clean, parse_timestamp
+from schemas.validation import (
+    DEFAULT_LIMITS,
+    Limits,
+    ValidationError,
+    check_call,
+    clean,
+    parse_timestamp,
+    size_of,
+)
 
 LIBRARY = {"name": "eventrouter-python", "version": "0.1.0"}
 
@@ -98,8 +106,9 @@ def build(call: str, fields: Mapping[str, Any], *, write_key: str | None, now: d
         mapping = _object(fields.get(field), field, limits)
         if mapping is not None:
             message[field] = mapping
-    context = _object(fields.get("context"), "context", limits) or {}
-    context.setdefault("library", LIBRARY)
-    message["context"] = context
-    check_message(message, limits)
+    context = _object(fields.get("context"), "context", limits)
+    message["context"] = {"library": LIBRARY} if not context else \
+        context if "library" in context else {**context, "library": LIBRARY}
+    check_call(message)  # the rest (types, timestamps) holds by construction
+    size_of(message, limits)
     return message

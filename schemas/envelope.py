@@ -18,11 +18,11 @@ from schemas.errors import EncodeError
 
 CALL_TYPES: Final = ("track", "identify", "page", "screen", "group", "alias")
 
-_TOP_STRINGS: Final = (
+_TOP_STRINGS: Final = frozenset((
     "writeKey", "userId", "anonymousId", "originalTimestamp", "sentAt", "receivedAt", "timestamp",
     "event", "name", "category", "groupId", "previousId", "channel",
-)
-_TOP_JSON: Final = ("integrations", "properties", "traits")
+))
+_TOP_JSON: Final = frozenset(("integrations", "properties", "traits"))
 
 # The typed shape of `context`: str means a string field, a dict a nested record,
 # "map_bool" a map of booleans. Must agree with schemas/avro/event.avsc.

@@ -39,6 +39,7 @@ REASONS: Final = (
 
 _ID_FIELDS: Final = ("userId", "anonymousId", "groupId", "previousId")
 _STRING_FIELDS: Final = ("messageId", "event", "name", "category", "writeKey", "channel")
+_TEXT_FIELDS: Final = _ID_FIELDS + _STRING_FIELDS
 _OBJECT_FIELDS: Final = ("properties", "traits", "context", "integrations")
 TIMESTAMP_FIELDS: Final = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
 REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
@@ -109,27 +110,44 @@ def _container(value: Any, path: str, limits: Limits, depth: int) -> Any:
                               limits.keys)
     # Hot path: plain ASCII strings, ints, floats, bools and None are checked inline; anything else
     # (and any value that fails the quick check) goes through clean() with its path, which names it.
+    # A plain dict or list that needs no conversion is returned as it is (no copy): callers serialize
+    # at once, so sharing it is safe, and copying was a third of the SDK's per-call cost.
     longest, lo, hi = limits.string_chars, _INT64[0], _INT64[1]
-    if type(value) is dict or isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for raw_key, item in value.items():
-            key = raw_key if type(raw_key) is str and raw_key.isascii() else _key(raw_key, path, limits)
+    if type(value) is dict:
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                return _copy_mapping(value, path, limits, depth)
             kind = type(item)
             if (kind is str and len(item) <= longest and item.isascii()) or item is None or kind is bool \
                     or (kind is int and lo <= item <= hi) or (kind is float and math.isfinite(item)):
-                out[key] = item
-            else:
-                out[key] = clean(item, f"{path}.{key}" if path else key, limits, depth + 1)
-        return out
+                continue
+            new = clean(item, f"{path}.{key}" if path else key, limits, depth + 1)
+            if new is not item:
+                changed = changed if changed is not None else {}
+                changed[key] = new
+        return value if changed is None else {**value, **changed}
+    if isinstance(value, Mapping):
+        return _copy_mapping(value, path, limits, depth)
     items = []
+    copy = type(value) is not list
     for index, item in enumerate(value):
         kind = type(item)
-        if (kind is str and len(item) <= longest and item.isascii()) or item is None or kind is bool \
-                or (kind is int and lo <= item <= hi) or (kind is float and math.isfinite(item)):
-            items.append(item)
-        else:
-            items.append(clean(item, f"{path}[{index}]", limits, depth + 1))
-    return items
+        if not ((kind is str and len(item) <= longest and item.isascii()) or item is None or kind is bool
+                or (kind is int and lo <= item <= hi) or (kind is float and math.isfinite(item))):
+            new = clean(item, f"{path}[{index}]", limits, depth + 1)
+            copy = copy or new is not item
+            item = new  # noqa: PLW2901 - the cleaned item replaces the original
+        items.append(item)
+    return items if copy else value
+
+
+def _copy_mapping(value: Mapping[Any, Any], path: str, limits: Limits, depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for raw_key, item in value.items():
+        key = _key(raw_key, path, limits)
+        out[key] = clean(item, f"{path}.{key}" if path else key, limits, depth + 1)
+    return out
 
 
 def _convert(value: Any, path: str) -> Any:
@@ -180,21 +198,9 @@ def parse_timestamp(text: str) -> dt.datetime:
 def check_message(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> int:
     """Raise ValidationError for the first problem; return the message's size as JSON bytes.
 
-    Expects JSON values (as parsed from a request, or after clean()); checks structure limits too.
+    Expects JSON values (as parsed from a request, or after clean()).
     """
-    call = message.get("type")
-    if call not in CALL_TYPES:
-        raise ValidationError("invalid.type", "type", f"must be one of {', '.join(CALL_TYPES)}, got {call!r}"
-                              if isinstance(call, str) or call is None else "must be a string")
-    for field in _ID_FIELDS + _STRING_FIELDS:
-        value = message.get(field)
-        if value is not None and not isinstance(value, str):
-            raise ValidationError("invalid.field_type", field, f"must be a string, got {type(value).__name__}")
-    if not message.get("userId") and not message.get("anonymousId"):
-        raise ValidationError("invalid.identity", "userId", "userId or anonymousId is required")
-    for field in REQUIRED[call]:
-        if not message.get(field):
-            raise ValidationError("invalid.missing_field", field, f"{call} requires {field}")
+    check_call(message)
     for field in _OBJECT_FIELDS:
         value = message.get(field)
         if value is not None and not isinstance(value, dict):
@@ -210,6 +216,23 @@ def check_message(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
         except ValueError:
             raise ValidationError("invalid.timestamp", field, "is not an ISO-8601 timestamp") from None
     return size_of(message, limits)
+
+
+def check_call(message: Mapping[str, Any]) -> None:
+    """The call type, its required fields, an identity, and string ids."""
+    call = message.get("type")
+    if call not in CALL_TYPES:
+        raise ValidationError("invalid.type", "type", f"must be one of {', '.join(CALL_TYPES)}, got {call!r}"
+                              if isinstance(call, str) or call is None else "must be a string")
+    for field in _TEXT_FIELDS:
+        value = message.get(field)
+        if value is not None and not isinstance(value, str):
+            raise ValidationError("invalid.field_type", field, f"must be a string, got {type(value).__name__}")
+    if not message.get("userId") and not message.get("anonymousId"):
+        raise ValidationError("invalid.identity", "userId", "userId or anonymousId is required")
+    for field in REQUIRED[call]:
+        if not message.get(field):
+            raise ValidationError("invalid.missing_field", field, f"{call} requires {field}")
 
 
 def size_of(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> int:

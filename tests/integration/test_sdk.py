@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import multiprocessing
 import subprocess
@@ -54,10 +55,14 @@ def test_every_call_type_round_trips_with_every_field(bootstrap: str) -> None:
                 extra["anonymous_id"] = "anon-1"
             ok, message = getattr(analytics, call)(**args, **extra)
             assert ok
-            sent[message["messageId"]] = message
+            sent[message["messageId"]] = copy.deepcopy(message)
+        mutable = {"items": [1, 2]}
+        _ok, message = analytics.track("u-1", "Mutated Later", mutable, message_id="mid-mutated")
+        sent["mid-mutated"] = copy.deepcopy(message)
+        mutable["items"].append(3)  # after the call: the event was encoded at the call, so it is unaffected
         assert analytics.flush() == 0
-        assert analytics.stats()["acked"] == 6
-    records = consume_all(bootstrap, topics.raw, 6)
+        assert analytics.stats()["acked"] == 7
+    records = consume_all(bootstrap, topics.raw, 7)
     received = {CODEC.decode(r.value())["messageId"]: (CODEC.decode(r.value()), r) for r in records}
     assert received.keys() == sent.keys()
     for message_id, (message, record) in received.items():

@@ -44,13 +44,6 @@ def test_caller_context_is_kept_and_library_added() -> None:
     assert "library" in message["context"]
 
 
-def test_mutating_properties_after_the_call_does_not_change_the_event() -> None:
-    properties = {"items": [1, 2]}
-    message = build("track", {"userId": "u", "event": "E", "properties": properties}, write_key=None, now=NOW)
-    properties["items"].append(3)
-    assert message["properties"] == {"items": [1, 2]}
-
-
 @pytest.mark.parametrize(("call", "fields", "words"), [
     ("track", {"userId": "u"}, "event: track requires event"),
     ("track", {"event": "E"}, "userId or anonymousId is required"),

@@ -1,0 +1,71 @@
+"""What every benchmark needs: its own broker, CPU and memory from /proc, percentiles, results on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eventrouter import paths
+from eventrouter.localkafka import LocalKafka
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def start_kafka() -> tuple[LocalKafka, str]:
+    """A single-node broker of the benchmark's own, in a temporary state directory."""
+    kafka = LocalKafka(Path(tempfile.mkdtemp(prefix="eventrouter-bench-")), paths.cache_dir())
+    status = kafka.start(nodes=1)
+    assert status.bootstrap is not None
+    return kafka, status.bootstrap
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_mib(pid: int | None = None) -> float:
+    for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def track_corpus(n: int, seed: int = 42) -> list[tuple[str, str, dict[str, Any]]]:
+    """Deterministic server-side track calls (user, event, properties), ~400 bytes as JSON."""
+    rng = random.Random(seed)
+    names = ["Order Completed", "Product Viewed", "Signed Up", "Subscription Renewed", "Cart Updated"]
+    corpus = []
+    for i in range(n):
+        properties = {"order_id": f"o-{rng.randrange(10**8)}", "revenue": round(rng.uniform(1, 500), 2),
+                      "currency": "EUR", "coupon": None, "items": rng.randrange(1, 9),
+                      "products": [{"product_id": f"sku-{rng.randrange(10**5)}", "price": round(rng.uniform(1, 99), 2),
+                                    "quantity": rng.randrange(1, 4)} for _ in range(2)],
+                      "plan": rng.choice(["free", "pro", "team"]), "first_purchase": rng.random() < 0.2}
+        corpus.append((f"user-{rng.randrange(10_000)}", names[i % len(names)], properties))
+    return corpus
+
+
+def write_result(name: str, result: dict[str, Any], table: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    result = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **result}
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(table + "\n")
+    print(table)
