@@ -1,6 +1,7 @@
-"""The main job, for now: embedded Kafka up, every Segment call type through Kafka as Avro and back.
+"""The main job, for now: embedded Kafka up; events of every call type in through the SDK, the HTTP
+gateway and a file import; read back from the raw topic and counted.
 
-Later issues grow this into the whole pipeline (gateway, worker, forwarders, vendor stand-ins).
+Later issues grow this into the whole pipeline (worker, forwarders, vendor stand-ins).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 from eventrouter.localkafka import LocalKafka
 from schemas import EventCodec, Topics
-from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+from schemas.kafka import consumer_settings, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -66,43 +67,130 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
 
 
 def _round_trip(bootstrap: str, count: int) -> int:
+    """Events in through all three doors (SDK, HTTP gateway, file import), read back from the raw topic."""
+    from producers import Analytics
+
     topics = Topics("demo")
-    ensure_topics(bootstrap, [topics.raw], partitions=3)
-    codec = EventCodec()
+    ensure_topics(bootstrap, [topics.raw, topics.invalid], partitions=3)
     calls = sample_calls(count)
-    acked: list[str] = []
-    failed: list[str] = []
+    third = count // 3
+    sent: dict[str, dict[str, Any]] = {}
 
-    def on_delivery(err: Any, msg: Any) -> None:
-        (failed if err is not None else acked).append(msg.key().decode())
-
-    producer = Producer(producer_settings(bootstrap))
     t0 = time.monotonic()
-    for call in calls:
-        producer.produce(topics.raw, value=codec.encode(call), key=call["userId"].encode(),
-                         headers={"messageId": call["messageId"]}, on_delivery=on_delivery)
-        producer.poll(0)
-    remaining = producer.flush(30)
-    produce_s = time.monotonic() - t0
+    with Analytics("wk_demo", bootstrap, topic=topics.raw) as analytics:
+        for call in calls[:third]:
+            sent[call["messageId"]] = _sdk_call(analytics, call)
+        sdk_pending = analytics.flush(30)
+        sdk_stats = analytics.stats()
+    print(f"SDK: {third} calls, acked {sdk_stats['acked']}, failed {sdk_stats['failed']}, "
+          f"pending {sdk_pending} ({time.monotonic() - t0:.2f}s)", flush=True)
+
+    gateway_calls = calls[third:2 * third]
+    accepted, rejected = _through_gateway(bootstrap, topics, gateway_calls)
+    sent.update({c["messageId"]: c for c in gateway_calls})
+    print(f"gateway: {len(gateway_calls)} events + 2 invalid in batches of 50: accepted {accepted}, "
+          f"rejected {rejected} (to {topics.invalid}, with reasons)", flush=True)
+
+    import_calls = calls[2 * third:]
+    published = _through_import(bootstrap, topics, import_calls)
+    sent.update({c["messageId"]: c for c in import_calls})
+    print(f"import: {len(import_calls)} lines, published {published}", flush=True)
+
+    received = _read_back(bootstrap, topics.raw, len(sent))
+    per_type: dict[str, int] = {}
+    for event in received.values():
+        per_type[event["type"]] = per_type.get(event["type"], 0) + 1
+    print("received per call type: " + ", ".join(f"{k}={v}" for k, v in sorted(per_type.items())))
+    lost = len(set(sent) - set(received))
+    print(f"summary: sent={len(sent)} received={len(received)} invalid_reported={rejected} lost={lost}")
+    return 0 if lost == 0 and rejected == 2 else 1
+
+
+def _sdk_call(analytics: Any, call: dict[str, Any]) -> dict[str, Any]:
+    kind = call["type"]
+    common = {"context": call["context"], "message_id": call["messageId"]}
+    if kind == "track":
+        _ok, message = analytics.track(call["userId"], call["event"], call["properties"], **common)
+    elif kind == "identify":
+        _ok, message = analytics.identify(call["userId"], call["traits"], **common)
+    elif kind in ("page", "screen"):
+        _ok, message = getattr(analytics, kind)(call["userId"], call.get("category"), call["name"],
+                                               call["properties"], **common)
+    elif kind == "group":
+        _ok, message = analytics.group(call["userId"], call["groupId"], call["traits"], **common)
+    else:
+        _ok, message = analytics.alias(call["previousId"], call["userId"], **common)
+    return dict(message)
+
+
+def _through_gateway(bootstrap: str, topics: Topics, calls: list[dict[str, Any]]) -> tuple[int, int]:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gateway = subprocess.Popen([sys.executable, "-m", "eventrouter", "gateway", "--bootstrap-servers", bootstrap,
+                                "--topic-prefix", topics.prefix, "--write-key", "wk_demo", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    accepted = rejected = 0
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"{url}/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        batches = [calls[i:i + 50] for i in range(0, len(calls), 50)]
+        batches[-1] = [*batches[-1], {"type": "track", "userId": "u"}, {"type": "identify"}]  # two invalid events
+        for batch in batches:
+            reply = requests.post(f"{url}/v1/batch", json={"batch": batch}, auth=("wk_demo", ""), timeout=30)
+            reply.raise_for_status()
+            accepted += reply.json()["accepted"]
+            rejected += len(reply.json()["rejected"])
+    finally:
+        os.kill(gateway.pid, signal.SIGTERM)
+        gateway.wait(30)
+    return accepted, rejected
+
+
+def _through_import(bootstrap: str, topics: Topics, calls: list[dict[str, Any]]) -> int:
+    import gzip
+    import tempfile
+
+    import orjson
+
+    from producers.importer import Importer
+    from producers.publisher import Publisher
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / "export.jsonl.gz"
+        with gzip.open(export, "wb") as out:
+            out.writelines(orjson.dumps(call) + b"\n" for call in calls)
+        publisher = Publisher(bootstrap, topics.raw, name="eventrouter-demo-import")
+        importer = Importer(publisher, write_key="wk_demo", rejects=Path(tmp) / "rejects.jsonl",
+                            checkpoint=Path(tmp) / "checkpoint.json", progress=None)
+        summary = importer.run([export])
+        publisher.close()
+    return summary.published
+
+
+def _read_back(bootstrap: str, topic: str, expected: int) -> dict[str, dict[str, Any]]:
+    codec = EventCodec()
     consumer = Consumer(consumer_settings(bootstrap, f"demo-{uuid.uuid4().hex[:8]}"))
-    consumer.subscribe([topics.raw])
+    consumer.subscribe([topic])
     received: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + 60
-    while len(received) < len(acked) and time.monotonic() < deadline:
+    while len(received) < expected and time.monotonic() < deadline:
         for msg in consumer.consume(num_messages=500, timeout=1.0):
             if msg.error() is None:
                 event = codec.decode(msg.value())
                 received[event["messageId"]] = event
     consumer.close()
-    by_id = {c["messageId"]: c for c in calls}
-    identical = sum(1 for mid, ev in received.items() if by_id.get(mid) == ev)
-    per_type: dict[str, int] = {}
-    for ev in received.values():
-        per_type[ev["type"]] = per_type.get(ev["type"], 0) + 1
-    print(f"produced {len(calls)} events ({len(acked)} acked, {len(failed)} failed, {remaining} unflushed) "
-          f"in {produce_s:.2f}s")
-    print("received per call type: " + ", ".join(f"{k}={v}" for k, v in sorted(per_type.items())))
-    lost = len(acked) - len(received)
-    print(f"summary: sent={len(calls)} acked={len(acked)} received={len(received)} "
-          f"identical_after_round_trip={identical} lost={lost}")
-    return 0 if lost == 0 and identical == len(calls) and not failed else 1
+    return received

@@ -13,7 +13,6 @@ An accepted event is then acknowledged by Kafka or reported: `on_error(error, [m
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import threading
@@ -22,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from producers.messages import build
+from producers.messages import Clock, build
 from producers.publisher import DeliveryError, OnFull, Publisher, QueueFullError
 from schemas import EventCodec, Topics
 from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError
@@ -71,8 +70,13 @@ class Analytics:
         bootstrap = bootstrap_servers or os.environ.get("EVENTROUTER_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         config = {"queue.buffering.max.messages": max_queue_size, **(producer_config or {})}
         self._codec = EventCodec()
-        self._publisher = Publisher(bootstrap, topic or Topics().raw, on_delivery=self._delivered, config=config,
-                                    on_full=on_full, block_timeout=block_timeout, name="eventrouter-python")
+        self._clock = Clock()
+        options: dict[str, Any] = {"on_delivery": self._delivered, "config": config, "on_full": on_full,
+                                   "block_timeout": block_timeout, "name": "eventrouter-python"}
+        # Fire-and-forget calls hear back only about failures; calls that wait for their acknowledgement
+        # (sync_mode, the awaitable ones) use a second producer, made on first use, that reports each one.
+        self._publisher = Publisher(bootstrap, topic or Topics().raw, errors_only=True, **options)
+        self._acking = Publisher(bootstrap, topic or Topics().raw, **options)
 
     def __enter__(self) -> Analytics:
         return self
@@ -144,23 +148,26 @@ class Analytics:
     def flush(self, timeout: float | None = None) -> int:
         """Block until every queued event is acknowledged or reported; return how many are still pending
         (0 unless `timeout` ran out first)."""
-        return self._publisher.flush(timeout)
+        pending = self._publisher.flush(timeout)
+        return pending + self._acking.flush(timeout)
 
     def close(self, timeout: float | None = None) -> int:
         """Flush and stop. Also runs at interpreter exit and when a forked child exits."""
-        return self._publisher.close(timeout)
+        pending = self._publisher.close(timeout)
+        return pending + self._acking.close(timeout)
 
     join = shutdown = close  # analytics-python's names
 
     def stats(self) -> dict[str, int]:
-        c = self._publisher.counters
-        return {"queued": c.queued, "acked": c.acked, "failed": c.failed, "dropped": c.dropped,
-                "rejected": self.rejected, "in_flight": self._publisher.in_flight()}
+        a, b = self._publisher.snapshot(), self._acking.snapshot()
+        return {"queued": a.queued + b.queued, "acked": a.acked + b.acked, "failed": a.failed + b.failed,
+                "dropped": a.dropped + b.dropped, "rejected": self.rejected,
+                "in_flight": self._publisher.in_flight() + self._acking.in_flight()}
 
     # -- internals -------------------------------------------------------------------------------------
     def _prepare(self, call: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], bytes, str]:
         try:
-            message = build(call, fields, write_key=self.write_key, now=dt.datetime.now(dt.UTC), limits=self.limits)
+            message = build(call, fields, write_key=self.write_key, now=self._clock.now(), limits=self.limits)
         except ValidationError:
             with self._lock:
                 self.rejected += 1
@@ -188,11 +195,11 @@ class Analytics:
         outcome: list[KafkaError | None] = []
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
-            self._publisher.settle(err)
+            self._acking.settle(err)
             outcome.append(err)
             done.set()
 
-        self._publisher.publish(value, key, callback=delivered)
+        self._acking.publish(value, key, callback=delivered)
         if not done.wait(self.timeout):
             raise DeliveryError(f"no acknowledgement from Kafka within {self.timeout}s "
                                 f"(messageId {message['messageId']}; it may still be delivered)")
@@ -207,10 +214,10 @@ class Analytics:
         future: asyncio.Future[KafkaError | None] = loop.create_future()
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
-            self._publisher.settle(err)
+            self._acking.settle(err)
             loop.call_soon_threadsafe(_resolve, future, err)
 
-        self._publisher.publish(value, key, callback=delivered)
+        self._acking.publish(value, key, callback=delivered)
         err = await future
         if err is not None:
             raise DeliveryError(f"Kafka refused messageId {message['messageId']}: {err.str()}")

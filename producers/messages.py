@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -79,10 +80,27 @@ def _timestamp(value: Any) -> str:
     raise ValidationError("invalid.timestamp", "timestamp", "must be a datetime or an ISO-8601 string")
 
 
-def build(call: str, fields: Mapping[str, Any], *, write_key: str | None, now: dt.datetime,
+class Clock:
+    """ISO-8601 UTC text of the current millisecond. Formatting a datetime costs ~3 us; at thousands of
+    calls per second most calls fall in a millisecond already formatted."""
+
+    def __init__(self) -> None:
+        self._cached = (-1, "")  # one attribute, replaced whole: threads never see a torn pair
+
+    def now(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        cached = self._cached
+        if cached[0] != ms:
+            cached = (ms, iso(dt.datetime.fromtimestamp(ms / 1000, dt.UTC)))
+            self._cached = cached
+        return cached[1]
+
+
+def build(call: str, fields: Mapping[str, Any], *, write_key: str | None, now: dt.datetime | str,
           limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """A validated Segment message for one SDK call. `fields` uses Segment's camelCase names."""
-    sent_at = iso(now)
+    """A validated Segment message for one SDK call. `fields` uses Segment's camelCase names; `now` is
+    a datetime or ISO-8601 text (Clock.now())."""
+    sent_at = now if isinstance(now, str) else iso(now)
     explicit = fields.get("timestamp")
     message: dict[str, Any] = {
         "type": call,

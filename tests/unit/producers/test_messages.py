@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 import uuid
 
 import pytest
 
-from producers.messages import build, message_id
+from producers.messages import Clock, build, message_id
 from schemas.validation import ValidationError
 
 NOW = dt.datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=dt.UTC)
@@ -62,3 +63,14 @@ def test_message_ids_are_version_4_uuids_and_distinct() -> None:
     ids = {message_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in list(ids)[:100])
+
+
+def test_clock_gives_iso_utc_milliseconds_and_moves_on() -> None:
+    clock = Clock()
+    first = clock.now()
+    parsed = dt.datetime.fromisoformat(first)
+    assert parsed.tzinfo is not None and abs((dt.datetime.now(dt.UTC) - parsed).total_seconds()) < 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", first)
+    time.sleep(0.002)
+    assert clock.now() > first
+    assert build("track", {"userId": "u", "event": "E"}, write_key=None, now=first)["sentAt"] == first
