@@ -25,6 +25,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.avro_representation
+	$(BIN)/python -m bench.sdk
+	$(BIN)/python -m bench.gateway
 
 clean:
 	rm -rf $(VENV) .eventrouter .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import random
+import socket
 import tempfile
 import time
 from collections.abc import Sequence
@@ -60,6 +61,28 @@ def track_corpus(n: int, seed: int = 42) -> list[tuple[str, str, dict[str, Any]]
                       "plan": rng.choice(["free", "pro", "team"]), "first_purchase": rng.random() < 0.2}
         corpus.append((f"user-{rng.randrange(10_000)}", names[i % len(names)], properties))
     return corpus
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 10.0) -> None:
+    """Until `url` answers at all (any status)."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def write_result(name: str, result: dict[str, Any], table: str) -> None:

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.common import cpu_seconds, percentile, start_kafka, track_corpus, write_result
+from bench.common import cpu_seconds, free_port, percentile, start_kafka, track_corpus, wait_http, write_result
 from schemas import Topics
 from schemas.kafka import ensure_topics
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _bodies(n: int, per_request: int) -> list[bytes]:
@@ -66,24 +58,12 @@ async def _drive(url: str, bodies: list[bytes], concurrency: int) -> dict[str, A
             "statuses": statuses}
 
 
-def _wait_http(port: int) -> None:
-    import requests
-
-    for _ in range(100):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 def _measure(command: list[str], port: int, path: str, bodies: list[bytes], *, per_request: int,
              concurrency: int) -> dict[str, Any]:
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         os.sched_setaffinity(server.pid, {1})
-        _wait_http(port)
+        wait_http(f"http://127.0.0.1:{port}/health")
         cpu0 = cpu_seconds(server.pid)
         result = asyncio.run(_drive(f"http://127.0.0.1:{port}{path}", bodies, concurrency))
         cpu = cpu_seconds(server.pid) - cpu0
@@ -114,12 +94,12 @@ def main() -> None:
         for label, per_request, count, path in (("single", 1, args.singles, "/v1/track"),
                                                  ("batch100", 100, args.batches, "/v1/batch")):
             bodies = _bodies(count, per_request)
-            port = _free_port()
+            port = free_port()
             gateway = [sys.executable, "-m", "eventrouter", "gateway", "--bootstrap-servers", bootstrap,
                        "--topic-prefix", "bench", "--write-key", "wk_bench", "--port", str(port)]
             results[f"gateway_{label}"] = _measure(gateway, port, path, bodies, per_request=per_request,
                                                    concurrency=args.concurrency)
-            port = _free_port()
+            port = free_port()
             stub = [sys.executable, "-m", "bench.stub_server", str(port)]
             results[f"stub_{label}"] = _measure(stub, port, path, bodies, per_request=per_request,
                                                 concurrency=args.concurrency)

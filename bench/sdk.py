@@ -15,7 +15,6 @@ import argparse
 import gc
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 import requests
 from confluent_kafka import Producer
 
-from bench.common import cpu_seconds, percentile, start_kafka, track_corpus, write_result
+from bench.common import cpu_seconds, free_port, percentile, start_kafka, track_corpus, wait_http, write_result
 from producers import Analytics
 from schemas import EventCodec
 from schemas.kafka import ensure_topics, producer_settings
@@ -74,13 +73,6 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=30_000)
@@ -90,19 +82,14 @@ def main() -> None:
     corpus = track_corpus(args.calls)
     open_corpus = corpus[: args.rate * 4]
     kafka, bootstrap = start_kafka()
-    port = _free_port()
+    port = free_port()
     stub = subprocess.Popen([sys.executable, "-m", "bench.stub_server", str(port)])
     try:
         for pid in [*(n.pid for n in kafka.status().nodes if n.pid), stub.pid]:
             os.sched_setaffinity(pid, {0})
         os.sched_setaffinity(0, {1})
         ensure_topics(bootstrap, ["bench.sdk.raw", "bench.produce.raw"], partitions=3)
-        for _ in range(50):
-            try:
-                requests.get(f"http://127.0.0.1:{port}/count", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        wait_http(f"http://127.0.0.1:{port}/count")
 
         from segment.analytics.client import Client
 
