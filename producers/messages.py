@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -50,12 +51,22 @@ def stringify_id(value: Any, field: str) -> str | None:
 
 
 def message_id() -> str:
-    """A random (version 4) UUID as text; 2x cheaper than str(uuid.uuid4()), same randomness source."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    """A random (version 4) UUID as text, from the OS's randomness as uuid4 is, but read 4 KB at a time
+    (one system call per 256 ids) into a pool of this thread's; a forked child starts a pool of its own."""
+    pool = _pool.__dict__
+    data: str = pool.get("data", "")
+    offset: int = pool.get("offset", 0)
+    if offset >= len(data):
+        data, offset = os.urandom(4096).hex(), 0  # hex once, so that each id is slices of text
+        pool["data"] = data
+    pool["offset"] = offset + 32
+    h = data[offset:offset + 32]
+    return h[:8] + "-" + h[8:12] + "-4" + h[13:16] + "-" + _VARIANT[h[16]] + h[17:20] + "-" + h[20:]
 
 
-_VARIANT = "89ab"
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant bits 10xx
+_pool = threading.local()
+os.register_at_fork(after_in_child=lambda: _pool.__dict__.clear())  # noqa: PLW0108 - the forking thread's dict
 
 
 def _object(value: Any, field: str, limits: Limits) -> dict[str, Any] | None:

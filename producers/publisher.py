@@ -77,6 +77,8 @@ class Publisher:
         self.errors_only = errors_only
         if errors_only:
             self.settings["delivery.report.only.error"] = True
+        self._since_poll = 0
+        self._poll_every = 32 if errors_only else 1  # the poller thread serves the rest within 50 ms
         self.on_full = on_full
         self.block_timeout = block_timeout
         self.counters = Counters()
@@ -112,14 +114,16 @@ class Publisher:
     def publish(self, value: bytes, key: bytes | str | None = None, callback: DeliveryCallback | None = None,
                 headers: list[tuple[str, str | bytes | None]] | None = None) -> bool:
         """Queue one record; False if it was dropped by the 'drop' policy (and reported)."""
-        producer = self._producer if self._pid == os.getpid() and self._producer is not None else self.start()
+        producer = self._producer if self._producer is not None else self.start()  # None again after a fork
         deadline = 0.0
         while True:
             try:
-                if callback is None:
+                if callback is not None:
+                    producer.produce(self.topic, value, key, headers=headers, on_delivery=callback)
+                elif headers is not None:
                     producer.produce(self.topic, value, key, headers=headers)
                 else:
-                    producer.produce(self.topic, value, key, headers=headers, on_delivery=callback)
+                    producer.produce(self.topic, value, key)
                 break
             except BufferError:
                 if self.on_full == "drop":
@@ -137,7 +141,12 @@ class Publisher:
                 raise DeliveryError(f"cannot publish to {self.topic}: {text}") from None
         with self._lock:
             self.counters.queued += 1
-        producer.poll(0)  # serve ready reports in this thread: cheaper than a GIL hand-off to the poller
+            self._since_poll += 1
+            serve = self._since_poll >= self._poll_every
+            if serve:
+                self._since_poll = 0
+        if serve:  # serve ready reports in this thread now and then: cheaper than a GIL hand-off each
+            producer.poll(0)
         return True
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import time
 import uuid
@@ -74,3 +75,18 @@ def test_clock_gives_iso_utc_milliseconds_and_moves_on() -> None:
     time.sleep(0.002)
     assert clock.now() > first
     assert build("track", {"userId": "u", "event": "E"}, write_key=None, now=first)["sentAt"] == first
+
+
+def test_a_forked_child_never_repeats_the_parents_message_ids() -> None:
+    message_id()  # the parent's pool is filled now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its pool must start afresh, not where the parent's is
+        os.write(write, "\n".join(message_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child_ids = set(pipe.read().split("\n"))
+    assert len(child_ids) == 50
+    assert child_ids.isdisjoint(message_id() for _ in range(50))
