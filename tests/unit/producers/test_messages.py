@@ -82,10 +82,13 @@ def test_a_forked_child_never_repeats_the_parents_message_ids() -> None:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its pool must start afresh, not where the parent's is
-        os.write(write, "\n".join(message_id() for _ in range(50)).encode())
-        os._exit(0)
+        try:
+            os.write(write, "\n".join(message_id() for _ in range(50)).encode())
+        finally:  # never return into pytest
+            os._exit(0)
     os.close(write)
-    os.waitpid(pid, 0)
+    _pid, status = os.waitpid(pid, 0)
+    assert status == 0, status
     with os.fdopen(read) as pipe:
         child_ids = set(pipe.read().split("\n"))
     assert len(child_ids) == 50
