@@ -21,26 +21,20 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from producers.messages import Clock, build
+from producers.messages import Composer
 from producers.publisher import DeliveryError, OnFull, Publisher, QueueFullError
 from schemas import EventCodec, Topics
-from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError
+from schemas.validation import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
 OnError = Callable[[Exception, list[dict[str, Any]]], None]
-_CAMEL = {"user_id": "userId", "anonymous_id": "anonymousId", "message_id": "messageId", "group_id": "groupId",
-          "previous_id": "previousId"}
 # analytics-python options that mean nothing when publishing to Kafka; accepted so that code written
 # for it runs unchanged.
 _HTTP_ONLY_OPTIONS = frozenset({"host", "gzip", "max_retries", "proxies", "thread", "upload_size", "upload_interval",
                                 "log_handler", "oauth_client_id", "oauth_client_key", "oauth_key_id",
                                 "oauth_auth_server", "oauth_scope", "max_total_backoff_duration",
                                 "max_rate_limit_duration"})
-
-
-def _fields(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    return {_CAMEL.get(k, k): v for k, v in arguments.items() if k != "self" and v is not None}
 
 
 class Analytics:
@@ -57,20 +51,17 @@ class Analytics:
             raise TypeError(f"Analytics() got unexpected options: {', '.join(sorted(unknown))}")
         if write_key is not None and not isinstance(write_key, str):
             raise TypeError("write_key must be a string")
-        self.write_key = write_key
         self.on_error = on_error
         self.send = send
         self.sync_mode = sync_mode
         self.timeout = timeout
         self.limits = limits
-        self.rejected = 0
-        self._lock = threading.Lock()
         if debug:
             log.setLevel(logging.DEBUG)
         bootstrap = bootstrap_servers or os.environ.get("EVENTROUTER_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         config = {"queue.buffering.max.messages": max_queue_size, **(producer_config or {})}
         self._codec = EventCodec()
-        self._clock = Clock()
+        self._composer = Composer(self._codec, write_key, limits)
         options: dict[str, Any] = {"on_delivery": self._delivered, "config": config, "on_full": on_full,
                                    "block_timeout": block_timeout, "name": "eventrouter-python"}
         # Fire-and-forget calls hear back only about failures; calls that wait for their acknowledgement
@@ -91,58 +82,69 @@ class Analytics:
     def track(self, user_id: Any = None, event: str | None = None, properties: Mapping[str, Any] | None = None,
               context: Mapping[str, Any] | None = None, timestamp: Any = None, anonymous_id: Any = None,
               integrations: Mapping[str, Any] | None = None, message_id: Any = None) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue("track", _fields(locals()))
+        return self._enqueue(self._composer.compose("track", user_id, anonymous_id, event=event, properties=properties,
+                                                    context=context, timestamp=timestamp, integrations=integrations,
+                                                    message_id=message_id))
 
     def identify(self, user_id: Any = None, traits: Mapping[str, Any] | None = None,
                  context: Mapping[str, Any] | None = None, timestamp: Any = None, anonymous_id: Any = None,
                  integrations: Mapping[str, Any] | None = None,
                  message_id: Any = None) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue("identify", _fields(locals()))
+        return self._enqueue(self._composer.compose("identify", user_id, anonymous_id, traits=traits,
+                                                    context=context, timestamp=timestamp, integrations=integrations,
+                                                    message_id=message_id))
 
     def group(self, user_id: Any = None, group_id: Any = None, traits: Mapping[str, Any] | None = None,
               context: Mapping[str, Any] | None = None, timestamp: Any = None, anonymous_id: Any = None,
               integrations: Mapping[str, Any] | None = None, message_id: Any = None) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue("group", _fields(locals()))
+        return self._enqueue(self._composer.compose("group", user_id, anonymous_id, group_id=group_id, traits=traits,
+                                                    context=context, timestamp=timestamp, integrations=integrations,
+                                                    message_id=message_id))
 
     def alias(self, previous_id: Any = None, user_id: Any = None, context: Mapping[str, Any] | None = None,
               timestamp: Any = None, integrations: Mapping[str, Any] | None = None,
               message_id: Any = None) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue("alias", _fields(locals()))
+        return self._enqueue(self._composer.compose("alias", user_id, previous_id=previous_id, context=context,
+                                                    timestamp=timestamp, integrations=integrations,
+                                                    message_id=message_id))
 
     def page(self, user_id: Any = None, category: str | None = None, name: str | None = None,
              properties: Mapping[str, Any] | None = None, context: Mapping[str, Any] | None = None,
              timestamp: Any = None, anonymous_id: Any = None, integrations: Mapping[str, Any] | None = None,
              message_id: Any = None) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue("page", _fields(locals()))
+        return self._enqueue(self._composer.compose("page", user_id, anonymous_id, category=category, name=name,
+                                                    properties=properties, context=context, timestamp=timestamp,
+                                                    integrations=integrations, message_id=message_id))
 
     def screen(self, user_id: Any = None, category: str | None = None, name: str | None = None,
                properties: Mapping[str, Any] | None = None, context: Mapping[str, Any] | None = None,
                timestamp: Any = None, anonymous_id: Any = None, integrations: Mapping[str, Any] | None = None,
                message_id: Any = None) -> tuple[bool, dict[str, Any]]:
-        return self._enqueue("screen", _fields(locals()))
+        return self._enqueue(self._composer.compose("screen", user_id, anonymous_id, category=category, name=name,
+                                                    properties=properties, context=context, timestamp=timestamp,
+                                                    integrations=integrations, message_id=message_id))
 
     # -- awaitable variants: resolve when Kafka has acknowledged the event, raise DeliveryError if not ---
     async def atrack(self, user_id: Any = None, event: str | None = None, **fields: Any) -> dict[str, Any]:
-        return await self._asend("track", _fields({"user_id": user_id, "event": event, **fields}))
+        return await self._asend("track", user_id=user_id, event=event, **fields)
 
     async def aidentify(self, user_id: Any = None, traits: Mapping[str, Any] | None = None,
                         **fields: Any) -> dict[str, Any]:
-        return await self._asend("identify", _fields({"user_id": user_id, "traits": traits, **fields}))
+        return await self._asend("identify", user_id=user_id, traits=traits, **fields)
 
     async def agroup(self, user_id: Any = None, group_id: Any = None, **fields: Any) -> dict[str, Any]:
-        return await self._asend("group", _fields({"user_id": user_id, "group_id": group_id, **fields}))
+        return await self._asend("group", user_id=user_id, group_id=group_id, **fields)
 
     async def aalias(self, previous_id: Any = None, user_id: Any = None, **fields: Any) -> dict[str, Any]:
-        return await self._asend("alias", _fields({"previous_id": previous_id, "user_id": user_id, **fields}))
+        return await self._asend("alias", previous_id=previous_id, user_id=user_id, **fields)
 
     async def apage(self, user_id: Any = None, category: str | None = None, name: str | None = None,
                     **fields: Any) -> dict[str, Any]:
-        return await self._asend("page", _fields({"user_id": user_id, "category": category, "name": name, **fields}))
+        return await self._asend("page", user_id=user_id, category=category, name=name, **fields)
 
     async def ascreen(self, user_id: Any = None, category: str | None = None, name: str | None = None,
                       **fields: Any) -> dict[str, Any]:
-        return await self._asend("screen", _fields({"user_id": user_id, "category": category, "name": name,
-                                                    **fields}))
+        return await self._asend("screen", user_id=user_id, category=category, name=name, **fields)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> int:
@@ -161,21 +163,21 @@ class Analytics:
     def stats(self) -> dict[str, int]:
         a, b = self._publisher.snapshot(), self._acking.snapshot()
         return {"queued": a.queued + b.queued, "acked": a.acked + b.acked, "failed": a.failed + b.failed,
-                "dropped": a.dropped + b.dropped, "rejected": self.rejected,
+                "dropped": a.dropped + b.dropped, "rejected": self._composer.rejected,
                 "in_flight": self._publisher.in_flight() + self._acking.in_flight()}
 
     # -- internals -------------------------------------------------------------------------------------
-    def _prepare(self, call: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], bytes, str]:
-        try:
-            message = build(call, fields, write_key=self.write_key, now=self._clock.now(), limits=self.limits)
-        except ValidationError:
-            with self._lock:
-                self.rejected += 1
-            raise
-        return message, self._codec.encode(message), message.get("userId") or message["anonymousId"]
+    @property
+    def write_key(self) -> str | None:
+        return self._composer.write_key
 
-    def _enqueue(self, call: str, fields: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
-        message, value, key = self._prepare(call, fields)
+    @property
+    def rejected(self) -> int:
+        """Calls refused with ValidationError."""
+        return self._composer.rejected
+
+    def _enqueue(self, prepared: tuple[dict[str, Any], bytes, str]) -> tuple[bool, dict[str, Any]]:
+        message, value, key = prepared
         if not self.send:
             return True, message
         if self.sync_mode:
@@ -206,8 +208,8 @@ class Analytics:
         if outcome[0] is not None:
             raise DeliveryError(f"Kafka refused messageId {message['messageId']}: {outcome[0].str()}")
 
-    async def _asend(self, call: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        message, value, key = self._prepare(call, fields)
+    async def _asend(self, call: str, **fields: Any) -> dict[str, Any]:
+        message, value, key = self._composer.compose(call, **fields)
         if not self.send:
             return message
         loop = asyncio.get_running_loop()

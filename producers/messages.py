@@ -17,10 +17,15 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
+import orjson
+
+from schemas import EventCodec
+from schemas.direct import DirectEncoder, optional
 from schemas.validation import (
     DEFAULT_LIMITS,
+    REQUIRED,
     Limits,
     ValidationError,
     check_call,
@@ -51,20 +56,26 @@ def stringify_id(value: Any, field: str) -> str | None:
 
 
 def message_id() -> str:
-    """A random (version 4) UUID as text, from the OS's randomness as uuid4 is, but read 4 KB at a time
-    (one system call per 256 ids) into a pool of this thread's; a forked child starts a pool of its own."""
+    """A random (version 4) UUID as text, from the OS's randomness as uuid4 is, but made 256 at a time
+    from one 4 KB read into a pool of this thread's; a forked child starts a pool of its own."""
     pool = _pool.__dict__
-    data: str = pool.get("data", "")
-    offset: int = pool.get("offset", 0)
-    if offset >= len(data):
-        data, offset = os.urandom(4096).hex(), 0  # hex once, so that each id is slices of text
-        pool["data"] = data
-    pool["offset"] = offset + 32
-    h = data[offset:offset + 32]
-    return h[:8] + "-" + h[8:12] + "-4" + h[13:16] + "-" + _VARIANT[h[16]] + h[17:20] + "-" + h[20:]
+    ids: list[str] | None = pool.get("ids")
+    if not ids:
+        ids = pool["ids"] = _uuid4_batch()
+    return ids.pop()
 
 
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant bits 10xx
+def _uuid4_batch() -> list[str]:
+    raw = bytearray(os.urandom(4096))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_RFC_4122)
+    h = raw.hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
+            for i in range(0, 8192, 32)]
+
+
+_VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))  # high nibble of byte 6: the version
+_RFC_4122 = bytes((b & 0x3F) | 0x80 for b in range(256))   # top bits of byte 8: the variant, 10xx
 _pool = threading.local()
 os.register_at_fork(after_in_child=lambda: _pool.__dict__.clear())  # noqa: PLW0108 - the forking thread's dict
 
@@ -141,3 +152,134 @@ def build(call: str, fields: Mapping[str, Any], *, write_key: str | None, now: d
     check_call(message)  # the rest (types, timestamps) holds by construction
     size_of(message, limits)
     return message
+
+
+_FIELD_NAMES: Final = ("userId", "anonymousId", "event", "name", "category", "groupId", "previousId", "properties",
+                       "traits", "context", "integrations", "timestamp", "messageId")
+# orjson serializes datetimes and dataclasses its own way; analytics-python's conversions (clean()) rule.
+_JSON_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+class _Unusual(Exception):
+    """The call needs the general path (conversions, long values, or a problem to name)."""
+
+
+class Composer:
+    """Turns an SDK call into (message, framed Avro bytes, partition key), validated.
+
+    The usual call (string ids, JSON-native properties under ~2 KB, no NaN) takes a direct path:
+    the objects are serialized once by orjson, the limits are checked by cheap bounds on that text,
+    and the Avro bytes are written straight from the parts (schemas/direct.py), ~3x cheaper than
+    build() + EventCodec.encode(). Anything else, including every call that will be refused, goes
+    through build() and EventCodec.encode(), the reference, which convert values and name the problem.
+    Tests check that both paths give the same message and bytes.
+    """
+
+    def __init__(self, codec: EventCodec, write_key: str | None, limits: Limits = DEFAULT_LIMITS,
+                 clock: Clock | None = None) -> None:
+        self.codec = codec
+        self.limits = limits
+        self.clock = clock or Clock()
+        self.write_key = write_key
+        self.rejected = 0
+        self._lock = threading.Lock()
+        self._direct = DirectEncoder(codec.avro.schema, codec.avro.framing())
+        self._head = optional(write_key) if write_key else b"\x00"
+        self._default_context = self._direct.context({"library": LIBRARY})
+        # Bounds on the JSON text of an object under which no limit but depth can be broken: a string over
+        # string_chars, or an object or array of more than `keys` entries, needs at least this many bytes.
+        self._plain_below = min(limits.string_chars + 2, 2 * limits.keys + 1)
+
+    def compose(self, call: str, user_id: Any = None, anonymous_id: Any = None, event: Any = None,
+                name: Any = None, category: Any = None, group_id: Any = None, previous_id: Any = None,
+                properties: Any = None, traits: Any = None, context: Any = None, integrations: Any = None,
+                timestamp: Any = None, message_id: Any = None) -> tuple[dict[str, Any], bytes, str]:
+        """Raises ValidationError naming the field (and the limit) of a call that cannot be sent."""
+        try:  # the direct path; anything it does not take is composed again by the reference path
+            for value in (user_id, anonymous_id, group_id, previous_id, message_id):
+                if value is not None and (type(value) is not str or not value):
+                    raise _Unusual
+            longest = self.limits.string_chars
+            for value in (event, name, category):
+                if value is not None and (type(value) is not str or len(value) > longest):
+                    raise _Unusual
+            key = user_id or anonymous_id
+            if not key or (call == "track" and not event) or (call == "group" and not group_id) \
+                    or (call == "alias" and not (previous_id and user_id)) or call not in REQUIRED:
+                raise _Unusual
+            now = self.clock.now()
+            original = now if timestamp is None else _timestamp(timestamp)
+            mid = message_id or _message_id()
+            if context:
+                if type(context) is not dict:
+                    raise _Unusual
+                self._json(context)
+                if "library" not in context:
+                    context = {**context, "library": LIBRARY}
+                context_bytes = self._direct.context(context)
+            else:
+                context, context_bytes = {"library": LIBRARY}, self._default_context
+            value = self._direct.encode(
+                call, mid, self._head, user_id=user_id, anonymous_id=anonymous_id, original=original, sent_at=now,
+                timestamp=None if timestamp is None else original, event=event, name=name, category=category,
+                group_id=group_id, previous_id=previous_id, context=context_bytes,
+                integrations=self._json(integrations), properties=self._json(properties), traits=self._json(traits))
+            message: dict[str, Any] = {"type": call, "messageId": mid, "originalTimestamp": original, "sentAt": now}
+            if timestamp is not None:
+                message["timestamp"] = original
+            if self.write_key:
+                message["writeKey"] = self.write_key
+            for field, item in (("userId", user_id), ("anonymousId", anonymous_id), ("groupId", group_id),
+                                ("previousId", previous_id), ("event", event), ("name", name),
+                                ("category", category), ("properties", properties), ("traits", traits),
+                                ("integrations", integrations)):
+                if item is not None:
+                    message[field] = item
+            message["context"] = context
+            if 6 * len(value) + 512 > self.limits.event_bytes:  # JSON is at most 6x the Avro plus the keys
+                size_of(message, self.limits)
+            return message, value, key
+        except (_Unusual, ValueError, TypeError, UnicodeError):
+            pass
+        args = (user_id, anonymous_id, event, name, category, group_id, previous_id, properties, traits, context,
+                integrations, timestamp, message_id)
+        fields = {key: value for key, value in zip(_FIELD_NAMES, args, strict=True) if value is not None}
+        try:
+            message = build(call, fields, write_key=self.write_key, now=self.clock.now(), limits=self.limits)
+        except ValidationError:
+            with self._lock:
+                self.rejected += 1
+            raise
+        return message, self.codec.encode(message), message.get("userId") or message["anonymousId"]
+
+    def _json(self, value: Any) -> bytes | None:
+        """The JSON text of a free-form object, when no limit can be broken and nothing needs converting."""
+        if value is None:
+            return None
+        if type(value) is not dict:
+            raise _Unusual
+        data = orjson.dumps(value, option=_JSON_OPTIONS)  # raises TypeError on what needs converting
+        if len(data) >= self._plain_below:
+            raise _Unusual
+        depth = self.limits.depth
+        # orjson writes NaN and infinities as null; nesting can only be deep with as many brackets
+        if (b"null" in data or data.count(b"{") + data.count(b"[") > depth) and not _finite(value, 1, depth):
+            raise _Unusual
+        return data
+
+
+_message_id = message_id
+
+
+def _finite(value: Any, depth: int, limit: int) -> bool:
+    """No NaN or infinity anywhere in `value`, and no nesting deeper than `limit`."""
+    if depth > limit:
+        return False
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if kind is float:
+            if item - item:  # nan for NaN and the infinities, 0.0 otherwise
+                return False
+        elif (kind is dict or kind is list or kind is tuple) and not _finite(item, depth + 1, limit):
+            return False
+    return True

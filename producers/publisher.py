@@ -143,16 +143,32 @@ class Publisher:
                 headers: list[tuple[str, str | bytes | None]] | None = None) -> bool:
         """Queue one record; False if it was dropped by the 'drop' policy (and reported)."""
         producer = self._producer if self._producer is not None else self.start()  # None again after a fork
+        try:
+            if callback is None and headers is None:  # the SDK's fire-and-forget path: nothing else to pass
+                producer.produce(self.topic, value, key)
+            else:
+                producer.produce(self.topic, value, key, headers=headers, on_delivery=callback)
+        except (BufferError, KafkaException):
+            self._publish_when_full(producer, value, key, callback, headers)
+        with self._lock:
+            self.counters.queued += 1
+            self._since_poll += 1
+            serve = self._since_poll >= self._poll_every
+            if serve:
+                self._since_poll = 0
+        if serve:  # serve ready reports in this thread now and then: cheaper than a GIL hand-off each
+            producer.poll(0)
+        return True
+
+    def _publish_when_full(self, producer: Producer, value: bytes, key: bytes | str | None,
+                           callback: DeliveryCallback | None, headers: list[tuple[str, str | bytes | None]] | None
+                           ) -> None:
+        """Retry a refused produce() under the full-buffer policy; raise what cannot be queued."""
         deadline = 0.0
         while True:
             try:
-                if callback is not None:
-                    producer.produce(self.topic, value, key, headers=headers, on_delivery=callback)
-                elif headers is not None:
-                    producer.produce(self.topic, value, key, headers=headers)
-                else:
-                    producer.produce(self.topic, value, key)
-                break
+                producer.produce(self.topic, value, key, headers=headers, on_delivery=callback)
+                return
             except BufferError:
                 if self.on_full == "drop":
                     with self._lock:
@@ -167,15 +183,6 @@ class Publisher:
                 err = exc.args[0] if exc.args else None
                 text = err.str() if isinstance(err, KafkaError) else str(exc)
                 raise DeliveryError(f"cannot publish to {self.topic}: {text}") from None
-        with self._lock:
-            self.counters.queued += 1
-            self._since_poll += 1
-            serve = self._since_poll >= self._poll_every
-            if serve:
-                self._since_poll = 0
-        if serve:  # serve ready reports in this thread now and then: cheaper than a GIL hand-off each
-            producer.poll(0)
-        return True
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         self.settle(err)

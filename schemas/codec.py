@@ -73,13 +73,17 @@ class AvroCodec:
     def __repr__(self) -> str:
         return f"AvroCodec({self._subject}, fingerprint={self.fingerprint.hex()})"
 
-    def encode(self, record: Mapping[str, Any]) -> bytes:
-        """Frame and encode `record`; raises EncodeError naming what does not fit the schema."""
+    def framing(self) -> bytes:
+        """The bytes that precede every encoded record: single-object header, or Confluent's with the
+        registered schema id (registers the schema on first use)."""
         if self._registry is not None:
             schema_id = self._registry.register(self._subject, self.schema)
-            out = bytearray(CONFLUENT_MAGIC + schema_id.to_bytes(4, "big"))
-        else:
-            out = bytearray(self._prefix)
+            return CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
+        return self._prefix
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """Frame and encode `record`; raises EncodeError naming what does not fit the schema."""
+        out = bytearray(self.framing())
         try:
             self._write(record, out)
         except EncodeError:

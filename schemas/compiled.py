@@ -48,6 +48,7 @@ class _Generator:
         self.namespace = namespace
         self.named: dict[str, Any] = {}       # fullname -> schema
         self.functions: dict[str, list[str]] = {}
+        self.records: dict[str, str] = {}     # record fullname -> its function
         self.consts: dict[str, Any] = {
             "_varint": _varint, "_L": _LENGTHS, "_SMALL": _SMALL, "_bad": _bad, "_pack_f": struct.Struct("<f").pack,
             "_pack_d": struct.Struct("<d").pack, "EncodeError": EncodeError,
@@ -194,6 +195,7 @@ class _Generator:
         self.named[full] = schema
         self.named.setdefault(str(schema["name"]), schema)
         self.functions[func] = []  # placeholder: recursive references stop here
+        self.records[full] = func
         ns = full.rsplit(".", 1)[0] if "." in full else ""
         lines = [f"def {func}(r, out):"]
         for field in schema["fields"]:
@@ -230,13 +232,19 @@ class _Generator:
                 self.declare(kind, namespace)
 
 
+def compile_writers(schema: Mapping[str, Any]) -> dict[str, Callable[[Mapping[str, Any], bytearray], None]]:
+    """A writer for `schema` and for every record type it names, by full name: `write(record, out)`
+    appends the Avro binary of `record` (a dict of that record type) to `out`."""
+    gen = _Generator(str(schema.get("namespace", "")))
+    gen.declare(dict(schema), gen.namespace)
+    gen.record(schema, gen.namespace)
+    source = "\n".join(line for lines in gen.functions.values() for line in lines)
+    scope = dict(gen.consts)
+    exec(compile(source, f"<avro writer {gen.fullname(schema, gen.namespace)}>", "exec"), scope)
+    return {full: scope[func] for full, func in gen.records.items()}
+
+
 def compile_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any], bytearray], None]:
     """`write(record, out)` appends the Avro binary of `record` (a dict for this record schema) to `out`."""
     gen = _Generator(str(schema.get("namespace", "")))
-    gen.declare(dict(schema), gen.namespace)
-    entry = gen.record(schema, gen.namespace)
-    source = "\n".join(line for lines in gen.functions.values() for line in lines)
-    scope = dict(gen.consts)
-    exec(compile(source, f"<avro writer {entry}>", "exec"), scope)
-    writer: Callable[[Mapping[str, Any], bytearray], None] = scope[entry]
-    return writer
+    return compile_writers(schema)[gen.fullname(schema, gen.namespace)]

@@ -46,7 +46,7 @@ REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "track": ("event",), "identify": (), "page": (), "screen": (), "group": ("groupId",),
     "alias": ("previousId", "userId"),
 }
-_INT64 = (-(2**63), 2**63 - 1)
+_INT64 = (-(2**63), 2**64 - 1)  # what orjson writes: int64 and uint64
 
 
 @dataclass(frozen=True)
