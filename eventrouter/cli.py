@@ -14,7 +14,6 @@ from eventrouter import paths
 # to them. Each says plainly that it is not in this version yet.
 _PLANNED = {
     "worker": "the Faust stream worker (issue #4)",
-    "config": "config validate / apply / history / rollback (issue #4)",
     "forward": "the forwarder for one integration (issue #5)",
 }
 
@@ -88,6 +87,43 @@ def _import(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from schemas.config import load_config, masked
+
+    if args.action != "validate":
+        return _not_yet(f"config {args.action} (issue #4)")
+    config = load_config(args.file)  # ConfigurationError lists every problem: exit 1
+    print(f"{args.file}: valid: {len(config.pipelines)} pipelines, {len(config.integrations)} integrations")
+    for integration in config.integrations:
+        print(f"  {integration.name} ({integration.kind}): connection {masked(integration.connection)}")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    import orjson
+
+    from schemas.config import load_config
+    from streams.preview import preview
+
+    config = load_config(args.config)
+    if args.integration not in {i.name for i in config.integrations}:
+        print(f"eventrouter: no integration {args.integration!r} in {args.config}", file=sys.stderr)
+        return 2
+    try:
+        document = orjson.loads(sys.stdin.buffer.read() if str(args.event) == "-" else args.event.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"eventrouter: cannot read {args.event}: {exc}", file=sys.stderr)
+        return 2
+    events = document if isinstance(document, list) else [document]
+    if not all(isinstance(e, dict) for e in events):
+        print("eventrouter: an event file holds a JSON object or an array of them", file=sys.stderr)
+        return 2
+    for event in events:
+        sys.stdout.write(orjson.dumps(preview(config, args.integration, event),
+                                      option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    return 0
+
+
 def _bootstrap_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-servers", default=os.environ.get("EVENTROUTER_BOOTSTRAP_SERVERS",
                                                                       "127.0.0.1:9092"))
@@ -132,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--checkpoint", type=Path, help="default: $EVENTROUTER_HOME/import-checkpoint.json")
     imports.add_argument("--quiet", action="store_true", help="no progress line")
     imports.set_defaults(func=_import)
+
+    config = sub.add_parser("config", help="check a config file (apply, history and rollback: issue #4)")
+    config.add_argument("action", choices=["validate", "apply", "history", "rollback"])
+    config.add_argument("file", type=Path, nargs="?", default=Path("eventrouter.yaml"))
+    config.set_defaults(func=_config)
+
+    preview = sub.add_parser("preview", help="what an integration's playbook makes of an event, no Kafka needed")
+    preview.add_argument("event", type=Path, help="a JSON file with one event or an array of them; - for stdin")
+    preview.add_argument("--config", type=Path, default=Path("eventrouter.yaml"))
+    preview.add_argument("--integration", required=True)
+    preview.set_defaults(func=_preview)
 
     for name, what in _PLANNED.items():
         planned = sub.add_parser(name, help=f"{what}: not in this version yet")

@@ -1,0 +1,229 @@
+"""The playbook expression language: what mappings cannot say, without running code from config.
+
+Expressions use Python's syntax for a small, safe subset, parsed once (`ast.parse`) and compiled into
+closures; nothing is ever `eval`'d. Allowed: literals (text, numbers, true/false/null), names of event
+fields (`userId`, `properties`, `context`...) and `payload` (the output so far), attribute and index
+access (`properties.products[0].price`), arithmetic on numbers (+ - * / // %), text concatenation with
++, comparisons (== != < <= > >= in, not in), and/or/not, `a if cond else b`, list literals, and the
+functions in FUNCTIONS. A missing field reads as null. Lengths are bounded, and an evaluation error
+(say, null + 1) raises ExpressionError, which the router dead-letters as a playbook error.
+
+    properties.revenue > 100 and context.locale in ["de-DE", "fr-FR"]
+    lower(trim(traits.email))
+    properties.price * properties.quantity if properties.quantity else 0
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import math
+import operator
+from collections.abc import Callable, Mapping
+from fnmatch import fnmatchcase
+from typing import Any, Final
+
+from schemas.errors import FinalError
+
+MAX_SOURCE: Final = 1_000
+MAX_NODES: Final = 200
+MAX_TEXT: Final = 100_000  # no expression may build text longer than this
+
+Evaluator = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]  # (event, payload) -> value
+
+
+class ExpressionError(FinalError, ValueError):
+    """An expression that does not compile (config) or fails on an event (playbook error)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("playbook.expression", message)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _number(value: Any) -> float | int | None:
+    if value is None or isinstance(value, bool):
+        return None if value is None else int(value)
+    if isinstance(value, int | float):
+        return value
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _coalesce(*values: Any) -> Any:
+    return next((v for v in values if v is not None and v != ""), None)
+
+
+def _sha256(value: Any) -> str | None:
+    return None if value is None else hashlib.sha256(_text(value).encode()).hexdigest()
+
+
+FUNCTIONS: Final[Mapping[str, Callable[..., Any]]] = {
+    "lower": lambda v: None if v is None else _text(v).lower(),
+    "upper": lambda v: None if v is None else _text(v).upper(),
+    "trim": lambda v: None if v is None else _text(v).strip(),
+    "len": lambda v: 0 if v is None else len(v) if isinstance(v, str | list | dict) else len(_text(v)),
+    "str": lambda v: None if v is None else _text(v),
+    "number": _number,
+    "int": lambda v: None if (n := _number(v)) is None else int(n),
+    "round": lambda v, digits=0: None if (n := _number(v)) is None else round(n, int(digits)),
+    "abs": lambda v: None if (n := _number(v)) is None else abs(n),
+    "min": lambda *v: min((x for x in v if x is not None), default=None),
+    "max": lambda *v: max((x for x in v if x is not None), default=None),
+    "coalesce": _coalesce,
+    "concat": lambda *v: "".join(_text(x) for x in v),
+    "exists": lambda v: v is not None,
+    "starts_with": lambda v, prefix: isinstance(v, str) and v.startswith(prefix),
+    "ends_with": lambda v, suffix: isinstance(v, str) and v.endswith(suffix),
+    "contains": lambda v, part: v is not None and part in v if isinstance(v, str | list | dict) else False,
+    "matches": lambda v, pattern: isinstance(v, str) and fnmatchcase(v, pattern),
+    "sha256": _sha256,
+    "split": lambda v, sep=",": None if v is None else _text(v).split(sep),
+    "join": lambda v, sep=",": None if v is None else sep.join(_text(x) for x in v) if isinstance(v, list) else
+    _text(v),
+    "replace": lambda v, old, new: None if v is None else _text(v).replace(old, new),
+}
+
+_BINARY: Final = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+                  ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
+_COMPARE: Final = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+                   ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: b is not None and a in b,
+                   ast.NotIn: lambda a, b: b is None or a not in b}
+_NAMES: Final = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+
+
+def compile_expression(source: str) -> Evaluator:
+    """Compile `source` once; raises ExpressionError saying what is not allowed and where."""
+    if not isinstance(source, str) or not source.strip():
+        raise ExpressionError("an expression must be non-empty text")
+    if len(source) > MAX_SOURCE:
+        raise ExpressionError(f"expression is {len(source)} characters, over the limit of {MAX_SOURCE}")
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"syntax error at column {exc.offset}: {exc.msg}") from None
+    if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
+        raise ExpressionError(f"expression has over {MAX_NODES} parts")
+    return _compile(tree.body)
+
+
+def _compile(node: ast.AST) -> Evaluator:
+    if isinstance(node, ast.Constant):
+        if not isinstance(node.value, str | int | float | bool | type(None)):
+            raise ExpressionError(f"a {type(node.value).__name__} literal is not allowed")
+        value = node.value
+        return lambda _e, _p: value
+    if isinstance(node, ast.Name):
+        if node.id in _NAMES:
+            constant = _NAMES[node.id]
+            return lambda _e, _p: constant
+        name = node.id
+        if name == "payload":
+            return lambda _e, p: p
+        return lambda e, _p: e.get(name)
+    if isinstance(node, ast.Attribute):
+        inner, attr = _compile(node.value), node.attr
+        return lambda e, p: _get(inner(e, p), attr)
+    if isinstance(node, ast.Subscript):
+        inner, index = _compile(node.value), _compile(node.slice)
+        return lambda e, p: _get(inner(e, p), index(e, p))
+    if isinstance(node, ast.List | ast.Tuple):
+        items = [_compile(item) for item in node.elts]
+        return lambda e, p: [item(e, p) for item in items]
+    if isinstance(node, ast.BoolOp):
+        parts = [_compile(v) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda e, p: all(_truthy(part(e, p)) for part in parts)
+        return lambda e, p: any(_truthy(part(e, p)) for part in parts)
+    if isinstance(node, ast.UnaryOp):
+        operand = _compile(node.operand)
+        if isinstance(node.op, ast.Not):
+            return lambda e, p: not _truthy(operand(e, p))
+        if isinstance(node.op, ast.USub):
+            return lambda e, p: -_numeric(operand(e, p), "-")
+        if isinstance(node.op, ast.UAdd):
+            return lambda e, p: _numeric(operand(e, p), "+")
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right, op = _compile(node.left), _compile(node.right), _BINARY[type(node.op)]
+        return lambda e, p: _arithmetic(op, left(e, p), right(e, p))
+    if isinstance(node, ast.Compare):
+        first = _compile(node.left)
+        rest = [(_COMPARE[type(op)], _compile(c)) for op, c in zip(node.ops, node.comparators, strict=True)
+                if type(op) in _COMPARE]
+        if len(rest) != len(node.ops):
+            raise ExpressionError("only == != < <= > >= in and not in compare values")
+        return lambda e, p: _compare(first(e, p), rest, e, p)
+    if isinstance(node, ast.IfExp):
+        test, body, other = _compile(node.test), _compile(node.body), _compile(node.orelse)
+        return lambda e, p: body(e, p) if _truthy(test(e, p)) else other(e, p)
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+            raise ExpressionError(f"unknown function {name!r}; known: {', '.join(sorted(FUNCTIONS))}")
+        if node.keywords:
+            raise ExpressionError(f"{node.func.id}() takes positional arguments only")
+        func, args, fname = FUNCTIONS[node.func.id], [_compile(a) for a in node.args], node.func.id
+        return lambda e, p: _call(fname, func, [a(e, p) for a in args])
+    raise ExpressionError(f"{type(node).__name__} ({ast.unparse(node)!r}) is not allowed in an expression")
+
+
+def _get(container: Any, key: Any) -> Any:
+    if isinstance(container, Mapping):
+        return container.get(key) if isinstance(key, str) else None
+    if isinstance(container, list) and isinstance(key, int) and not isinstance(key, bool):
+        return container[key] if -len(container) <= key < len(container) else None
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    return bool(value)
+
+
+def _numeric(value: Any, op: str) -> int | float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise ExpressionError(f"{op} needs a number, got {type(value).__name__}")
+
+
+def _arithmetic(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
+    if op is operator.add and isinstance(left, str) and isinstance(right, str):
+        if len(left) + len(right) > MAX_TEXT:
+            raise ExpressionError("text would be too long")
+        return left + right
+    a, b = _numeric(left, "arithmetic"), _numeric(right, "arithmetic")
+    try:
+        return op(a, b)
+    except ZeroDivisionError:
+        raise ExpressionError("division by zero") from None
+
+
+def _compare(first: Any, rest: list[tuple[Callable[[Any, Any], Any], Evaluator]], e: Mapping[str, Any],
+             p: Mapping[str, Any]) -> bool:
+    left = first
+    for op, evaluate in rest:
+        right = evaluate(e, p)
+        try:
+            if not op(left, right):
+                return False
+        except TypeError:  # null < 3, "a" < 1: no order, so the condition does not hold
+            return False
+        left = right
+    return True
+
+
+def _call(name: str, func: Callable[..., Any], args: list[Any]) -> Any:
+    try:
+        return func(*args)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ExpressionError(f"{name}(): {exc}") from None

@@ -1,0 +1,212 @@
+"""What one integration receives from one event: consent, the event's `integrations` map, then the
+integration's playbook (filters; global, event-specific and default sections; mappings, enrichments,
+rename, drop; a Python function where the config allows code). Pure: plain dicts in, `Outcome` out.
+
+Every event an integration does not receive is filtered by a named rule, counted per rule:
+`integrations_map`, `consent.<category>`, `filter.allow`, `filter.deny`, `events["<name>"].drop`,
+`default.drop`, `global.drop`, `function`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Final
+
+import orjson
+
+from schemas.config import Integration, Mapping_, Playbook, Rule, Section
+from schemas.errors import FinalError
+from schemas.expressions import ExpressionError, compile_expression
+from streams.transforms import compile_transform, get_path, parse_path, set_path
+
+# Names Segment users write in an event's `integrations` map for each kind, besides the integration's own name.
+KIND_ALIASES: Final[Mapping[str, tuple[str, ...]]] = {
+    "ga4": ("ga4", "google analytics 4", "google analytics"),
+    "meta_capi": ("meta_capi", "facebook conversions api", "meta conversions api", "facebook pixel"),
+    "amplitude": ("amplitude",),
+    "mixpanel": ("mixpanel",),
+    "braze": ("braze",),
+    "webhook": ("webhook", "webhooks"),
+}
+
+
+class PlaybookError(FinalError):
+    """A playbook failed on an event (an expression or a function): dead-letter it with this reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A vendor-shaped `payload` with its `event_name`, or the rule that filtered the event."""
+
+    payload: dict[str, Any] | None = None
+    event_name: str | None = None
+    filtered_by: str | None = None
+
+
+def event_key(event: Mapping[str, Any]) -> str:
+    """The name playbook sections and event filters match: a track's event name, else the call type."""
+    call = event.get("type")
+    if call == "track":
+        return str(event.get("event") or "")
+    return str(call)
+
+
+class _Mapping:
+    __slots__ = ("default", "expr", "sources", "target", "transform")
+
+    def __init__(self, mapping: Mapping_) -> None:
+        self.target = parse_path(mapping.to)
+        self.expr = compile_expression(mapping.expr) if mapping.expr is not None else None
+        sources = mapping.from_ if isinstance(mapping.from_, list) else [mapping.from_] if mapping.from_ else []
+        self.sources = [parse_path(s) for s in sources]
+        self.transform = compile_transform(mapping)
+        self.default = mapping.default
+
+    def apply(self, event: Mapping[str, Any], payload: dict[str, Any], owned: set[int]) -> None:
+        if self.expr is not None:
+            value = self.expr(event, payload)
+        elif len(self.sources) == 1:
+            value = get_path(event, self.sources[0])
+        else:
+            value = [v for v in (get_path(event, s) for s in self.sources) if v is not None] or None
+        value = self.transform(value)
+        if value is None:
+            value = self.default
+        if value is not None:
+            set_path(payload, self.target, value, owned)
+
+
+class _Section:
+    def __init__(self, section: Section, where: str) -> None:
+        self.where = where
+        self.mappings = [_Mapping(m) for m in section.mappings]
+        self.enrich = [(parse_path(path), value) for path, value in section.enrich.items()]
+        self.rename = section.rename
+        self.drop = section.drop
+
+    def apply(self, event: Mapping[str, Any], payload: dict[str, Any], owned: set[int]) -> None:
+        for mapping in self.mappings:
+            mapping.apply(event, payload, owned)
+        for path, value in self.enrich:
+            set_path(payload, path, value, owned)
+
+
+class _Rule:
+    def __init__(self, rule: Rule) -> None:
+        self.types = frozenset(rule.type) if rule.type is not None else None
+        self.patterns = list(rule.event) if rule.event is not None else None
+        self.when = compile_expression(rule.when) if rule.when is not None else None
+
+    def matches(self, event: Mapping[str, Any], key: str) -> bool:
+        """Every criterion given holds (type, then event name patterns, then the condition)."""
+        if self.types is not None and event.get("type") not in self.types:
+            return False
+        if self.patterns is not None and not any(fnmatchcase(key, p) for p in self.patterns):
+            return False
+        return self.when is None or bool(self.when(event, {}))
+
+
+class CompiledPlaybook:
+    """A playbook made ready to run: expressions compiled, paths parsed, functions imported."""
+
+    def __init__(self, playbook: Playbook, *, allow_code: bool = False) -> None:
+        self.allow = _Rule(playbook.filter.allow) if playbook.filter.allow else None
+        self.deny = _Rule(playbook.filter.deny) if playbook.filter.deny else None
+        self.keep_event = playbook.keep_event
+        self.global_ = _Section(playbook.global_, "global")
+        self.events = {name: _Section(s, f'events["{name}"]') for name, s in playbook.events.items()}
+        self.default = _Section(playbook.default, "default")
+        self.function: Callable[[Mapping[str, Any], dict[str, Any]], dict[str, Any] | None] | None = None
+        if playbook.function:
+            if not allow_code:
+                raise PlaybookError("playbook.function", "code in playbooks is off (settings.allow_code)")
+            module, _, name = playbook.function.partition(":")
+            self.function = getattr(importlib.import_module(module), name)
+
+    def apply(self, event: Mapping[str, Any]) -> Outcome:
+        key = event_key(event)
+        try:
+            if self.allow is not None and not self.allow.matches(event, key):
+                return Outcome(filtered_by="filter.allow")
+            if self.deny is not None and self.deny.matches(event, key):
+                return Outcome(filtered_by="filter.deny")
+            section = self.events.get(key, self.default)
+            for part in (self.global_, section):
+                if part.drop:
+                    return Outcome(filtered_by=f"{part.where}.drop")
+            payload: dict[str, Any] = orjson.loads(orjson.dumps(event)) if self.keep_event else {}
+            owned = {id(payload)} if not self.keep_event else _ids(payload)
+            self.global_.apply(event, payload, owned)
+            section.apply(event, payload, owned)
+        except ExpressionError as exc:
+            raise PlaybookError("playbook.expression", exc.message) from None
+        name = section.rename or self.global_.rename or key
+        if self.function is not None:
+            try:
+                result = self.function(event, payload)
+            except Exception as exc:  # noqa: BLE001 - user code: whatever it raises is a playbook error
+                raise PlaybookError("playbook.function", f"{type(exc).__name__}: {exc}"[:300]) from None
+            if result is None:
+                return Outcome(filtered_by="function")
+            payload = result
+        return Outcome(payload=payload, event_name=name)
+
+
+def _ids(value: Any) -> set[int]:
+    """Ids of every container in `value` (a fresh copy this payload owns)."""
+    out = {id(value)}
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, dict | list):
+            out |= _ids(item)
+    return out
+
+
+class Route:
+    """One integration's decision for each event: does it receive it, and in what shape."""
+
+    def __init__(self, integration: Integration, *, allow_code: bool = False) -> None:
+        self.integration = integration
+        self.name = integration.name
+        self.playbook = CompiledPlaybook(integration.playbook, allow_code=allow_code)
+        self._names = frozenset((integration.name.lower(), *KIND_ALIASES[integration.kind]))
+        self._category = integration.consent.lower() if integration.consent else None
+
+    def decide(self, event: Mapping[str, Any]) -> Outcome:
+        if self._blocked_by_map(event.get("integrations")):
+            return Outcome(filtered_by="integrations_map")
+        if self._category is not None and not self._consented(event.get("context")):
+            return Outcome(filtered_by=f"consent.{self.integration.consent}")
+        return self.playbook.apply(event)
+
+    def _blocked_by_map(self, switches: Any) -> bool:
+        """Segment's rule: an entry for this destination decides; otherwise "All" (default on)."""
+        if not isinstance(switches, Mapping) or not switches:
+            return False
+        everything = True
+        for key, value in switches.items():
+            name = str(key).lower()
+            if name in self._names:
+                return value is False
+            if name == "all":
+                everything = value is not False
+        return not everything
+
+    def _consented(self, context: Any) -> bool:
+        """False when the event opts out of this integration's category; an event without preferences is
+        consented unless the integration says consent_required."""
+        consent = context.get("consent") if isinstance(context, Mapping) else None
+        if not isinstance(consent, Mapping):
+            return not self.integration.consent_required
+        opt_out = consent.get("optOut")
+        if opt_out is True or (isinstance(opt_out, list) and any(str(c).lower() == self._category for c in opt_out)):
+            return False
+        preferences = consent.get("categoryPreferences")
+        if not isinstance(preferences, Mapping):
+            return not self.integration.consent_required
+        for category, allowed in preferences.items():
+            if str(category).lower() == self._category:
+                return allowed is True
+        return not self.integration.consent_required

@@ -1,0 +1,259 @@
+"""Paths into events and MetaRouter's value transforms, compiled once per mapping. Pure.
+
+A path is dotted keys with optional list indexes: `properties.products[0].price`. Reading a missing
+path gives None; writing one creates the objects (and pads lists) on the way.
+A transform never raises on odd input: what it cannot convert becomes None, and the mapping's
+typed default (if any) takes its place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import math
+import re
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any, Final
+
+from schemas.config import Mapping_
+
+Segment = str | int
+Transform = Callable[[Any], Any]
+_TOKEN: Final = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
+
+
+@lru_cache(maxsize=4096)
+def parse_path(path: str) -> tuple[Segment, ...]:
+    return tuple(int(index) if index else key for key, index in _TOKEN.findall(path))
+
+
+def get_path(value: Any, path: str | tuple[Segment, ...]) -> Any:
+    for part in parse_path(path) if isinstance(path, str) else path:
+        if isinstance(part, int):
+            if not isinstance(value, list) or not -len(value) <= part < len(value):
+                return None
+            value = value[part]
+        elif isinstance(value, Mapping):
+            value = value.get(part)
+        else:
+            return None
+    return value
+
+
+def set_path(target: dict[str, Any], path: str | tuple[Segment, ...], value: Any, owned: set[int]) -> None:
+    """Write `value` at `path`. Containers on the way that are not in `owned` (ids of those this payload
+    made) are copied first, so a payload that took a dict from the event never changes the event."""
+    parts = parse_path(path) if isinstance(path, str) else path
+    node: Any = target
+    for part, following in itertools.pairwise(parts):
+        child = _child(node, part)
+        wanted = list if isinstance(following, int) else dict
+        if type(child) is not wanted:
+            child = wanted()
+        elif id(child) not in owned:
+            child = wanted(child)
+        else:
+            node = child
+            continue
+        owned.add(id(child))
+        _put(node, part, child, merge=False)
+        node = child
+    _put(node, parts[-1], value)
+
+
+def _child(node: Any, part: Segment) -> Any:
+    if isinstance(part, int):
+        return node[part] if -len(node) <= part < len(node) else None
+    return node.get(part)
+
+
+def _put(node: Any, part: Segment, value: Any, *, merge: bool = True) -> None:
+    if isinstance(part, int):
+        while len(node) <= part:
+            node.append(None)
+    elif merge and isinstance(value, dict) and isinstance(node.get(part), dict):
+        value = {**value, **node[part]}  # an object onto an object merges; the keys already set stay
+    node[part] = value
+
+
+# -- values ------------------------------------------------------------------------------------------
+def to_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    if isinstance(value, dict | list):
+        import orjson
+
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def to_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip().replace(",", "")) if value.strip() else None
+        except ValueError:
+            return None
+        return number if number is not None and math.isfinite(number) else None
+    return None
+
+
+def to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "yes", "y", "1", "on"):
+            return True
+        if text in ("false", "no", "n", "0", "off", ""):
+            return False
+    return None
+
+
+def normalise(value: Any, how: str) -> str | None:
+    """What vendors hash (Meta CAPI's rules): trimmed and lowercased text; e-mail likewise; phone digits only."""
+    text = to_text(value)
+    if text is None:
+        return None
+    if how == "none":
+        return text
+    if how == "phone":
+        return re.sub(r"\D", "", text) or None
+    return text.strip().lower() or None
+
+
+def sha256(value: Any, how: str = "text") -> str | None:
+    text = normalise(value, how)
+    if text is None:
+        return None
+    if _HEX64.match(text):  # already hashed upstream: hashing again would make it useless
+        return text
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) > 1e11 else value  # epoch ms or s
+        try:
+            return dt.datetime.fromtimestamp(seconds, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return None
+
+
+def format_time(value: Any, fmt: str) -> Any:
+    moment = parse_time(value)
+    if moment is None:
+        return None
+    micros = int(moment.timestamp() * 1_000_000)
+    if fmt == "unix_ms":
+        return micros // 1000
+    if fmt == "unix_s":
+        return micros // 1_000_000
+    if fmt == "unix_micros":
+        return micros
+    if fmt == "date":
+        return moment.astimezone(dt.UTC).date().isoformat()
+    if fmt == "iso8601":
+        return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(dt.UTC).strftime(fmt)
+
+
+def _pluck(value: Any, keys: list[str] | dict[str, str]) -> list[Any] | None:
+    if not isinstance(value, list):
+        return None
+    renames = keys if isinstance(keys, dict) else {k: k for k in keys}
+    return [{new: item[old] for old, new in renames.items() if old in item} for item in value
+            if isinstance(item, Mapping)]
+
+
+def _to_int(value: Any, rounding: str) -> int | None:
+    number = to_float(value)
+    if number is None:
+        return None
+    return int(number) if rounding == "truncate" else math.floor(number + 0.5)  # half up, not banker's
+
+
+def _truncate_float(value: Any, digits: int) -> float | None:
+    number = to_float(value)
+    if number is None:
+        return None
+    scale: int = 10**digits
+    return math.trunc(number * scale) / scale
+
+
+def _replace(pattern: str, replacement: str, regex: bool) -> Transform:
+    if regex:
+        compiled = re.compile(pattern)
+        return lambda v: None if (t := to_text(v)) is None else compiled.sub(replacement, t)
+    return lambda v: None if (t := to_text(v)) is None else t.replace(pattern, replacement)
+
+
+def _substring(start: int, end: int | None) -> Transform:
+    return lambda v: None if (t := to_text(v)) is None else t[start:end]
+
+
+def compile_transform(mapping: Mapping_) -> Transform:
+    """The value function of one mapping (without its default)."""
+    kind = mapping.transform
+    if kind == "direct":
+        return lambda v: v
+    if kind == "lowercase":
+        return lambda v: None if (t := to_text(v)) is None else t.lower()
+    if kind == "uppercase":
+        return lambda v: None if (t := to_text(v)) is None else t.upper()
+    if kind == "trim":
+        return lambda v: None if (t := to_text(v)) is None else t.strip()
+    if kind == "to_string":
+        return to_text
+    if kind == "to_float":
+        return to_float
+    if kind == "to_bool":
+        return to_bool
+    if kind == "to_int":
+        rounding = mapping.rounding or "round"
+        return lambda v: _to_int(v, rounding)
+    if kind == "truncate_float":
+        digits = 2 if mapping.digits is None else mapping.digits
+        return lambda v: _truncate_float(v, digits)
+    if kind == "hash":
+        how = mapping.normalize or "text"
+        return lambda v: sha256(v, how)
+    if kind == "join":
+        sep = "," if mapping.separator is None else mapping.separator
+        return lambda v: None if v is None else sep.join(t for x in (v if isinstance(v, list) else [v])
+                                                         if (t := to_text(x)) is not None)
+    if kind == "split":
+        sep = "," if mapping.separator is None else mapping.separator
+        return lambda v: None if (t := to_text(v)) is None else [p.strip() for p in t.split(sep)]
+    if kind == "pluck":
+        keys = mapping.pluck or []
+        return lambda v: _pluck(v, keys)
+    if kind == "replace":
+        return _replace(mapping.pattern or "", mapping.replacement or "", bool(mapping.regex))
+    if kind == "substring":
+        return _substring(mapping.start or 0, mapping.end)
+    if kind == "timestamp":
+        fmt = mapping.format or "iso8601"
+        return lambda v: format_time(v, fmt)
+    raise ValueError(f"unknown transform {kind!r}")  # the config model has refused it already
