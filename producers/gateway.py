@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 from aiohttp import web
 from confluent_kafka import KafkaError, Message
 
@@ -38,7 +37,8 @@ from producers.tracking_api import (
     parse_request,
     read_body,
 )
-from schemas import ConfigurationError, EventCodec, Topics, deadletter_codec
+from schemas import EventCodec, Topics, deadletter_codec
+from schemas.config import load_config
 from schemas.deadletters import dead_letter
 from schemas.validation import DEFAULT_LIMITS, Limits
 
@@ -60,18 +60,8 @@ class GatewaySettings:
 
 
 def write_keys_from_config(path: Path) -> frozenset[str]:
-    """The writeKeys of the enabled pipelines of a config file (pipelines[].write_keys)."""
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"{path}: cannot read the config: {exc}") from exc
-    keys: set[str] = set()
-    for index, pipeline in enumerate(document.get("pipelines") or []):
-        if not isinstance(pipeline, dict) or not isinstance(pipeline.get("write_keys"), list):
-            raise ConfigurationError(f"{path}: pipelines[{index}].write_keys must be a list")
-        if pipeline.get("enabled", True):
-            keys.update(str(k) for k in pipeline["write_keys"])
-    return frozenset(keys)
+    """The writeKeys of the enabled pipelines of a config file; ConfigurationError lists its problems."""
+    return load_config(path).write_keys()
 
 
 class Gateway:

@@ -5,8 +5,9 @@ closures; nothing is ever `eval`'d. Allowed: literals (text, numbers, true/false
 fields (`userId`, `properties`, `context`...) and `payload` (the output so far), attribute and index
 access (`properties.products[0].price`), arithmetic on numbers (+ - * / // %), text concatenation with
 +, comparisons (== != < <= > >= in, not in), and/or/not, `a if cond else b`, list literals, and the
-functions in FUNCTIONS. A missing field reads as null. Lengths are bounded, and an evaluation error
-(say, null + 1) raises ExpressionError, which the router dead-letters as a playbook error.
+functions in FUNCTIONS. A missing field reads as null, and arithmetic on null gives null. Lengths
+are bounded, and an evaluation error (say, text * 2) raises ExpressionError, which the router
+dead-letters as a playbook error.
 
     properties.revenue > 100 and context.locale in ["de-DE", "fr-FR"]
     lower(trim(traits.email))
@@ -151,9 +152,9 @@ def _compile(node: ast.AST) -> Evaluator:
         if isinstance(node.op, ast.Not):
             return lambda e, p: not _truthy(operand(e, p))
         if isinstance(node.op, ast.USub):
-            return lambda e, p: -_numeric(operand(e, p), "-")
+            return lambda e, p: None if (v := operand(e, p)) is None else -_numeric(v, "-")
         if isinstance(node.op, ast.UAdd):
-            return lambda e, p: _numeric(operand(e, p), "+")
+            return lambda e, p: None if (v := operand(e, p)) is None else _numeric(v, "+")
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right, op = _compile(node.left), _compile(node.right), _BINARY[type(node.op)]
         return lambda e, p: _arithmetic(op, left(e, p), right(e, p))
@@ -197,6 +198,8 @@ def _numeric(value: Any, op: str) -> int | float:
 
 
 def _arithmetic(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
+    if left is None or right is None:  # a missing field makes a missing result (then the mapping's default)
+        return None
     if op is operator.add and isinstance(left, str) and isinstance(right, str):
         if len(left) + len(right) > MAX_TEXT:
             raise ExpressionError("text would be too long")

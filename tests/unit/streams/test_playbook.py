@@ -1,0 +1,132 @@
+"""Which integration receives an event, and by which named rule it does not."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from schemas.config import parse_config
+from streams.playbook import PlaybookError, Route
+
+CONFIG = parse_config("""
+settings: {allow_code: true}
+integrations:
+  - name: crm-hook
+    kind: webhook
+    consent: analytics
+    playbook:
+      filter: {allow: {type: [track, identify]}, deny: {event: ["Debug *"], when: "properties.internal != true"}}
+      global:
+        mappings:
+          - {from: userId, to: user.id}
+          - {from: traits.email, to: user.email_sha256, transform: hash, normalize: email}
+          - {expr: "properties.price * properties.quantity", to: total, default: 0}
+        enrich: {source: eventrouter}
+      events:
+        "Order Completed":
+          rename: order_completed
+          mappings:
+            - {from: properties.revenue, to: value, transform: to_float, default: 0}
+            - {from: properties, to: props}
+            - {from: properties.extra, to: props.more}
+        identify: {mappings: [{from: traits.plan, to: plan, transform: uppercase}]}
+      default: {drop: true}
+  - {name: amp, kind: amplitude, consent: analytics, consent_required: true, playbook: "starter:amplitude"}
+  - name: coded
+    kind: webhook
+    playbook: {function: "tests.unit.streams.test_playbook:shape"}
+""")
+
+
+def shape(event: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | None:
+    if event.get("event") == "Skip":
+        return None
+    if event.get("event") == "Boom":
+        raise RuntimeError("no")
+    return {"shaped": event["messageId"]}
+
+
+def _track(name: str = "Order Completed", **extra: Any) -> dict[str, Any]:
+    return {"type": "track", "event": name, "userId": "u", "messageId": "m", "timestamp": "2026-11-26T10:00:00Z",
+            "properties": {"revenue": "9.5", "price": 2, "quantity": 3}, **extra}
+
+
+def route(name: str) -> Route:
+    return Route(CONFIG.integration(name), allow_code=True)
+
+
+def test_event_section_global_mappings_enrich_and_rename() -> None:
+    outcome = route("crm-hook").decide(_track())
+    assert outcome.event_name == "order_completed"
+    assert outcome.payload == {"user": {"id": "u"}, "total": 6, "source": "eventrouter", "value": 9.5,
+                               "props": {"revenue": "9.5", "price": 2, "quantity": 3}}
+
+
+def test_the_event_is_never_changed_by_its_playbook() -> None:
+    event = _track(properties={"revenue": 1, "extra": {"a": 1}})
+    before = copy.deepcopy(event)
+    outcome = route("crm-hook").decide(event)
+    assert outcome.payload is not None and outcome.payload["props"]["more"] == {"a": 1}
+    assert event == before
+
+
+@pytest.mark.parametrize(("event", "rule"), [
+    ({"type": "page", "userId": "u", "messageId": "m"}, "filter.allow"),
+    (_track("Debug click"), "filter.deny"),
+    (_track("Signed Up"), "default.drop"),
+    (_track(integrations={"All": False}), "integrations_map"),
+    (_track(integrations={"crm-hook": False}), "integrations_map"),
+    (_track(integrations={"Webhooks": False}), "integrations_map"),
+    (_track(context={"consent": {"categoryPreferences": {"Analytics": False}}}), "consent.analytics"),
+    (_track(context={"consent": {"optOut": ["analytics"]}}), "consent.analytics"),
+])
+def test_filtered_events_name_their_rule(event: dict[str, Any], rule: str) -> None:
+    assert route("crm-hook").decide(event).filtered_by == rule
+
+
+@pytest.mark.parametrize(("event", "delivered"), [
+    (_track("Debug click", properties={"internal": True}), False),  # deny needs every criterion: internal → kept
+    (_track(integrations={"All": False, "crm-hook": True}), True),
+    (_track(integrations={"All": True}), True),
+    (_track(context={"consent": {"categoryPreferences": {"analytics": True}}}), True),
+    (_track(), True),  # no preferences, consent not required
+])
+def test_what_is_let_through(event: dict[str, Any], delivered: bool) -> None:
+    outcome = route("crm-hook").decide(event)
+    assert (outcome.payload is not None) is delivered, outcome
+
+
+def test_deny_with_a_condition_lets_the_rest_through() -> None:
+    outcome = route("crm-hook").decide(_track("Debug click", properties={"internal": True}))
+    assert outcome.filtered_by == "default.drop"  # not denied (internal), then no section: default drops it
+
+
+def test_consent_required_refuses_events_without_preferences() -> None:
+    assert route("amp").decide(_track()).filtered_by == "consent.analytics"
+    ok = _track(context={"consent": {"categoryPreferences": {"analytics": True}}})
+    assert route("amp").decide(ok).payload is not None
+
+
+def test_identify_uses_its_type_as_section_name() -> None:
+    outcome = route("crm-hook").decide({"type": "identify", "userId": "u", "messageId": "m",
+                                        "traits": {"plan": "pro", "email": " A@B.com"}})
+    assert outcome.payload is not None
+    assert outcome.payload["plan"] == "PRO"
+    assert len(outcome.payload["user"]["email_sha256"]) == 64
+
+
+def test_expression_failure_is_a_playbook_error() -> None:
+    with pytest.raises(PlaybookError) as caught:
+        route("crm-hook").decide(_track(properties={"price": "x", "quantity": 2}))  # text * number
+    assert caught.value.reason == "playbook.expression"
+
+
+def test_code_runs_only_where_the_config_allows_it() -> None:
+    assert route("coded").decide(_track()).payload == {"shaped": "m"}
+    assert route("coded").decide(_track("Skip")).filtered_by == "function"
+    with pytest.raises(PlaybookError, match="RuntimeError: no"):
+        route("coded").decide(_track("Boom"))
+    with pytest.raises(PlaybookError, match="allow_code"):
+        Route(CONFIG.integration("coded"), allow_code=False)

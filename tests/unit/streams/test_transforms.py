@@ -1,0 +1,86 @@
+"""MetaRouter's value transforms and paths, one behaviour each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from schemas.config import Mapping_
+from streams.transforms import compile_transform, get_path, set_path
+
+
+def _t(transform: str, value: Any, **options: Any) -> Any:
+    mapping = Mapping_.model_validate({"from": "x", "to": "y", "transform": transform, **options})
+    return compile_transform(mapping)(value)
+
+
+@pytest.mark.parametrize(("transform", "value", "options", "expected"), [
+    ("direct", {"a": 1}, {}, {"a": 1}),
+    ("lowercase", "MiXeD", {}, "mixed"),
+    ("uppercase", "eur", {}, "EUR"),
+    ("trim", "  x  ", {}, "x"),
+    ("to_string", 12.0, {}, "12"),
+    ("to_string", True, {}, "true"),
+    ("to_float", "1,234.50", {}, 1234.5),
+    ("to_float", "abc", {}, None),
+    ("to_bool", "yes", {}, True),
+    ("to_bool", 0, {}, False),
+    ("to_bool", "maybe", {}, None),
+    ("to_int", 2.5, {}, 3),
+    ("to_int", "2.7", {"rounding": "truncate"}, 2),
+    ("to_int", -2.5, {}, -2),
+    ("truncate_float", 3.14159, {"digits": 2}, 3.14),
+    ("hash", "  Ada@Example.COM ", {"normalize": "email"},
+     "6ea4b9c4ddd3c8c1e4a3d6d5b06bd2c0c1d0c4d9c94e0a4e7ae7c3e9c2a6ff77"),
+    ("hash", "+1 (555) 010-9999", {"normalize": "phone"}, None),
+    ("join", ["a", 1, None, "b"], {"separator": "|"}, "a|1|b"),
+    ("split", "a, b,c", {}, ["a", "b", "c"]),
+    ("pluck", [{"id": 1, "x": 2}, {"id": 3}, "junk"], {"pluck": ["id"]}, [{"id": 1}, {"id": 3}]),
+    ("pluck", [{"product_id": "p", "price": 2}], {"pluck": {"product_id": "item_id"}}, [{"item_id": "p"}]),
+    ("replace", "a-b-c", {"pattern": "-", "replacement": "_"}, "a_b_c"),
+    ("replace", "a1b22", {"pattern": r"\d+", "replacement": "#", "regex": True}, "a#b#"),
+    ("substring", "abcdef", {"start": 1, "end": 3}, "bc"),
+    ("timestamp", "2026-11-26T10:00:00.5Z", {"format": "unix_ms"}, 1795687200500),
+    ("timestamp", "2026-11-26T10:00:00Z", {"format": "unix_s"}, 1795687200),
+    ("timestamp", 1795687200500, {"format": "iso8601"}, "2026-11-26T10:00:00.500Z"),
+    ("timestamp", "2026-11-26T23:30:00-02:00", {"format": "date"}, "2026-11-27"),
+    ("timestamp", "2026-11-26T10:00:00Z", {"format": "%Y/%m/%d %H"}, "2026/11/26 10"),
+    ("timestamp", "not a time", {}, None),
+])
+def test_transform(transform: str, value: Any, options: dict[str, Any], expected: Any) -> None:
+    if transform == "hash" and expected is not None:
+        import hashlib
+        expected = hashlib.sha256(b"ada@example.com").hexdigest()
+    if transform == "hash" and options.get("normalize") == "phone":
+        import hashlib
+        expected = hashlib.sha256(b"15550109999").hexdigest()
+    assert _t(transform, value, **options) == expected
+
+
+def test_hash_does_not_hash_a_hash_again() -> None:
+    digest = "a" * 64
+    assert _t("hash", digest) == digest
+
+
+def test_paths_read_and_write() -> None:
+    event = {"properties": {"products": [{"price": 5}]}}
+    assert get_path(event, "properties.products[0].price") == 5
+    assert get_path(event, "properties.products[-1].price") == 5
+    assert get_path(event, "properties.products[3].price") is None
+    assert get_path(event, "properties.products.price") is None
+    payload: dict[str, Any] = {}
+    owned = {id(payload)}
+    set_path(payload, "params.items[1].id", "x", owned)
+    assert payload == {"params": {"items": [None, {"id": "x"}]}}
+
+
+def test_writing_below_a_copied_object_never_changes_the_event() -> None:
+    properties = {"a": 1}
+    payload: dict[str, Any] = {}
+    owned = {id(payload)}
+    set_path(payload, "props", properties, owned)
+    set_path(payload, "props.b", 2, owned)
+    set_path(payload, "props", {"a": 9, "c": 3}, owned)  # an object onto an object merges; keys already set stay
+    assert payload == {"props": {"a": 1, "b": 2, "c": 3}}
+    assert properties == {"a": 1}
