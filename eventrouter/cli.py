@@ -88,7 +88,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from schemas.config import load_config, masked
+    from schemas.config import load_config
+    from schemas.secrets import masked
 
     if args.action != "validate":
         return _not_yet(f"config {args.action} (issue #4)")

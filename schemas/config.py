@@ -6,14 +6,13 @@ ConfigurationError listing every problem at once, each with its path:
     integrations[1].playbook.events["Order Completed"].mappings[0].transform: unknown transform 'hsah'
 
 Unknown keys are errors. Secrets are `${ENV_VAR}` references, kept as references (never resolved
-here, never published); `resolve_secrets()` reads them from the environment where they are used,
-and `masked()` shows them as `***`. A playbook is inline, a shipped starter kit (`starter:ga4`), or
+here, never published); schemas/secrets.py `resolve_secrets()` reads them from the environment where
+they are used, and `masked()` shows them as `***`. A playbook is inline, a starter kit (`starter:ga4`), or
 a YAML file (`file:playbooks/crm.yaml`, relative to the config file).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from importlib import resources
@@ -34,6 +33,7 @@ from pydantic import (
 
 from schemas.errors import ConfigurationError
 from schemas.expressions import ExpressionError, compile_expression
+from schemas.secrets import SECRET_REFERENCE, looks_secret, masked
 
 KINDS: Final = ("ga4", "meta_capi", "amplitude", "mixpanel", "braze", "webhook")
 CALL_TYPES: Final = ("track", "identify", "page", "screen", "group", "alias")
@@ -52,7 +52,6 @@ _OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "timestamp": frozenset({"format"}),
 }
 _TIMESTAMP_FORMATS: Final = ("unix_ms", "unix_s", "unix_micros", "iso8601", "date")
-_SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 Name = Annotated[str, StringConstraints(pattern=_NAME)]
@@ -348,7 +347,7 @@ def _cross_checks(config: Config) -> list[str]:
             problems.append(f"integrations[{index}].playbook.function: code in playbooks is off; "
                             "set settings.allow_code: true to allow it")
         for key, value in _flatten(integration.connection, "connection"):
-            if _looks_secret(key) and isinstance(value, str) and value and not _SECRET.fullmatch(value):
+            if looks_secret(key) and isinstance(value, str) and value and not SECRET_REFERENCE.fullmatch(value):
                 problems.append(f"integrations[{index}].{key}: a secret must be a ${{ENV_VAR}} reference, "
                                 "not the value itself")
     return problems
@@ -358,11 +357,6 @@ def _flatten(value: Any, prefix: str) -> list[tuple[str, Any]]:
     if isinstance(value, dict):
         return [pair for k, v in value.items() for pair in _flatten(v, f"{prefix}.{k}")]
     return [(prefix, value)]
-
-
-def _looks_secret(path: str) -> bool:
-    last = path.rsplit(".", 1)[-1].lower()
-    return any(word in last for word in ("secret", "token", "password", "api_key", "apikey", "access_key"))
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -385,41 +379,3 @@ def _message(error: Mapping[str, Any]) -> str:
         return "unknown key"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
-
-
-# -- secrets -------------------------------------------------------------------------------------------
-def masked(value: Any) -> Any:
-    """`value` with every string that is or holds a secret reference shown as ***."""
-    if isinstance(value, dict):
-        return {k: "***" if _looks_secret(str(k)) and v else masked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [masked(v) for v in value]
-    if isinstance(value, str) and _SECRET.search(value):
-        return "***"
-    return value
-
-
-def resolve_secrets(value: Any, environ: Mapping[str, str] | None = None) -> Any:
-    """`value` with each ${ENV_VAR} replaced from the environment; ConfigurationError names what is unset
-    (never the values)."""
-    env = os.environ if environ is None else environ
-    missing: set[str] = set()
-
-    def resolve(item: Any) -> Any:
-        if isinstance(item, dict):
-            return {k: resolve(v) for k, v in item.items()}
-        if isinstance(item, list):
-            return [resolve(v) for v in item]
-        if isinstance(item, str):
-            def substitute(match: re.Match[str]) -> str:
-                if match.group(1) not in env:
-                    missing.add(match.group(1))
-                    return ""
-                return env[match.group(1)]
-            return _SECRET.sub(substitute, item)
-        return item
-
-    out = resolve(value)
-    if missing:
-        raise ConfigurationError(f"environment variables not set: {', '.join(sorted(missing))}")
-    return out

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas.config import load_config, masked, parse_config, resolve_secrets, starter_names
+from schemas.config import load_config, parse_config, starter_names
 from schemas.errors import ConfigurationError
+from schemas.secrets import masked, resolve_secrets
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "eventrouter.yaml"
 
