@@ -3,7 +3,7 @@
 `load_config(path)` parses and checks a file and returns a frozen `Config`, or raises
 ConfigurationError listing every problem at once, each with its path:
 
-    integrations[1].playbook.events["Order Completed"].mappings[0].transform: unknown transform 'hsah'
+    integrations[1].playbook.events["Order Completed"].mappings[0]: unknown transform 'hsah'
 
 Unknown keys are errors. Secrets are `${ENV_VAR}` references, kept as references (never resolved
 here, never published); schemas/secrets.py `resolve_secrets()` reads them from the environment where
