@@ -256,6 +256,13 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(text: str, base: Path | None = None, source: str = "config") -> Config:
     """Parse YAML text; `base` is where `file:` playbooks are looked up."""
+    return config_from_document(resolved_document(text, base, source), source)
+
+
+def resolved_document(text: str, base: Path | None = None, source: str = "config") -> dict[str, Any]:
+    """The YAML text as a plain document with every `starter:` and `file:` playbook inlined: what
+    `config apply` publishes, so that workers need no files. Raises ConfigurationError when the text
+    is not YAML, or names playbooks that cannot be read."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -266,6 +273,18 @@ def parse_config(text: str, base: Path | None = None, source: str = "config") ->
         raise ConfigurationError(f"{source}: the top level must be a mapping")
     problems: list[str] = []
     document = _resolve_playbooks(document, base, problems)
+    if problems:
+        try:
+            Config.model_validate(document)
+        except ValidationError as exc:
+            problems.extend(f"{_path(e['loc'])}: {_message(e)}" for e in exc.errors())
+        raise ConfigurationError(_report(source, problems))
+    return document
+
+
+def config_from_document(document: Mapping[str, Any], source: str = "config") -> Config:
+    """Check a resolved document (every problem at once) and make the frozen Config."""
+    problems: list[str] = []
     try:
         config = Config.model_validate(document)
     except ValidationError as exc:

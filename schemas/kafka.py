@@ -38,13 +38,14 @@ def consumer_settings(bootstrap: str, group: str, overrides: Mapping[str, Any] |
     return settings
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3,
-                  config: Mapping[str, str] | None = None, timeout: float = 30.0) -> None:
+def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3, *,
+                  config: Mapping[str, str] | None = None, timeout: float = 30.0,
+                  client: Mapping[str, Any] | None = None) -> None:
     """Create missing topics (idempotent); raises on any error other than 'already exists'."""
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client or {})})
     wanted = [NewTopic(t, num_partitions=partitions, config=dict(config or {})) for t in topics]
     if not wanted:
         return
@@ -57,3 +58,15 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3,
                 continue
             raise
         log.info("created topic %s partitions=%s", topic, partitions)
+
+
+def partition_count(bootstrap: str, topic: str, timeout: float = 30.0,
+                    client: Mapping[str, Any] | None = None) -> int | None:
+    """The topic's number of partitions, or None if it does not exist."""
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient({"bootstrap.servers": bootstrap, **(client or {})}).list_topics(topic, timeout=timeout)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        return None
+    return len(found.partitions)

@@ -218,6 +218,17 @@ def check_message(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
     return size_of(message, limits)
 
 
+def check_decoded(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> None:
+    """check_message plus the structure limits (depth, keys, string length), for a message decoded from
+    JSON or Avro (so nothing in it needs converting). The walk is skipped when the JSON text is too
+    short to hold a long string or a large object and has too few brackets to be deep."""
+    check_message(message, limits)
+    text = orjson.dumps(message)
+    if len(text) >= min(limits.string_chars + 2, 2 * limits.keys + 1) \
+            or text.count(b"{") + text.count(b"[") > limits.depth:
+        clean(dict(message), "", limits)
+
+
 def check_call(message: Mapping[str, Any]) -> None:
     """The call type, its required fields, an identity, and string ids."""
     call = message.get("type")

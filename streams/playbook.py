@@ -20,7 +20,7 @@ import orjson
 from schemas.config import Integration, Mapping_, Playbook, Rule, Section
 from schemas.errors import FinalError
 from schemas.expressions import ExpressionError, compile_expression
-from streams.transforms import compile_transform, get_path, parse_path, set_path
+from streams.transforms import compile_getter, compile_setter, compile_transform, is_identity
 
 # Names Segment users write in an event's `integrations` map for each kind, besides the integration's own name.
 KIND_ALIASES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -54,44 +54,60 @@ def event_key(event: Mapping[str, Any]) -> str:
     return str(call)
 
 
-class _Mapping:
-    __slots__ = ("default", "expr", "sources", "target", "transform")
+MappingFn = Callable[[Mapping[str, Any], dict[str, Any], set[int]], None]
 
-    def __init__(self, mapping: Mapping_) -> None:
-        self.target = parse_path(mapping.to)
-        self.expr = compile_expression(mapping.expr) if mapping.expr is not None else None
+
+def _compile_mapping(mapping: Mapping_) -> MappingFn:
+    """One mapping as one closure: read (a path, several for join, or an expression), transform, fall
+    back to the default, write. The usual mapping (one path, no transform, no default) is two dict
+    operations; this runs a dozen times per event and integration."""
+    put = compile_setter(mapping.to)
+    compiled = compile_transform(mapping)
+    transform = None if is_identity(compiled) else compiled
+    default = mapping.default
+    read: Callable[..., Any]
+    if mapping.expr is not None:
+        read = compile_expression(mapping.expr)
+    else:
         sources = mapping.from_ if isinstance(mapping.from_, list) else [mapping.from_] if mapping.from_ else []
-        self.sources = [parse_path(s) for s in sources]
-        self.transform = compile_transform(mapping)
-        self.default = mapping.default
-
-    def apply(self, event: Mapping[str, Any], payload: dict[str, Any], owned: set[int]) -> None:
-        if self.expr is not None:
-            value = self.expr(event, payload)
-        elif len(self.sources) == 1:
-            value = get_path(event, self.sources[0])
+        getters = [compile_getter(s) for s in sources]
+        if len(getters) == 1:
+            get = getters[0]
+            if transform is None and default is None:
+                def direct(event: Mapping[str, Any], payload: dict[str, Any], owned: set[int]) -> None:
+                    value = get(event)
+                    if value is not None:
+                        put(payload, value, owned)
+                return direct
+            read = lambda event, payload: get(event)  # noqa: E731
         else:
-            value = [v for v in (get_path(event, s) for s in self.sources) if v is not None] or None
-        value = self.transform(value)
+            read = lambda event, payload: [v for v in (g(event) for g in getters) if v is not None] or None  # noqa: E731
+
+    def run(event: Mapping[str, Any], payload: dict[str, Any], owned: set[int]) -> None:
+        value = read(event, payload)
+        if transform is not None:
+            value = transform(value)
         if value is None:
-            value = self.default
-        if value is not None:
-            set_path(payload, self.target, value, owned)
+            value = default
+            if value is None:
+                return
+        put(payload, value, owned)
+    return run
 
 
 class _Section:
     def __init__(self, section: Section, where: str) -> None:
         self.where = where
-        self.mappings = [_Mapping(m) for m in section.mappings]
-        self.enrich = [(parse_path(path), value) for path, value in section.enrich.items()]
+        self.mappings = [_compile_mapping(m) for m in section.mappings]
+        self.enrich = [(compile_setter(path), value) for path, value in section.enrich.items()]
         self.rename = section.rename
         self.drop = section.drop
 
     def apply(self, event: Mapping[str, Any], payload: dict[str, Any], owned: set[int]) -> None:
         for mapping in self.mappings:
-            mapping.apply(event, payload, owned)
-        for path, value in self.enrich:
-            set_path(payload, path, value, owned)
+            mapping(event, payload, owned)
+        for put, value in self.enrich:
+            put(payload, value, owned)
 
 
 class _Rule:

@@ -43,6 +43,48 @@ def get_path(value: Any, path: str | tuple[Segment, ...]) -> Any:
     return value
 
 
+def compile_getter(path: str | tuple[Segment, ...]) -> Callable[[Any], Any]:
+    """`get_path` for one path, specialised: keys into plain dicts are plain lookups (the router runs a
+    dozen of these per event and integration); anything else takes the general walk."""
+    parts = parse_path(path) if isinstance(path, str) else path
+    if not all(isinstance(p, str) for p in parts):
+        return lambda v: get_path(v, parts)
+    if len(parts) == 1:
+        key = parts[0]
+        return lambda v: v.get(key) if type(v) is dict else get_path(v, parts)
+    keys = parts
+
+    def get_keys(value: Any) -> Any:
+        for index, key in enumerate(keys):
+            if type(value) is dict:
+                value = value.get(key)
+            elif value is None:
+                return None
+            else:
+                return get_path(value, keys[index:])
+        return value
+    return get_keys
+
+
+Setter = Callable[[dict[str, Any], Any, set[int]], None]
+
+
+def compile_setter(path: str | tuple[Segment, ...]) -> Setter:
+    """`set_path` for one path; a single key is a plain store (with the object-onto-object merge)."""
+    parts = parse_path(path) if isinstance(path, str) else path
+    if len(parts) == 1 and isinstance(parts[0], str):
+        key = parts[0]
+
+        def put(target: dict[str, Any], value: Any, owned: set[int]) -> None:
+            if type(value) is dict:
+                current = target.get(key)
+                if type(current) is dict:
+                    value = {**value, **current}
+            target[key] = value
+        return put
+    return lambda target, value, owned: set_path(target, parts, value, owned)
+
+
 def set_path(target: dict[str, Any], path: str | tuple[Segment, ...], value: Any, owned: set[int]) -> None:
     """Write `value` at `path`. Containers on the way that are not in `owned` (ids of those this payload
     made) are copied first, so a payload that took a dict from the event never changes the event."""
@@ -213,11 +255,19 @@ def _substring(start: int, end: int | None) -> Transform:
     return lambda v: None if (t := to_text(v)) is None else t[start:end]
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
+def is_identity(transform: Transform) -> bool:
+    return transform is _identity
+
+
 def compile_transform(mapping: Mapping_) -> Transform:
     """The value function of one mapping (without its default)."""
     kind = mapping.transform
     if kind == "direct":
-        return lambda v: v
+        return _identity
     if kind == "lowercase":
         return lambda v: None if (t := to_text(v)) is None else t.lower()
     if kind == "uppercase":

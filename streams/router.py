@@ -1,0 +1,215 @@
+"""The stream worker's decisions, as plain functions on plain data: no Kafka, no Faust.
+
+For one raw record (`Source`): decode the Avro bytes, find the pipeline by writeKey, validate the
+call, correct its clock skew, then ask each of the pipeline's integrations what it receives. The
+worker (streams/worker.py) only moves bytes and keeps the dedup table; everything it writes comes
+from here:
+
+- `Router.admit(source)` -> `Admitted` (the event, its pipeline and its dedup key) or `Rejected` (a
+  dead letter with its reason: `decode.*`, `auth.*`, `invalid.*`, `limit.*`).
+- `Router.route(admitted)` -> `Routed`: one `Output` per integration that receives the event (its
+  Outbound record, keyed by user), the integrations that filtered it and by which rule, and a dead
+  letter per integration whose playbook failed on it. One integration's failure never affects another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from schemas import EventCodec, Topics, deadletter_codec, outbound_codec
+from schemas.config import Config, Pipeline
+from schemas.deadletters import dead_letter
+from schemas.errors import DecodeError
+from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_decoded, parse_timestamp
+from streams.normalize import corrected_timestamp
+from streams.playbook import PlaybookError, Route
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A raw record as the consumer saw it."""
+
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int  # the Kafka record's timestamp: when our producer or gateway published it
+    headers: Sequence[tuple[str, bytes | None]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to write: an Outbound to an integration's topic, or a DeadLetter to the invalid topic."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    integration: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that cannot be routed at all: dead-letter it."""
+
+    reason: str
+    message: str
+    dead_letter: Output
+    pipeline: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A decoded, valid event of a known pipeline, not yet routed."""
+
+    source: Source
+    event: dict[str, Any]
+    pipeline: Pipeline
+    dedup_key: str
+    key: bytes | None
+    timestamp_ms: int
+    received_ms: int
+
+
+@dataclass(slots=True)
+class Routed:
+    outputs: list[Output] = field(default_factory=list)
+    filtered: list[tuple[str, str]] = field(default_factory=list)        # (integration, rule)
+    failed: list[tuple[str, str, Output]] = field(default_factory=list)  # (integration, reason, dead letter)
+
+
+def _ms(moment: dt.datetime) -> int:
+    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def _iso(ms: int) -> str:
+    return (_EPOCH + dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Router:
+    """One config revision, compiled: playbooks ready, codecs built. Immutable once made; a new
+    revision makes a new Router, which the worker swaps in between batches."""
+
+    def __init__(self, config: Config, revision: int, topics: Topics, limits: Limits = DEFAULT_LIMITS,
+                 codec: EventCodec | None = None) -> None:
+        self.config = config
+        self.revision = revision
+        self.topics = topics
+        self.limits = limits
+        self._codec = codec or EventCodec()
+        self._outbound = outbound_codec()
+        self._deadletters = deadletter_codec()
+        allow_code = config.settings.allow_code
+        # Only integrations that are enabled and named by a pipeline are compiled and routed to.
+        named = {name for p in config.pipelines for name in p.integrations}
+        self.routes: dict[str, Route] = {
+            i.name: Route(i, allow_code=allow_code) for i in config.integrations if i.enabled and i.name in named}
+        self._topic_of = {name: topics.integration(name) for name in self.routes}
+        self._max_future_s = config.settings.max_future_s
+
+    def integration_topics(self) -> list[str]:
+        return sorted(self._topic_of.values())
+
+    # -- admission: decode, authenticate, validate --------------------------------------------------
+    def admit(self, source: Source) -> Admitted | Rejected:
+        try:
+            event = self._codec.decode(source.value)
+        except DecodeError as exc:
+            return self._reject(source, exc.reason, exc.message, stage="decode")
+        except (ValueError, TypeError) as exc:  # a JSON part of the record that is not JSON
+            return self._reject(source, "decode.corrupt", f"{type(exc).__name__}: {str(exc)[:200]}", stage="decode")
+        message_id = event.get("messageId")
+        write_key = event.get("writeKey")
+        pipeline = self.config.pipeline_for(write_key) if isinstance(write_key, str) else None
+        if pipeline is None:
+            # the key itself is never logged or put in a message: it may be a mistyped secret
+            what = "no writeKey" if not write_key else "unknown writeKey"
+            return self._reject(source, "auth.unknown_write_key", what, stage="validate", message_id=message_id)
+        if not pipeline.enabled:
+            return self._reject(source, "auth.pipeline_disabled", f"pipeline {pipeline.name} is disabled",
+                                stage="validate", message_id=message_id, pipeline=pipeline.name)
+        try:
+            check_decoded(event, self.limits)
+        except ValidationError as exc:
+            return self._reject(source, exc.reason, exc.message, stage="validate", message_id=message_id,
+                                pipeline=pipeline.name)
+        if not message_id:
+            return self._reject(source, "invalid.missing_field", "messageId: every event needs one",
+                                stage="validate", pipeline=pipeline.name)
+        received = self._received(event, source)
+        moment = corrected_timestamp(event, received, self._max_future_s)
+        received_ms, timestamp_ms = _ms(received), _ms(moment)
+        event["receivedAt"] = event.get("receivedAt") or _iso(received_ms)
+        event["timestamp"] = _iso(timestamp_ms)
+        user = event.get("userId") or event.get("anonymousId")
+        return Admitted(source, event, pipeline, f"{pipeline.name}\x1f{message_id}",
+                        user.encode() if isinstance(user, str) else None, timestamp_ms, received_ms)
+
+    @staticmethod
+    def _received(event: dict[str, Any], source: Source) -> dt.datetime:
+        text = event.get("receivedAt")
+        if isinstance(text, str):
+            try:
+                return parse_timestamp(text)
+            except ValueError:
+                pass
+        # The SDK does not set receivedAt: the time our producer published the record is the closest.
+        return _EPOCH + dt.timedelta(milliseconds=source.timestamp_ms)
+
+    # -- routing: each integration's decision and shape ---------------------------------------------
+    def route(self, admitted: Admitted, replayed: bool = False) -> Routed:
+        routed = Routed()
+        event, source = admitted.event, admitted.source
+        for name in admitted.pipeline.integrations:
+            route = self.routes.get(name)
+            if route is None:  # disabled integration
+                continue
+            try:
+                outcome = route.decide(event)
+                if outcome.filtered_by is not None:
+                    routed.filtered.append((name, outcome.filtered_by))
+                    continue
+                payload = orjson.dumps(outcome.payload).decode()
+            except PlaybookError as exc:
+                routed.failed.append((name, exc.reason, self._dead_letter(
+                    source, exc.reason, exc.message, stage="playbook", message_id=event.get("messageId"),
+                    pipeline=admitted.pipeline.name, integration=name)))
+                continue
+            except (TypeError, ValueError, orjson.JSONEncodeError) as exc:  # a payload JSON cannot carry
+                reason = "playbook.output"
+                routed.failed.append((name, reason, self._dead_letter(
+                    source, reason, f"{type(exc).__name__}: {str(exc)[:200]}", stage="playbook",
+                    message_id=event.get("messageId"), pipeline=admitted.pipeline.name, integration=name)))
+                continue
+            record = {
+                "messageId": event["messageId"], "integration": name, "kind": route.integration.kind,
+                "pipeline": admitted.pipeline.name, "type": event["type"], "eventName": outcome.event_name,
+                "userId": event.get("userId"), "anonymousId": event.get("anonymousId"),
+                "timestamp": admitted.timestamp_ms, "receivedAt": admitted.received_ms, "payload": payload,
+                "configRevision": self.revision, "replayed": replayed, "sourceTopic": source.topic,
+                "sourcePartition": source.partition, "sourceOffset": source.offset,
+            }
+            routed.outputs.append(Output(self._topic_of[name], admitted.key, self._outbound.encode(record), name))
+        return routed
+
+    # -- dead letters ----------------------------------------------------------------------------------
+    def _reject(self, source: Source, reason: str, message: str, *, stage: str, message_id: Any = None,
+                pipeline: str | None = None) -> Rejected:
+        return Rejected(reason, message, self._dead_letter(source, reason, message, stage=stage,
+                                                           message_id=message_id, pipeline=pipeline), pipeline)
+
+    def _dead_letter(self, source: Source, reason: str, message: str, *, stage: str, message_id: Any,
+                     pipeline: str | None, integration: str | None = None) -> Output:
+        record = dead_letter(
+            reason=reason, message=message, stage=stage, original=source.value or b"",
+            source_topic=source.topic, source_partition=source.partition, source_offset=source.offset,
+            message_id=message_id if isinstance(message_id, str) else None, integration=integration,
+            pipeline=pipeline, headers=source.headers)
+        return Output(self.topics.invalid, None, self._deadletters.encode(record), integration)
+
