@@ -13,7 +13,6 @@ from eventrouter import paths
 # Commands the pipeline grows into; named here so docker-compose.yml and the README can refer
 # to them. Each says plainly that it is not in this version yet.
 _PLANNED = {
-    "worker": "the Faust stream worker (issue #4)",
     "forward": "the forwarder for one integration (issue #5)",
 }
 
@@ -88,16 +87,49 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
+    from schemas import Topics
     from schemas.config import load_config
+    from schemas.revisions import ConfigStore
     from schemas.secrets import masked
 
-    if args.action != "validate":
-        return _not_yet(f"config {args.action} (issue #4)")
-    config = load_config(args.file)  # ConfigurationError lists every problem: exit 1
-    print(f"{args.file}: valid: {len(config.pipelines)} pipelines, {len(config.integrations)} integrations")
-    for integration in config.integrations:
-        print(f"  {integration.name} ({integration.kind}): connection {masked(integration.connection)}")
+    if args.action == "validate":
+        config = load_config(args.target or "eventrouter.yaml")  # ConfigurationError lists every problem: exit 1
+        print(f"{args.target}: valid: {len(config.pipelines)} pipelines, {len(config.integrations)} integrations")
+        for integration in config.integrations:
+            print(f"  {integration.name} ({integration.kind}): connection {masked(integration.connection)}")
+        return 0
+    store = ConfigStore(args.bootstrap_servers, Topics(args.topic_prefix))
+    if args.action == "apply":
+        revision, created = store.apply(args.target or "eventrouter.yaml")
+        print(f"{'applied' if created else 'unchanged: already'} revision {revision.number} "
+              f"(sha256 {revision.sha256[:12]}) to {store.topic}")
+        return 0
+    if args.action == "history":
+        revisions = store.history()
+        if not revisions:
+            print(f"no revisions in {store.topic}")
+        for revision in revisions:
+            print(revision.summary())
+        return 0
+    if not args.target or not args.target.isdigit():
+        print("eventrouter: config rollback needs a revision number (see `eventrouter config history`)",
+              file=sys.stderr)
+        return 2
+    revision = store.rollback(int(args.target))
+    print(f"rolled back: revision {revision.number} is revision {args.target}'s config")
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from schemas import Topics
+    from streams.worker import WorkerSettings, run_worker
+
+    settings = WorkerSettings(
+        args.bootstrap_servers, Topics(args.topic_prefix), data_dir=args.data_dir or paths.home() / "worker",
+        config_file=args.config, metrics_port=args.metrics_port, batch_size=args.batch_size,
+        partitions=args.partitions, replication_factor=args.replication_factor, store=args.store, engine=args.engine,
+        log_level="INFO" if args.verbose else "WARNING")
+    return run_worker(settings)
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -170,10 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--quiet", action="store_true", help="no progress line")
     imports.set_defaults(func=_import)
 
-    config = sub.add_parser("config", help="check a config file (apply, history and rollback: issue #4)")
+    config = sub.add_parser("config", help="validate a config file; apply it as a revision; history; rollback")
     config.add_argument("action", choices=["validate", "apply", "history", "rollback"])
-    config.add_argument("file", type=Path, nargs="?", default=Path("eventrouter.yaml"))
+    config.add_argument("target", nargs="?", help="the config file (validate, apply) or a revision (rollback)")
+    _bootstrap_option(config)
     config.set_defaults(func=_config)
+
+    worker = sub.add_parser("worker", help="the stream worker: validate, dedupe, run playbooks, route")
+    _bootstrap_option(worker)
+    worker.add_argument("--config", type=Path, help="apply this file as a revision at start (if it changed)")
+    worker.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics on 127.0.0.1 (0: free)")
+    worker.add_argument("--data-dir", type=Path, default=None, help="default: $EVENTROUTER_HOME/worker")
+    worker.add_argument("--batch-size", type=int, default=1000)
+    worker.add_argument("--partitions", type=int, default=6, help="of the raw topic, if the worker creates it")
+    worker.add_argument("--replication-factor", type=int, default=1)
+    worker.add_argument("--engine", choices=["kafka", "faust"], default="kafka",
+                        help="kafka: confluent-kafka consumer group (default); faust: faust-streaming (see README)")
+    worker.add_argument("--store", default="memory://", help="faust engine: the dedup table's store")
+    worker.set_defaults(func=_worker)
 
     preview = sub.add_parser("preview", help="what an integration's playbook makes of an event, no Kafka needed")
     preview.add_argument("event", type=Path, help="a JSON file with one event or an array of them; - for stdin")

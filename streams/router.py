@@ -50,8 +50,9 @@ class Output:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     integration: str | None = None
+    partition: int | None = None  # None: by key (murmur2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ class Router:
         received = self._received(event, source)
         moment = corrected_timestamp(event, received, self._max_future_s)
         received_ms, timestamp_ms = _ms(received), _ms(moment)
+        event.pop("writeKey", None)  # a credential of ours: no playbook and no vendor sees it
         event["receivedAt"] = event.get("receivedAt") or _iso(received_ms)
         event["timestamp"] = _iso(timestamp_ms)
         user = event.get("userId") or event.get("anonymousId")

@@ -1,0 +1,171 @@
+"""The default engine (`eventrouter worker`): a confluent-kafka consumer group reading the raw topic in
+batches (`consume(N)`), the dedup state restored per partition from its changelog on assignment.
+
+Each batch: route it (streams/worker.py BatchRouter), wait until Kafka acknowledged every output and
+then the dedup changelog records, and only then store the batch's offsets (librdkafka commits stored
+offsets every second and on revoke and close). SIGTERM or SIGINT: the batch in hand is finished and
+committed before the consumer leaves the group, so a graceful stop leaves no duplicate behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from schemas.kafka import consumer_settings, ensure_topics
+from streams.router import Source
+from streams.worker import BatchRouter, Deduplicator, OutputWriter, WorkerSettings, start_config
+
+log = logging.getLogger(__name__)
+
+
+def changelog_topic(settings: WorkerSettings) -> str:
+    """The same name Faust gives the `dedup` table's changelog, so both engines share the state."""
+    return f"{settings.app_id}-dedup-changelog"
+
+
+class ChangelogStore(dict[str, Any]):
+    """The dedup state of the partitions this worker owns, read back from the changelog topic."""
+
+    def __init__(self, settings: WorkerSettings, topic: str) -> None:
+        super().__init__()
+        self.settings = settings
+        self.topic = topic
+
+    def restore(self, partitions: Iterable[int]) -> int:
+        """Read each partition's changelog to its end; returns the records read."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        wanted = list(partitions)
+        if not wanted:
+            return 0
+        consumer = Consumer(consumer_settings(self.settings.bootstrap, f"restore-{uuid.uuid4().hex[:8]}",
+                                              {"enable.auto.commit": False, **self.settings.client}))
+        try:
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1] for p in wanted}
+            todo = {p for p, end in ends.items() if end > 0}
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in todo])
+            count = 0
+            deadline = time.monotonic() + 300
+            while todo and time.monotonic() < deadline:
+                for message in consumer.consume(num_messages=10_000, timeout=0.5):
+                    if message.error() is not None:
+                        continue
+                    key = orjson.loads(message.key() or b'null')
+                    value = message.value()
+                    if value is None:
+                        self.pop(key, None)
+                    else:
+                        self[key] = orjson.loads(value)
+                    count += 1
+                    partition, offset = message.partition(), message.offset()
+                    if offset is not None and partition is not None and offset + 1 >= ends[partition]:
+                        todo.discard(partition)
+            if todo:
+                raise TimeoutError(f"dedup changelog partitions {sorted(todo)} not read back in 300 s")
+            return count
+        finally:
+            consumer.close()
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        for key in [k for k, v in self.items() if v[1] in gone]:
+            del self[key]
+
+
+class KafkaEngine:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+
+    def stop(self, *_args: Any) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        from confluent_kafka import Consumer, TopicPartition
+
+        settings = self.settings
+        metrics, holder, watcher = start_config(settings)
+        changelog = changelog_topic(settings)
+        ensure_topics(settings.bootstrap, [changelog], partitions=holder.partitions, client=settings.client,
+                      config={"cleanup.policy": "compact"})
+        store = ChangelogStore(settings, changelog)
+        writer = OutputWriter(settings.bootstrap, settings.client)
+        writer.start()
+        batches = BatchRouter(holder, writer, Deduplicator(store, changelog, 86_400), metrics)
+        raw = settings.topics.raw
+        owned: set[int] = set()
+
+        def assigned(consumer: Any, partitions: list[Any]) -> None:
+            mine = [tp.partition for tp in partitions if tp.topic == raw]
+            started = time.monotonic()
+            count = store.restore(mine)
+            owned.update(mine)
+            metrics.assigned.set(len(owned))
+            log.warning("assigned raw partitions %s (dedup state: %s records in %.1f s)", mine, count,
+                        time.monotonic() - started)
+
+        def revoked(consumer: Any, partitions: list[Any]) -> None:
+            mine = [tp.partition for tp in partitions if tp.topic == raw]
+            try:
+                consumer.commit(asynchronous=False)
+            except Exception as exc:  # noqa: BLE001 - nothing stored to commit, or the group is gone
+                log.info("commit on revoke: %s", exc)
+            store.forget(mine)
+            owned.difference_update(mine)
+            metrics.assigned.set(len(owned))
+            log.warning("revoked raw partitions %s", mine)
+
+        def lost(consumer: Any, partitions: list[Any]) -> None:
+            mine = [tp.partition for tp in partitions if tp.topic == raw]
+            store.forget(mine)
+            owned.difference_update(mine)
+            metrics.assigned.set(len(owned))
+            log.warning("lost raw partitions %s (outputs of an uncommitted batch may be written twice)", mine)
+
+        consumer = Consumer(consumer_settings(settings.bootstrap, settings.app_id, {
+            "auto.commit.interval.ms": 1000, "session.timeout.ms": int(settings.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(settings.session_timeout_s * 200), "fetch.wait.max.ms": 100,
+            "max.poll.interval.ms": 600_000, **settings.client}))
+        consumer.subscribe([raw], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.stop)
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(num_messages=settings.batch_size, timeout=0.2)
+                sources = []
+                last: dict[int, int] = {}
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        log.warning("consumer: %s", error)
+                        continue
+                    partition, offset = message.partition() or 0, message.offset() or 0
+                    headers: Any = message.headers() or ()
+                    sources.append(Source(message.value(), raw, partition, offset, message.timestamp()[1], headers))
+                    last[partition] = offset
+                if not sources:
+                    continue
+                batches.process_blocking(sources)
+                consumer.store_offsets(offsets=[TopicPartition(raw, p, o + 1) for p, o in last.items()])
+        finally:
+            log.warning("stopping: committing and leaving the group")
+            try:
+                consumer.commit(asynchronous=False)
+            except Exception as exc:  # noqa: BLE001 - nothing stored to commit
+                log.info("final commit: %s", exc)
+            consumer.close()
+            watcher.stop()
+            writer.close()
+        return 0
+
+
+def run_kafka(settings: WorkerSettings) -> int:
+    return KafkaEngine(settings).run()

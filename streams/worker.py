@@ -1,0 +1,318 @@
+"""`eventrouter worker`: what every engine shares to route raw events to the integration topics.
+
+Wiring only; the decisions are streams/router.py's. An engine reads the raw topic in a consumer group
+(streams/kafka_engine.py with confluent-kafka, the default; streams/faust_engine.py with Faust) and
+hands each batch of raw records to BatchRouter here. Each batch:
+admit every record (decode, writeKey, validation), drop messageIds already seen in the window, route
+the rest through the playbooks, write every Outbound record and dead letter with one confluent-kafka
+producer (idempotent, acks=all, murmur2 so each user's records stay in one partition), wait until
+Kafka acknowledged all of them, then mark the messageIds seen and only then ack the input records,
+so an offset is committed only after its outputs are durable. A failed write is written again, never
+skipped: the batch waits. One bad record never stops the worker; every record ends as outputs, a
+filter count with its rule, a dedup count, or a dead letter with its reason.
+
+The config comes from the config topic (schemas/revisions.py): a new revision is compiled in the
+watcher thread and swapped in between batches; every Outbound record carries the revision that shaped it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas import Topics
+from schemas.config import Config
+from schemas.kafka import ensure_topics, partition_count, producer_settings
+from schemas.revisions import ConfigStore, Revision, RevisionWatcher
+from streams.metrics import UNKNOWN, BatchTally, WorkerMetrics
+from streams.router import Output, Rejected, Router, Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    bootstrap: str
+    topics: Topics = field(default_factory=Topics)
+    data_dir: Path = Path(".eventrouter/worker")
+    config_file: Path | None = None      # applied as a revision at start when it differs from the newest
+    metrics_port: int | None = None      # 0: a free port (logged)
+    metrics_host: str = "127.0.0.1"
+    batch_size: int = 1000
+    batch_within_s: float = 0.02
+    partitions: int = 6                  # of the raw topic, when the worker has to create it
+    replication_factor: int = 1
+    store: str = "memory://"             # the dedup table's store; "rocksdb://" with faust[rocksdict]
+    client: Mapping[str, Any] = field(default_factory=dict)  # extra librdkafka settings (security)
+    log_level: str = "WARNING"
+    session_timeout_s: float = 10.0      # a worker that died is replaced after this long
+    engine: str = "kafka"                # "kafka" (confluent-kafka, the default) or "faust"
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.topics.prefix}-router"
+
+
+class RouterHolder:
+    """The compiled config in force, swapped by the watcher thread, read once per batch."""
+
+    def __init__(self, settings: WorkerSettings, partitions: int, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.partitions = partitions
+        self.metrics = metrics
+        self.router: Router | None = None
+        self.ready = threading.Event()
+
+    def take(self, revision: Revision, config: Config) -> None:
+        router = Router(config, revision.number, self.settings.topics)
+        ensure_topics(self.settings.bootstrap, router.integration_topics(), partitions=self.partitions,
+                      client=self.settings.client)
+        self.router = router
+        self.metrics.revision.set(revision.number)
+        self.ready.set()
+        log.warning("config revision %s in force: %s pipelines, %s integrations routed", revision.number,
+                    len(config.pipelines), len(router.routes))
+
+
+class OutputWriter:
+    """One confluent-kafka producer for every output; `write` returns once Kafka acknowledged them all."""
+
+    def __init__(self, bootstrap: str, client: Mapping[str, Any]) -> None:
+        self._settings = producer_settings(bootstrap, {
+            "linger.ms": 5, "batch.num.messages": 10_000, "queue.buffering.max.messages": 1_000_000,
+            "delivery.report.only.error": True, "on_delivery": self._failed, **client})
+        self._producer: Any = None
+        self._failures: list[tuple[Output, str]] = []
+
+    def start(self) -> None:
+        from confluent_kafka import Producer
+
+        self._producer = Producer(self._settings)
+
+    def _failed(self, error: Any, message: Any) -> None:
+        if error is not None:
+            output = Output(message.topic(), message.key(), message.value(), partition=message.partition())
+            self._failures.append((output, str(error)))
+
+    async def write(self, outputs: Sequence[Output]) -> None:
+        """Write every output; return once Kafka acknowledged all of them. A failed one is written again."""
+        pending: Sequence[Output] = outputs
+        attempt = 0
+        while pending:
+            self._failures.clear()
+            for output in pending:
+                self._produce(output)
+            while await asyncio.to_thread(self._producer.flush, 5.0):
+                log.warning("outputs still unacknowledged after 5 s; waiting for Kafka")
+            if not self._failures:
+                return
+            attempt += 1
+            log.warning("%s outputs not acknowledged (%s); writing them again (attempt %s)", len(self._failures),
+                        self._failures[0][1], attempt)
+            pending = [output for output, _ in self._failures]
+            await asyncio.sleep(min(30.0, 0.5 * 2 ** min(attempt, 6)))
+
+    def write_blocking(self, outputs: Sequence[Output]) -> None:
+        """`write` for a thread that may block (the confluent engine's loop)."""
+        pending: Sequence[Output] = outputs
+        attempt = 0
+        while pending:
+            self._failures.clear()
+            for output in pending:
+                self._produce(output)
+            while self._producer.flush(5.0):
+                log.warning("outputs still unacknowledged after 5 s; waiting for Kafka")
+            if not self._failures:
+                return
+            attempt += 1
+            log.warning("%s outputs not acknowledged (%s); writing them again (attempt %s)", len(self._failures),
+                        self._failures[0][1], attempt)
+            pending = [output for output, _ in self._failures]
+            time.sleep(min(30.0, 0.5 * 2 ** min(attempt, 6)))
+
+    def _produce(self, output: Output) -> None:
+        while True:
+            try:
+                if output.partition is None:
+                    self._producer.produce(output.topic, output.value, output.key)
+                else:
+                    self._producer.produce(output.topic, output.value, output.key, partition=output.partition)
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def close(self, timeout: float = 30.0) -> int:
+        return int(self._producer.flush(timeout)) if self._producer is not None else 0
+
+
+class Deduplicator:
+    """Seen messageIds per pipeline: a mapping key -> [first seen epoch ms, partition], co-partitioned
+    with the raw topic, backed by a compacted changelog topic so it survives restarts and rebalances
+    (the Faust engine's table store, or the confluent engine's ChangelogStore; the same topic and format).
+
+    The changelog records are written by the worker's own producer after the batch's outputs were
+    acknowledged: a messageId is marked seen only once what it produced is durable (a crash in between
+    gives a duplicate downstream, never a loss)."""
+
+    def __init__(self, data: MutableMapping[str, Any], changelog: str, window_s: int) -> None:
+        self.data = data
+        self.changelog = changelog
+        self.window_ms = window_s * 1000
+
+    def seen(self, key: str, now_ms: int) -> bool:
+        value = self.data.get(key)
+        return value is not None and now_ms - value[0] < self.window_ms
+
+    def mark(self, marks: Sequence[tuple[int, str]], now_ms: int) -> list[Output]:
+        """Set the keys in the local store; return their changelog records to write."""
+        topic, data, out = self.changelog, self.data, []
+        for partition, key in marks:
+            value = [now_ms, partition]
+            data[key] = value
+            out.append(Output(topic, orjson.dumps(key), orjson.dumps(value), partition=partition))
+        return out
+
+    def expire(self, now_ms: int) -> list[Output]:
+        """Forget keys older than the window; return the tombstones to write."""
+        topic, data = self.changelog, self.data
+        old = [(k, v[1]) for k, v in list(data.items()) if now_ms - v[0] >= self.window_ms]
+        for key, _partition in old:
+            data.pop(key, None)
+        return [Output(topic, orjson.dumps(key), None, partition=partition) for key, partition in old]
+
+
+@dataclass
+class Batch:
+    outputs: list[Output] = field(default_factory=list)
+    marks: list[tuple[int, str]] = field(default_factory=list)
+    tally: BatchTally = field(default_factory=BatchTally)
+    now_ms: int = 0
+    size: int = 0
+
+
+class BatchRouter:
+    """What a worker does with each batch of raw records, whichever engine reads them."""
+
+    def __init__(self, holder: RouterHolder, writer: OutputWriter, dedup: Deduplicator | None,
+                 metrics: WorkerMetrics) -> None:
+        self.holder = holder
+        self.writer = writer
+        self.dedup = dedup
+        self.metrics = metrics
+        self._expired_at = int(time.time() * 1000)
+
+    async def process(self, sources: Sequence[Source]) -> BatchTally:
+        while self.holder.router is None:
+            await asyncio.sleep(0.1)
+        batch = self.prepare(sources, self.holder.router)
+        await self.writer.write(batch.outputs)
+        await self.writer.write(self.dedup_changes(batch))
+        return self.finish(batch)
+
+    def process_blocking(self, sources: Sequence[Source]) -> BatchTally:
+        while self.holder.router is None:
+            self.holder.ready.wait(0.5)
+        assert self.holder.router is not None
+        batch = self.prepare(sources, self.holder.router)
+        self.writer.write_blocking(batch.outputs)
+        self.writer.write_blocking(self.dedup_changes(batch))
+        return self.finish(batch)
+
+    def prepare(self, sources: Sequence[Source], router: Router) -> Batch:
+        """Admit, dedupe and route every record: the outputs to write and the messageIds to mark."""
+        if self.dedup is not None:
+            self.dedup.window_ms = router.config.settings.dedup_window_s * 1000
+        batch = Batch(now_ms=int(time.time() * 1000), size=len(sources))
+        tally, outputs, marks = batch.tally, batch.outputs, batch.marks
+        batch_keys: set[str] = set()
+        for source in sources:
+            admitted = router.admit(source)
+            if isinstance(admitted, Rejected):
+                pipeline = admitted.pipeline or UNKNOWN
+                tally.events_in[pipeline] += 1
+                tally.invalid[(pipeline, UNKNOWN, admitted.reason)] += 1
+                outputs.append(admitted.dead_letter)
+                log.info("dead-lettered %s/%s@%s: %s", source.topic, source.partition, source.offset, admitted.reason)
+                continue
+            pipeline = admitted.pipeline.name
+            tally.events_in[pipeline] += 1
+            key = admitted.dedup_key
+            if key in batch_keys or (self.dedup is not None and self.dedup.seen(key, batch.now_ms)):
+                tally.deduplicated[pipeline] += 1
+                continue
+            batch_keys.add(key)
+            marks.append((source.partition, key))
+            routed = router.route(admitted)
+            outputs.extend(routed.outputs)
+            for output in routed.outputs:
+                tally.out[(pipeline, output.integration or UNKNOWN)] += 1
+            for integration, rule in routed.filtered:
+                tally.filtered[(pipeline, integration, rule)] += 1
+            for integration, reason, dead in routed.failed:
+                tally.invalid[(pipeline, integration, reason)] += 1
+                outputs.append(dead)
+            tally.latency.append((pipeline, source.timestamp_ms))
+        return batch
+
+    def dedup_changes(self, batch: Batch) -> list[Output]:
+        """The changelog records for the batch's messageIds (and, once a minute, tombstones for expired ones)."""
+        if self.dedup is None:
+            return []
+        changes = self.dedup.mark(batch.marks, batch.now_ms)
+        if batch.now_ms - self._expired_at > 60_000:  # in the batch loop: one writer, never two at once
+            self._expired_at = batch.now_ms
+            tombstones = self.dedup.expire(batch.now_ms)
+            log.info("dedup: %s messageIds older than the window forgotten", len(tombstones))
+            changes.extend(tombstones)
+        return changes
+
+    def finish(self, batch: Batch) -> BatchTally:
+        done = time.time()
+        tally = batch.tally
+        tally.latency = [(p, max(0.0, done - ts / 1000)) for p, ts in tally.latency]
+        self.metrics.add(tally)
+        self.metrics.batch_size.observe(batch.size)
+        return tally
+
+
+def start_config(settings: WorkerSettings) -> tuple[WorkerMetrics, RouterHolder, RevisionWatcher]:
+    """Apply --config if it changed, make the topics, serve metrics, start following the config topic."""
+    store = ConfigStore(settings.bootstrap, settings.topics, settings.client)
+    if settings.config_file is not None:
+        revision, created = store.apply(settings.config_file)
+        log.warning("config %s: %s revision %s", settings.config_file, "applied as" if created else "already",
+                    revision.number)
+    partitions = partition_count(settings.bootstrap, settings.topics.raw, client=settings.client)
+    if partitions is None:
+        partitions = settings.partitions
+        ensure_topics(settings.bootstrap, [settings.topics.raw], partitions=partitions, client=settings.client)
+    ensure_topics(settings.bootstrap, [settings.topics.invalid], partitions=partitions, client=settings.client)
+    metrics = WorkerMetrics()
+    if settings.metrics_port is not None:
+        port = metrics.serve(settings.metrics_port, settings.metrics_host)
+        log.warning("metrics on http://%s:%s/metrics", settings.metrics_host, port)
+    holder = RouterHolder(settings, partitions, metrics)
+    watcher = RevisionWatcher(store, holder.take)
+    watcher.start()
+    if not holder.ready.wait(30.0):
+        log.warning("no config revision in %s yet: waiting for `eventrouter config apply`", settings.topics.config)
+    return metrics, holder, watcher
+
+
+def run_worker(settings: WorkerSettings) -> int:
+    """Run until SIGTERM/SIGINT. Refuses to start on a bad config file."""
+    if settings.engine == "faust":
+        from streams.faust_engine import run_faust
+
+        return run_faust(settings)
+    from streams.kafka_engine import run_kafka
+
+    return run_kafka(settings)
