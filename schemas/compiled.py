@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from schemas.errors import EncodeError
@@ -37,6 +38,8 @@ def _varint(n: int) -> bytes:
 
 
 _LENGTHS = [_varint(i) for i in range(_SMALL)]
+# Large longs are mostly epoch-millisecond timestamps, and one event's outputs repeat the same ones.
+_cached_varint = lru_cache(maxsize=1 << 14)(_varint)
 
 
 def _bad(path: str, expected: str, value: Any) -> EncodeError:
@@ -50,8 +53,8 @@ class _Generator:
         self.functions: dict[str, list[str]] = {}
         self.records: dict[str, str] = {}     # record fullname -> its function
         self.consts: dict[str, Any] = {
-            "_varint": _varint, "_L": _LENGTHS, "_SMALL": _SMALL, "_bad": _bad, "_pack_f": struct.Struct("<f").pack,
-            "_pack_d": struct.Struct("<d").pack, "EncodeError": EncodeError,
+            "_varint": _cached_varint, "_L": _LENGTHS, "_SMALL": _SMALL, "_bad": _bad,
+            "_pack_f": struct.Struct("<f").pack, "_pack_d": struct.Struct("<d").pack, "EncodeError": EncodeError,
         }
         self.counter = 0
 

@@ -200,6 +200,12 @@ def check_message(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
 
     Expects JSON values (as parsed from a request, or after clean()).
     """
+    _check_fields(message)
+    return size_of(message, limits)
+
+
+def _check_fields(message: Mapping[str, Any]) -> None:
+    """The call, its required fields and identity, object-typed fields, parsable timestamps."""
     check_call(message)
     for field in _OBJECT_FIELDS:
         value = message.get(field)
@@ -215,15 +221,19 @@ def check_message(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
             parse_timestamp(value)
         except ValueError:
             raise ValidationError("invalid.timestamp", field, "is not an ISO-8601 timestamp") from None
-    return size_of(message, limits)
 
 
 def check_decoded(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> None:
     """check_message plus the structure limits (depth, keys, string length), for a message decoded from
     JSON or Avro (so nothing in it needs converting). The walk is skipped when the JSON text is too
     short to hold a long string or a large object and has too few brackets to be deep."""
-    check_message(message, limits)
-    text = orjson.dumps(message)
+    _check_fields(message)
+    try:
+        text = orjson.dumps(message)
+    except (TypeError, orjson.JSONEncodeError):
+        text = b""
+    if len(text) > limits.event_bytes or not text:
+        size_of(message, limits)  # names the problem
     if len(text) >= min(limits.string_chars + 2, 2 * limits.keys + 1) \
             or text.count(b"{") + text.count(b"[") > limits.depth:
         clean(dict(message), "", limits)
