@@ -46,6 +46,22 @@ def sample_calls(count: int) -> list[dict[str, Any]]:
     return calls
 
 
+DEMO_CONFIG = """
+# the demo's config: one pipeline, every starter kit
+pipelines:
+  - {name: demo, write_keys: [wk_demo], integrations: [ga4, meta, amplitude, mixpanel, braze, webhook]}
+integrations:
+  - {name: ga4, kind: ga4, consent: analytics, playbook: "starter:ga4",
+     connection: {measurement_id: G-DEMO, api_secret: "${GA4_API_SECRET}"}}
+  - {name: meta, kind: meta_capi, consent: advertising, playbook: "starter:meta_capi",
+     connection: {pixel_id: "1234567890", access_token: "${META_ACCESS_TOKEN}"}}
+  - {name: amplitude, kind: amplitude, playbook: "starter:amplitude", connection: {api_key: "${AMPLITUDE_API_KEY}"}}
+  - {name: mixpanel, kind: mixpanel, playbook: "starter:mixpanel", connection: {project_id: "1"}}
+  - {name: braze, kind: braze, playbook: "starter:braze", connection: {api_key: "${BRAZE_API_KEY}"}}
+  - {name: webhook, kind: webhook, playbook: "starter:webhook", connection: {url: "https://crm.example/hook"}}
+"""
+
+
 def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = False) -> int:
     """Start a broker, round-trip `count` events, print a summary. Returns a process exit code."""
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -72,6 +88,7 @@ def _round_trip(bootstrap: str, count: int) -> int:
 
     topics = Topics("demo")
     ensure_topics(bootstrap, [topics.raw, topics.invalid], partitions=3)
+    worker = _DemoWorker(bootstrap, topics)
     calls = sample_calls(count)
     third = count // 3
     sent: dict[str, dict[str, Any]] = {}
@@ -103,7 +120,9 @@ def _round_trip(bootstrap: str, count: int) -> int:
     print("received per call type: " + ", ".join(f"{k}={v}" for k, v in sorted(per_type.items())))
     lost = len(set(sent) - set(received))
     print(f"summary: sent={len(sent)} received={len(received)} invalid_reported={rejected} lost={lost}")
-    return 0 if lost == 0 and rejected == 2 else 1
+    routed_ok = _route(worker, len(received))
+    worker.stop()
+    return 0 if lost == 0 and rejected == 2 and routed_ok else 1
 
 
 def _sdk_call(analytics: Any, call: dict[str, Any]) -> dict[str, Any]:
@@ -194,3 +213,102 @@ def _read_back(bootstrap: str, topic: str, expected: int) -> dict[str, dict[str,
                 received[event["messageId"]] = event
     consumer.close()
     return received
+
+
+class _DemoWorker:
+    """`eventrouter worker` as a subprocess, with the demo config applied as revision 1."""
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        import socket
+        import subprocess
+        import sys
+        import tempfile
+
+        self.folder = Path(tempfile.mkdtemp(prefix="eventrouter-demo-worker-"))
+        config = self.folder / "eventrouter.yaml"
+        config.write_text(DEMO_CONFIG)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._log = open(self.folder / "worker.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "eventrouter", "worker", "--bootstrap-servers", bootstrap, "--topic-prefix",
+             topics.prefix, "--config", str(config), "--metrics-port", str(self.port), "--data-dir",
+             str(self.folder / "data"), "--partitions", "3"], stdout=self._log, stderr=subprocess.STDOUT)
+        print(f"stream worker: pid {self.process.pid}, metrics on http://127.0.0.1:{self.port}/metrics", flush=True)
+
+    def metrics(self) -> dict[str, float]:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)
+        self._log.close()
+
+
+def _route(worker: _DemoWorker, expected: int) -> bool:
+    """Wait until the worker has read every raw event; print what each integration got and check that
+    every event is accounted for per integration: routed + filtered (by rule) + dead-lettered."""
+    import re
+
+    deadline = time.monotonic() + 120
+    metrics: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        metrics = worker.metrics()
+        if sum(v for k, v in metrics.items() if k.startswith("eventrouter_worker_events_in_total")) >= expected:
+            break
+        if worker.process.poll() is not None:
+            print(f"the worker exited; its log: {worker.folder / 'worker.log'}")
+            return False
+        time.sleep(0.25)
+    time.sleep(0.5)
+    metrics = worker.metrics()
+    label = re.compile(r'(\w+)="([^"]*)"')
+    per: dict[str, dict[str, Any]] = {}
+    read = deduplicated = 0.0
+    for key, value in metrics.items():
+        name = key.split("{")[0]
+        labels = dict(label.findall(key))
+        if name == "eventrouter_worker_events_in_total":
+            read += value
+        elif name == "eventrouter_worker_deduplicated_total":
+            deduplicated += value
+        elif name in ("eventrouter_worker_events_out_total", "eventrouter_worker_filtered_total",
+                      "eventrouter_worker_invalid_total") and labels.get("integration", "-") != "-":
+            row = per.setdefault(labels["integration"], {"routed": 0.0, "filtered": {}, "dead_lettered": 0.0})
+            if name.endswith("out_total"):
+                row["routed"] += value
+            elif name.endswith("filtered_total"):
+                row["filtered"][labels["rule"]] = row["filtered"].get(labels["rule"], 0) + value
+            else:
+                row["dead_lettered"] += value
+    invalid = sum(v for k, v in metrics.items()
+                  if k.startswith("eventrouter_worker_invalid_total") and 'integration="-"' in k)
+    routable = read - invalid - deduplicated
+    print(f"worker: read {read:.0f}, invalid {invalid:.0f}, deduplicated {deduplicated:.0f}, "
+          f"config revision {metrics.get('eventrouter_worker_config_revision', 0):.0f}")
+    balanced = read >= expected
+    for name, row in sorted(per.items()):
+        filtered = sum(row["filtered"].values())
+        total = row["routed"] + filtered + row["dead_lettered"]
+        balanced = balanced and total == routable
+        rules = ", ".join(f"{rule}={n:.0f}" for rule, n in sorted(row["filtered"].items())) or "-"
+        print(f"  {name:<10} routed {row['routed']:>4.0f}  filtered {filtered:>4.0f} ({rules})  "
+              f"dead-lettered {row['dead_lettered']:.0f}")
+    print(f"routing: every event accounted for per integration: {'yes' if balanced else 'NO'}")
+    return balanced

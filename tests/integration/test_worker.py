@@ -54,14 +54,16 @@ integrations:
 """
 
 
-def test_valid_events_reach_exactly_the_right_topics_in_the_golden_shape(bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["kafka", "faust"])
+def test_valid_events_reach_exactly_the_right_topics_in_the_golden_shape(bootstrap: str, tmp_path: Path,
+                                                                         engine: str) -> None:
     kits = starter_names()
     config = "pipelines:\n  - {name: all, write_keys: [wk1], integrations: [" + ", ".join(kits) + "]}\n" \
              "integrations:\n" + "".join(
                  f"  - {{name: {k}, kind: {k}, playbook: 'starter:{k}'"
                  + (", connection: {url: 'https://x.example/h'}" if k == "webhook" else "") + "}\n" for k in kits)
     topics = fresh_topics(bootstrap)
-    worker = WorkerProcess(bootstrap, topics, tmp_path, config=_write(tmp_path, config))
+    worker = WorkerProcess(bootstrap, topics, tmp_path, config=_write(tmp_path, config), engine=engine)
     try:
         worker.wait_for_revision(1)
         sent = {name: {**event, "writeKey": "wk1"} for name, event in EVENTS.items()}
