@@ -238,19 +238,10 @@ class _DemoWorker:
         print(f"stream worker: pid {self.process.pid}, metrics on http://127.0.0.1:{self.port}/metrics", flush=True)
 
     def metrics(self) -> dict[str, float]:
-        import urllib.request
+        """The Prometheus samples, `name{labels}` -> value; {} while the endpoint is not up."""
+        from streams.metrics import scrape
 
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            return {}
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        return scrape(self.port)
 
     def stop(self) -> None:
         import signal

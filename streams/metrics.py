@@ -74,3 +74,20 @@ class WorkerMetrics:
             self.deduplicated.labels(pipeline).inc(n)
         for pipeline, seconds in tally.latency:
             self.latency.labels(pipeline).observe(seconds)
+
+
+def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[str, float]:
+    """A worker's /metrics as `name{labels}` -> value; {} while nothing answers. For the demo and tests."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out

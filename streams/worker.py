@@ -104,39 +104,37 @@ class OutputWriter:
 
     async def write(self, outputs: Sequence[Output]) -> None:
         """Write every output; return once Kafka acknowledged all of them. A failed one is written again."""
-        pending: Sequence[Output] = outputs
-        attempt = 0
+        pending, attempt = list(outputs), 0
         while pending:
-            self._failures.clear()
-            for output in pending:
-                self._produce(output)
+            self._send(pending)
             while await asyncio.to_thread(self._producer.flush, 5.0):
                 log.warning("outputs still unacknowledged after 5 s; waiting for Kafka")
-            if not self._failures:
-                return
-            attempt += 1
-            log.warning("%s outputs not acknowledged (%s); writing them again (attempt %s)", len(self._failures),
-                        self._failures[0][1], attempt)
-            pending = [output for output, _ in self._failures]
-            await asyncio.sleep(min(30.0, 0.5 * 2 ** min(attempt, 6)))
+            pending, attempt, pause = self._failed_again(attempt)
+            await asyncio.sleep(pause)
 
     def write_blocking(self, outputs: Sequence[Output]) -> None:
         """`write` for a thread that may block (the confluent engine's loop)."""
-        pending: Sequence[Output] = outputs
-        attempt = 0
+        pending, attempt = list(outputs), 0
         while pending:
-            self._failures.clear()
-            for output in pending:
-                self._produce(output)
+            self._send(pending)
             while self._producer.flush(5.0):
                 log.warning("outputs still unacknowledged after 5 s; waiting for Kafka")
-            if not self._failures:
-                return
-            attempt += 1
-            log.warning("%s outputs not acknowledged (%s); writing them again (attempt %s)", len(self._failures),
-                        self._failures[0][1], attempt)
-            pending = [output for output, _ in self._failures]
-            time.sleep(min(30.0, 0.5 * 2 ** min(attempt, 6)))
+            pending, attempt, pause = self._failed_again(attempt)
+            time.sleep(pause)
+
+    def _send(self, pending: Sequence[Output]) -> None:
+        self._failures.clear()
+        for output in pending:
+            self._produce(output)
+
+    def _failed_again(self, attempt: int) -> tuple[list[Output], int, float]:
+        """What to write again after a flush, the attempt number, and how long to wait first."""
+        if not self._failures:
+            return [], attempt, 0.0
+        attempt += 1
+        log.warning("%s outputs not acknowledged (%s); writing them again (attempt %s)", len(self._failures),
+                    self._failures[0][1], attempt)
+        return [output for output, _ in self._failures], attempt, min(30.0, 0.5 * 2 ** min(attempt, 6))
 
     def _produce(self, output: Output) -> None:
         while True:

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,17 +46,9 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         """The Prometheus samples, `name{labels}` -> value; {} while the endpoint is not up."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            return {}
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        from streams.metrics import scrape
+
+        return scrape(self.port)
 
     def metric(self, prefix: str) -> float:
         return sum(v for k, v in self.metrics().items() if k.startswith(prefix))
