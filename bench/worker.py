@@ -215,6 +215,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["control", "faust_alone"])
     parser.add_argument("--bootstrap")
     parser.add_argument("--prefix")
+    parser.add_argument("--only", help="comma-separated: kafka,faust,control,faust_alone (default: all)")
     args = parser.parse_args()
     if args.child:
         runner = control if args.child == "control" else faust_alone
@@ -237,6 +238,8 @@ def main() -> None:
                            ("eventrouter worker --engine faust", "faust"),
                            ("control: plain confluent-kafka consume/route/produce loop", "control"),
                            ("Faust alone: take and ack, no work", "faust_alone")]:
+            if args.only and kind not in args.only.split(","):
+                continue
             prefix = f"bw{uuid.uuid4().hex[:8]}"
             preload(bootstrap, f"{prefix}.raw", records)
             rows[name] = run_worker(bootstrap, prefix, args.events, kind, config) if kind in ("kafka", "faust") \
@@ -247,7 +250,10 @@ def main() -> None:
         for name, row in rows.items():
             lines.append(f"| {name} | {row['events_per_s']:,} | {row['cpu_us_per_event']} us | "
                          f"{int(row['outputs']):,} | {row['rss_mib']} MiB |")
-        write_result("worker", {"events": args.events, "rows": rows}, "\n".join(lines))
+        if args.only:
+            print("\n".join(lines))
+        else:
+            write_result("worker", {"events": args.events, "rows": rows}, "\n".join(lines))
     finally:
         kafka.stop()
 

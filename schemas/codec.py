@@ -1,7 +1,8 @@
 """Avro codec: schemas parsed once, schemaless, self-describing framing.
 
 Encoding uses a writer generated for the schema (schemas/compiled.py, byte-identical to fastavro's,
-four times faster); decoding uses fastavro, which also resolves older and newer writer schemas.
+four times faster); decoding a record written with the current schema uses a generated reader too
+(schemas/compiled_reader.py), and fastavro resolves records written with older or newer schemas.
 
 Framing (both recognised on decode):
 - Avro single-object encoding (default, no registry needed): C3 01 + 8-byte little-endian
@@ -23,6 +24,7 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from schemas.compiled import compile_writer
+from schemas.compiled_reader import compile_reader
 from schemas.errors import DecodeError, EncodeError
 from schemas.registry import SchemaRegistryClient
 
@@ -61,6 +63,7 @@ class AvroCodec:
         self.schema = dict(schema)
         self._parsed = parse_schema(self.schema)
         self._write = compile_writer(self.schema)
+        self._fast_read = compile_reader(self.schema)
         self.fingerprint = schema_fingerprint(self.schema)
         self._prefix = SINGLE_OBJECT_MAGIC + self.fingerprint
         self._writers: dict[bytes, Any] = {self.fingerprint: self._parsed}
@@ -129,6 +132,16 @@ class AvroCodec:
         return writer
 
     def _read(self, data: bytes, offset: int, writer: Any) -> dict[str, Any]:
+        if writer is self._parsed:  # written with this very schema: the generated reader
+            try:
+                fast, end = self._fast_read(bytes(data), offset)
+            except EOFError as exc:
+                raise DecodeError("decode.truncated", "record body ends early") from exc
+            except (ValueError, TypeError) as exc:  # bad union/enum index, negative length, not UTF-8
+                raise DecodeError("decode.corrupt", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+            if end != len(data):
+                raise DecodeError("decode.corrupt", f"{len(data) - end} trailing bytes after the record")
+            return fast
         buf = io.BytesIO(data)
         buf.seek(offset)
         reader = None if writer is self._parsed else self._parsed

@@ -20,7 +20,7 @@ import orjson
 from schemas.config import Integration, Mapping_, Playbook, Rule, Section
 from schemas.errors import FinalError
 from schemas.expressions import ExpressionError, compile_expression
-from streams.transforms import compile_getter, compile_setter, compile_transform, is_identity
+from streams.transforms import compile_getter, compile_setter, compile_transform, is_identity, parse_path
 
 # Names Segment users write in an event's `integrations` map for each kind, besides the integration's own name.
 KIND_ALIASES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -95,19 +95,79 @@ def _compile_mapping(mapping: Mapping_) -> MappingFn:
     return run
 
 
+SectionFn = Callable[[Mapping[str, Any], dict[str, Any], set[int]], None]
+
+
+def _compile_section(section: Section, where: str) -> SectionFn:
+    """A section's mappings and enrichments as one generated function of straight-line code, in their
+    order: each mapping reads (a key path inline, an expression or a getter), transforms, falls back to
+    its default and writes (a path of keys inline, copying containers it does not own, an object onto an
+    object merging), as the closures of `_compile_mapping` and `set_path` do; a `join` of several paths
+    or a target with list indexes calls those. Names and values from the config are constants of the
+    function's namespace, never part of its source text."""
+    consts: dict[str, Any] = {"_dict": dict}
+    lines = ["def section(event, payload, owned):", "    if type(event) is not _dict:", "        event = _dict(event)"]
+
+    def const(value: Any) -> str:
+        name = f"c{len(consts)}"
+        consts[name] = value
+        return name
+
+    def write(keys: tuple[str, ...], value: str, indent: str) -> list[str]:
+        out = [f"{indent}node = payload"]
+        for key in keys[:-1]:
+            k = const(key)
+            out += [f"{indent}child = node.get({k})",
+                    f"{indent}if type(child) is not _dict or id(child) not in owned:",
+                    f"{indent}    child = _dict(child) if type(child) is _dict else {{}}",
+                    f"{indent}    owned.add(id(child))",
+                    f"{indent}    node[{k}] = child",
+                    f"{indent}node = child"]
+        k = const(keys[-1])
+        return [*out, f"{indent}if type({value}) is _dict and type(node.get({k})) is _dict:",
+                f"{indent}    {value} = {{**{value}, **node[{k}]}}", f"{indent}node[{k}] = {value}"]
+
+    for mapping in section.mappings:
+        target = parse_path(mapping.to)
+        if isinstance(mapping.from_, list) or not all(isinstance(k, str) for k in target):
+            lines.append(f"    {const(_compile_mapping(mapping))}(event, payload, owned)")
+            continue
+        if mapping.expr is not None:
+            lines.append(f"    v = {const(compile_expression(mapping.expr))}(event, payload)")
+        else:
+            assert isinstance(mapping.from_, str)
+            source = parse_path(mapping.from_)
+            if len(source) == 1 and isinstance(source[0], str):
+                lines.append(f"    v = event.get({const(source[0])})")
+            else:
+                lines.append(f"    v = {const(compile_getter(source))}(event)")
+        transform = compile_transform(mapping)
+        if not is_identity(transform):
+            lines.append(f"    v = {const(transform)}(v)")
+        if mapping.default is not None:
+            lines.append(f"    if v is None:\n        v = {const(mapping.default)}")
+        lines.append("    if v is not None:")
+        lines.extend(write(tuple(str(k) for k in target), "v", "        "))
+    for path, value in section.enrich.items():
+        target = parse_path(path)
+        if all(isinstance(k, str) for k in target):
+            lines.append(f"    e = {const(value)}")
+            lines.extend(write(tuple(str(k) for k in target), "e", "    "))
+        else:
+            lines.append(f"    {const(compile_setter(path))}(payload, {const(value)}, owned)")
+    lines.append("    return None")
+    namespace = dict(consts)
+    exec(compile("\n".join(lines), f"<playbook section {where}>", "exec"), namespace)  # source of our own making
+    function: SectionFn = namespace["section"]
+    return function
+
+
 class _Section:
     def __init__(self, section: Section, where: str) -> None:
         self.where = where
-        self.mappings = [_compile_mapping(m) for m in section.mappings]
-        self.enrich = [(compile_setter(path), value) for path, value in section.enrich.items()]
+        self.apply = _compile_section(section, where)
         self.rename = section.rename
         self.drop = section.drop
-
-    def apply(self, event: Mapping[str, Any], payload: dict[str, Any], owned: set[int]) -> None:
-        for mapping in self.mappings:
-            mapping(event, payload, owned)
-        for put, value in self.enrich:
-            put(payload, value, owned)
 
 
 class _Rule:

@@ -89,8 +89,18 @@ def _ms(moment: dt.datetime) -> int:
     return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
+_SECONDS: dict[int, str] = {}
+
+
 def _iso(ms: int) -> str:
-    return (_EPOCH + dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO-8601 UTC with milliseconds; the seconds part is formatted once per second seen."""
+    seconds, millis = divmod(ms, 1000)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) > 100_000:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = (_EPOCH + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")[:19]
+    return f"{prefix}.{millis:03d}Z"
 
 
 class Router:

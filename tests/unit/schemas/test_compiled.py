@@ -8,10 +8,11 @@ import re
 from typing import Any
 
 import pytest
-from fastavro import parse_schema, schemaless_writer
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas import EncodeError, load_schema
 from schemas.compiled import compile_writer
+from schemas.compiled_reader import compile_reader
 
 EVERY_TYPE: dict[str, Any] = {
     "type": "record", "name": "All", "namespace": "t",
@@ -86,8 +87,10 @@ def _compiled(schema: dict[str, Any], record: Any) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize("schema", [EVERY_TYPE, load_schema("event"), load_schema("outbound"),
-                                    load_schema("deadletter")], ids=["every_type", "event", "outbound", "deadletter"])
+SCHEMAS = [EVERY_TYPE, load_schema("event"), load_schema("outbound"), load_schema("deadletter")]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s["name"])
 def test_bytes_match_fastavro_on_random_records(schema: dict[str, Any]) -> None:
     rng = random.Random(7)
     write = compile_writer(schema)
@@ -99,6 +102,27 @@ def test_bytes_match_fastavro_on_random_records(schema: dict[str, Any]) -> None:
         buf = io.BytesIO()
         schemaless_writer(buf, parsed, record)
         assert bytes(out) == buf.getvalue()
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s["name"])
+def test_the_generated_reader_reads_what_fastavro_reads(schema: dict[str, Any]) -> None:
+    rng = random.Random(11)
+    read = compile_reader(schema)
+    parsed = parse_schema(schema)
+    for _ in range(300):
+        data = _fastavro(schema, _random(schema, rng, {}))
+        record, end = read(b"xx" + data, 2)
+        assert end == len(data) + 2
+        assert record == schemaless_reader(io.BytesIO(data), parsed, None)
+
+
+def test_the_generated_reader_refuses_short_or_bad_bytes() -> None:
+    schema = SCHEMAS[0]
+    read = compile_reader(schema)
+    data = _fastavro(schema, _random(schema, random.Random(3), {}))
+    for cut in range(len(data)):
+        with pytest.raises((EOFError, ValueError, UnicodeDecodeError)):
+            read(data[:cut], 0)
 
 
 def test_tuple_notation_names_the_record_branch() -> None:

@@ -1,0 +1,182 @@
+"""A generated Avro reader for one schema, for records written with that same schema.
+
+The counterpart of schemas/compiled.py: Python source made once from the `.avsc`, returning what
+fastavro's `schemaless_reader` returns (records as dicts, union values bare, enums as their symbol),
+about three times faster on the Event record (its many optional strings are a byte or two of framing
+each, read inline). Records written with another version of the schema still go through fastavro,
+which resolves them. Errors: EOFError when the bytes end early, ValueError for a bad union or enum
+index, a negative length or text that is not UTF-8 (the codec maps both to its decode reasons).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any
+
+_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "string", "bytes"}
+Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
+
+
+def _long(data: bytes, pos: int) -> tuple[int, int]:
+    """Avro `long` at `pos`: little-endian base-128, then zigzag."""
+    shift = n = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (n >> 1) ^ -(n & 1), pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+class _Generator:
+    def __init__(self) -> None:
+        self.named: dict[str, Any] = {}
+        self.functions: dict[str, list[str]] = {}
+        self.consts: dict[str, Any] = {"_long": _long, "_f": struct.Struct("<f").unpack_from,
+                                       "_d": struct.Struct("<d").unpack_from, "EOFError": EOFError}
+        self.counter = 0
+
+    def fullname(self, schema: Mapping[str, Any], namespace: str) -> str:
+        name = str(schema["name"])
+        if "." in name:
+            return name
+        ns = schema.get("namespace", namespace)
+        return f"{ns}.{name}" if ns else name
+
+    def resolve(self, schema: Any, namespace: str) -> Any:
+        if isinstance(schema, str) and schema not in _PRIMITIVES:
+            full = schema if "." in schema or not namespace else f"{namespace}.{schema}"
+            return self.named.get(full) or self.named[schema]
+        if isinstance(schema, dict) and isinstance(schema.get("type"), (dict, list)):
+            return self.resolve(schema["type"], namespace)
+        if isinstance(schema, dict) and schema.get("type") in _PRIMITIVES:
+            return schema["type"]
+        return schema
+
+    def var(self) -> str:
+        self.counter += 1
+        return f"v{self.counter}"
+
+    @staticmethod
+    def read_long(target: str, ind: str) -> list[str]:
+        return [f"{ind}b = d[pos]",
+                f"{ind}if b < 128:", f"{ind}    {target} = (b >> 1) ^ -(b & 1)", f"{ind}    pos += 1",
+                f"{ind}else:", f"{ind}    {target}, pos = _long(d, pos)"]
+
+    def emit(self, schema: Any, target: str, ns: str, ind: str) -> list[str]:
+        """Lines that read one value of `schema` at `pos` into local `target`."""
+        schema = self.resolve(schema, ns)
+        kind = "union" if isinstance(schema, list) else schema if isinstance(schema, str) else schema["type"]
+        if kind == "null":
+            return [f"{ind}{target} = None"]
+        if kind == "boolean":
+            return [f"{ind}{target} = d[pos] == 1", f"{ind}pos += 1"]
+        if kind in ("int", "long"):
+            return self.read_long(target, ind)
+        if kind in ("float", "double"):
+            size, unpack = (4, "_f") if kind == "float" else (8, "_d")
+            return [f"{ind}if pos + {size} > end: raise EOFError", f"{ind}{target} = {unpack}(d, pos)[0]",
+                    f"{ind}pos += {size}"]
+        if kind in ("string", "bytes"):
+            n = self.var()
+            text = ".decode()" if kind == "string" else ""
+            return [*self.read_long(n, ind), f"{ind}if {n} < 0: raise ValueError('negative length')",
+                    f"{ind}if pos + {n} > end: raise EOFError", f"{ind}{target} = d[pos:pos + {n}]{text}",
+                    f"{ind}pos += {n}"]
+        if kind == "fixed":
+            size = int(schema["size"])
+            return [f"{ind}if pos + {size} > end: raise EOFError", f"{ind}{target} = d[pos:pos + {size}]",
+                    f"{ind}pos += {size}"]
+        if kind == "enum":
+            i = self.var()
+            symbols = tuple(schema["symbols"])
+            return [*self.read_long(i, ind),
+                    f"{ind}if not 0 <= {i} < {len(symbols)}: raise ValueError('bad enum index')",
+                    f"{ind}{target} = {symbols!r}[{i}]"]
+        if kind == "record":
+            full = self.fullname(schema, ns)
+            return [f"{ind}{target}, pos = {self.record(schema, full)}(d, pos, end)"]
+        if kind in ("array", "map"):
+            return self.block(schema, kind, target, ns, ind)
+        if kind == "union":
+            i = self.var()
+            lines = self.read_long(i, ind)
+            for index, branch in enumerate(schema):
+                lines += [f"{ind}{'if' if index == 0 else 'elif'} {i} == {index}:",
+                          *self.emit(branch, target, ns, ind + "    ")]
+            return [*lines, f"{ind}else: raise ValueError('bad union index')"]
+        raise ValueError(f"unsupported Avro type {kind!r}")
+
+    def block(self, schema: Mapping[str, Any], kind: str, target: str, ns: str, ind: str) -> list[str]:
+        count, item, key, skip = self.var(), self.var(), self.var(), self.var()
+        lines = [f"{ind}{target} = {{}}" if kind == "map" else f"{ind}{target} = []", f"{ind}while True:"]
+        lines += self.read_long(count, ind + "    ")
+        lines += [f"{ind}    if {count} == 0: break", f"{ind}    if {count} < 0:", f"{ind}        {count} = -{count}"]
+        lines += self.read_long(skip, ind + "        ")
+        lines += [f"{ind}    for _ in range({count}):"]
+        if kind == "map":
+            lines += self.emit("string", key, ns, ind + "        ")
+            lines += self.emit(schema["values"], item, ns, ind + "        ")
+            lines += [f"{ind}        {target}[{key}] = {item}"]
+        else:
+            lines += self.emit(schema["items"], item, ns, ind + "        ")
+            lines += [f"{ind}        {target}.append({item})"]
+        return lines
+
+    def record(self, schema: Mapping[str, Any], full: str) -> str:
+        func = "_r_" + full.replace(".", "_")
+        if func in self.functions:
+            return func
+        self.named[full] = schema
+        self.named.setdefault(str(schema["name"]), schema)
+        self.functions[func] = []
+        ns = full.rsplit(".", 1)[0] if "." in full else ""
+        lines = [f"def {func}(d, pos, end):", "    r = {}"]
+        for field in schema["fields"]:
+            v = self.var()
+            lines += self.emit(field["type"], v, ns, "    ")
+            lines += [f"    r[{field['name']!r}] = {v}"]
+        self.functions[func] = [*lines, "    return r, pos"]
+        return func
+
+    def declare(self, schema: Any, namespace: str) -> None:
+        if isinstance(schema, list):
+            for branch in schema:
+                self.declare(branch, namespace)
+        elif isinstance(schema, dict):
+            kind = schema.get("type")
+            if kind in ("record", "enum", "fixed", "error"):
+                full = self.fullname(schema, namespace)
+                self.named[full] = schema
+                self.named.setdefault(str(schema["name"]), schema)
+                ns = full.rsplit(".", 1)[0] if "." in full else ""
+                for field in schema.get("fields", ()):
+                    self.declare(field["type"], ns)
+            elif kind in ("array", "map"):
+                self.declare(schema.get("items", schema.get("values")), namespace)
+            elif isinstance(kind, (dict, list)):
+                self.declare(kind, namespace)
+
+
+def compile_reader(schema: Mapping[str, Any]) -> Reader:
+    """`read(data, offset) -> (record, end offset)` for records written with `schema` itself."""
+    gen = _Generator()
+    namespace = str(schema.get("namespace", ""))
+    gen.declare(dict(schema), namespace)
+    top = gen.record(schema, gen.fullname(schema, namespace))
+    source = "\n".join(line for lines in gen.functions.values() for line in lines)
+    scope = dict(gen.consts)
+    exec(compile(source, f"<avro reader {top}>", "exec"), scope)  # source of our own making, from the .avsc
+    record_reader = scope[top]
+
+    def read(data: bytes, offset: int) -> tuple[dict[str, Any], int]:
+        try:
+            result: tuple[dict[str, Any], int] = record_reader(data, offset, len(data))
+        except IndexError:
+            raise EOFError("record body ends early") from None
+        return result
+    return read
