@@ -180,7 +180,7 @@ def _compile(node: ast.AST) -> Evaluator:
 
 
 def _get(container: Any, key: Any) -> Any:
-    if isinstance(container, Mapping):
+    if type(container) is dict or isinstance(container, Mapping):  # the exact type first: abc checks are slow
         return container.get(key) if isinstance(key, str) else None
     if isinstance(container, list) and isinstance(key, int) and not isinstance(key, bool):
         return container[key] if -len(container) <= key < len(container) else None

@@ -20,7 +20,14 @@ import orjson
 from schemas.config import Integration, Mapping_, Playbook, Rule, Section
 from schemas.errors import FinalError
 from schemas.expressions import ExpressionError, compile_expression
-from streams.transforms import compile_getter, compile_setter, compile_transform, is_identity, parse_path
+from streams.transforms import (
+    compile_getter,
+    compile_setter,
+    compile_transform,
+    get_path,
+    is_identity,
+    parse_path,
+)
 
 # Names Segment users write in an event's `integrations` map for each kind, besides the integration's own name.
 KIND_ALIASES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -105,7 +112,7 @@ def _compile_section(section: Section, where: str) -> SectionFn:
     object merging), as the closures of `_compile_mapping` and `set_path` do; a `join` of several paths
     or a target with list indexes calls those. Names and values from the config are constants of the
     function's namespace, never part of its source text."""
-    consts: dict[str, Any] = {"_dict": dict}
+    consts: dict[str, Any] = {"_dict": dict, "_get_path": get_path}
     lines = ["def section(event, payload, owned):", "    if type(event) is not _dict:", "        event = _dict(event)"]
 
     def const(value: Any) -> str:
@@ -137,8 +144,10 @@ def _compile_section(section: Section, where: str) -> SectionFn:
         else:
             assert isinstance(mapping.from_, str)
             source = parse_path(mapping.from_)
-            if len(source) == 1 and isinstance(source[0], str):
+            if all(isinstance(k, str) for k in source):  # keys into plain dicts inline; anything else: get_path
                 lines.append(f"    v = event.get({const(source[0])})")
+                lines.extend(f"    v = v.get({const(k)}) if type(v) is _dict else _get_path(v, {const((k,))})"
+                             for k in source[1:])
             else:
                 lines.append(f"    v = {const(compile_getter(source))}(event)")
         transform = compile_transform(mapping)
@@ -259,7 +268,7 @@ class Route:
 
     def _blocked_by_map(self, switches: Any) -> bool:
         """Segment's rule: an entry for this destination decides; otherwise "All" (default on)."""
-        if not isinstance(switches, Mapping) or not switches:
+        if not switches or not (type(switches) is dict or isinstance(switches, Mapping)):
             return False
         everything = True
         for key, value in switches.items():
@@ -273,14 +282,14 @@ class Route:
     def _consented(self, context: Any) -> bool:
         """False when the event opts out of this integration's category; an event without preferences is
         consented unless the integration says consent_required."""
-        consent = context.get("consent") if isinstance(context, Mapping) else None
-        if not isinstance(consent, Mapping):
+        consent = context.get("consent") if type(context) is dict or isinstance(context, Mapping) else None
+        if not (type(consent) is dict or isinstance(consent, Mapping)):
             return not self.integration.consent_required
         opt_out = consent.get("optOut")
         if opt_out is True or (isinstance(opt_out, list) and any(str(c).lower() == self._category for c in opt_out)):
             return False
         preferences = consent.get("categoryPreferences")
-        if not isinstance(preferences, Mapping):
+        if not (type(preferences) is dict or isinstance(preferences, Mapping)):
             return not self.integration.consent_required
         for category, allowed in preferences.items():
             if str(category).lower() == self._category:

@@ -24,6 +24,7 @@ import orjson
 from schemas import EventCodec, Topics, deadletter_codec, outbound_codec
 from schemas.config import Config, Pipeline
 from schemas.deadletters import dead_letter
+from schemas.direct_outbound import OutboundParts, integration_part
 from schemas.errors import DecodeError
 from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_decoded, parse_timestamp
 from streams.normalize import corrected_timestamp
@@ -122,6 +123,7 @@ class Router:
         self.routes: dict[str, Route] = {
             i.name: Route(i, allow_code=allow_code) for i in config.integrations if i.enabled and i.name in named}
         self._topic_of = {name: topics.integration(name) for name in self.routes}
+        self._integration_parts = {name: integration_part(name, r.integration.kind) for name, r in self.routes.items()}
         self._max_future_s = config.settings.max_future_s
 
     def integration_topics(self) -> list[str]:
@@ -178,6 +180,7 @@ class Router:
     def route(self, admitted: Admitted, replayed: bool = False) -> Routed:
         routed = Routed()
         event, source = admitted.event, admitted.source
+        parts: OutboundParts | None = None
         for name in admitted.pipeline.integrations:
             route = self.routes.get(name)
             if route is None:  # disabled integration
@@ -187,7 +190,15 @@ class Router:
                 if outcome.filtered_by is not None:
                     routed.filtered.append((name, outcome.filtered_by))
                     continue
-                payload = orjson.dumps(outcome.payload).decode()
+                payload = orjson.dumps(outcome.payload)
+                if parts is None:
+                    parts = OutboundParts(
+                        self._outbound.framing(), message_id=event["messageId"], pipeline=admitted.pipeline.name,
+                        call=event["type"], user_id=event.get("userId"), anonymous_id=event.get("anonymousId"),
+                        timestamp_ms=admitted.timestamp_ms, received_ms=admitted.received_ms,
+                        revision=self.revision, replayed=replayed, source_topic=source.topic,
+                        source_partition=source.partition, source_offset=source.offset)
+                value = parts.record(self._integration_parts[name], outcome.event_name, payload)
             except PlaybookError as exc:
                 routed.failed.append((name, exc.reason, self._dead_letter(
                     source, exc.reason, exc.message, stage="playbook", message_id=event.get("messageId"),
@@ -199,15 +210,7 @@ class Router:
                     source, reason, f"{type(exc).__name__}: {str(exc)[:200]}", stage="playbook",
                     message_id=event.get("messageId"), pipeline=admitted.pipeline.name, integration=name)))
                 continue
-            record = {
-                "messageId": event["messageId"], "integration": name, "kind": route.integration.kind,
-                "pipeline": admitted.pipeline.name, "type": event["type"], "eventName": outcome.event_name,
-                "userId": event.get("userId"), "anonymousId": event.get("anonymousId"),
-                "timestamp": admitted.timestamp_ms, "receivedAt": admitted.received_ms, "payload": payload,
-                "configRevision": self.revision, "replayed": replayed, "sourceTopic": source.topic,
-                "sourcePartition": source.partition, "sourceOffset": source.offset,
-            }
-            routed.outputs.append(Output(self._topic_of[name], admitted.key, self._outbound.encode(record), name))
+            routed.outputs.append(Output(self._topic_of[name], admitted.key, value, name))
         return routed
 
     # -- dead letters ----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def get_path(value: Any, path: str | tuple[Segment, ...]) -> Any:
             if not isinstance(value, list) or not -len(value) <= part < len(value):
                 return None
             value = value[part]
-        elif isinstance(value, Mapping):
+        elif type(value) is dict or isinstance(value, Mapping):
             value = value.get(part)
         else:
             return None
