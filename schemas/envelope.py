@@ -123,20 +123,42 @@ def to_record(message: Mapping[str, Any]) -> dict[str, Any]:
     return record
 
 
+_NESTED: Final = frozenset(k for k, v in _CONTEXT_SHAPE.items() if isinstance(v, dict))
+
+
 def from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """The Avro `Event` record dict -> the Segment message dict it was made from."""
-    message: dict[str, Any] = {}
-    for key, value in record.items():
-        if value is None or key == "extra":
-            continue
-        if key in _TOP_JSON:
-            message[key] = loads(value)
-        elif key == "context":
-            context = value[1] if isinstance(value, tuple) else value
-            rest = loads(context["extra"]) if context.get("extra") else {}
-            message[key] = _join(context, rest, _CONTEXT_SHAPE)
-        else:
-            message[key] = value
-    if record.get("extra"):
-        message.update(loads(record["extra"]))
+    message = {key: value for key, value in record.items() if value is not None}
+    message.pop("extra", None)
+    for key in _TOP_JSON:
+        text = message.get(key)
+        if text is not None:
+            message[key] = loads(text)
+    context = message.get("context")
+    if context is not None:
+        message["context"] = _context(context[1] if isinstance(context, tuple) else context)
+    extra = record.get("extra")
+    if extra:
+        message.update(loads(extra))
     return message
+
+
+def _context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed context parts without their nulls, then the JSON remainder merged in (the inverse of _split)."""
+    out: dict[str, Any] = {}
+    for key, item in context.items():
+        if item is None or key == "extra":
+            continue
+        if key in _NESTED:
+            part = item[1] if isinstance(item, tuple) else item  # tuple notation: as to_record wrote it
+            item = {k: v for k, v in part.items() if v is not None}  # noqa: PLW2901
+        out[key] = item
+    extra = context.get("extra")
+    if extra:
+        for key, item in loads(extra).items():
+            current = out.get(key)
+            if key in _NESTED and isinstance(item, dict) and isinstance(current, dict):
+                out[key] = {**current, **item}
+            else:
+                out[key] = item
+    return out

@@ -134,6 +134,9 @@ def _compile(node: ast.AST) -> Evaluator:
             return lambda _e, p: p
         return lambda e, _p: e.get(name)
     if isinstance(node, ast.Attribute):
+        chain = _field_chain(node)
+        if chain is not None:
+            return _field_path(chain)
         inner, attr = _compile(node.value), node.attr
         return lambda e, p: _get(inner(e, p), attr)
     if isinstance(node, ast.Subscript):
@@ -177,6 +180,30 @@ def _compile(node: ast.AST) -> Evaluator:
         func, args, fname = FUNCTIONS[node.func.id], [_compile(a) for a in node.args], node.func.id
         return lambda e, p: _call(fname, func, [a(e, p) for a in args])
     raise ExpressionError(f"{type(node).__name__} ({ast.unparse(node)!r}) is not allowed in an expression")
+
+
+def _field_chain(node: ast.Attribute) -> tuple[str, ...] | None:
+    """`context.traits.email` as ("context", "traits", "email"); None unless it starts at an event field."""
+    parts: list[str] = []
+    current: ast.AST = node
+    while isinstance(current, ast.Attribute):
+        parts.append(current.attr)
+        current = current.value
+    if not isinstance(current, ast.Name) or current.id in _NAMES or current.id == "payload":
+        return None
+    return (current.id, *reversed(parts))
+
+
+def _field_path(chain: tuple[str, ...]) -> Evaluator:
+    """A field path read as plain dict lookups (what the router's events are), _get for anything else."""
+    first, rest = chain[0], chain[1:]
+
+    def read(e: Mapping[str, Any], _p: Any) -> Any:
+        value = e.get(first)
+        for key in rest:
+            value = value.get(key) if type(value) is dict else _get(value, key)
+        return value
+    return read
 
 
 def _get(container: Any, key: Any) -> Any:
