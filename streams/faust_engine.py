@@ -127,7 +127,7 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
     raw = app.topic(settings.topics.raw, value_type=bytes, value_serializer="raw", key_type=bytes,
                     key_serializer="raw", allow_empty=True, partitions=holder.partitions)
     table = app.Table("dedup", default=None, partitions=holder.partitions)  # json keys and values
-    dedup = Deduplicator(table.data, table.changelog_topic.get_topic_name(), 86_400)
+    dedup = Deduplicator(table.data, table.changelog_topic.get_topic_name(), 86_400, per_key=True)
     batches = BatchRouter(holder, writer, dedup, metrics)
 
     guard = OffsetGuard(committed_lookup(settings, settings.topics.raw))

@@ -1,8 +1,8 @@
 """The default engine (`eventrouter worker`): a confluent-kafka consumer group reading the raw topic in
-batches (`consume(N)`), the dedup state restored per partition from its changelog on assignment.
+batches (`consume(N)`), the dedup state restored per partition from the dedup log on assignment.
 
 Each batch: route it (streams/worker.py BatchRouter), wait until Kafka acknowledged every output and
-then the dedup changelog records, and only then store the batch's offsets (librdkafka commits stored
+then the batch's dedup records, and only then store the batch's offsets (librdkafka commits stored
 offsets every second and on revoke and close). SIGTERM or SIGINT: the batch in hand is finished and
 committed before the consumer leaves the group, so a graceful stop leaves no duplicate behind.
 """
@@ -26,21 +26,21 @@ from streams.worker import BatchRouter, Deduplicator, OutputWriter, WorkerSettin
 log = logging.getLogger(__name__)
 
 
-def changelog_topic(settings: WorkerSettings) -> str:
-    """The same name Faust gives the `dedup` table's changelog, so both engines share the state."""
-    return f"{settings.app_id}-dedup-changelog"
+def dedup_topic(settings: WorkerSettings) -> str:
+    return f"{settings.app_id}-dedup-log"
 
 
-class ChangelogStore(dict[str, Any]):
-    """The dedup state of the partitions this worker owns, read back from the changelog topic."""
+class DedupStore(dict[str, Any]):
+    """The dedup state of the partitions this worker owns, read back from the dedup log (streams/worker.py
+    Deduplicator, batched format): keys seen within the window, with when and in which partition."""
 
     def __init__(self, settings: WorkerSettings, topic: str) -> None:
         super().__init__()
         self.settings = settings
         self.topic = topic
 
-    def restore(self, partitions: Iterable[int]) -> int:
-        """Read each partition's changelog to its end; returns the records read."""
+    def restore(self, partitions: Iterable[int], window_s: int) -> int:
+        """Read each partition of the log to its end; returns the messageIds still within the window."""
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         wanted = list(partitions)
@@ -53,23 +53,28 @@ class ChangelogStore(dict[str, Any]):
             todo = {p for p, end in ends.items() if end > 0}
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in todo])
             count = 0
+            now_ms, window_ms = int(time.time() * 1000), window_s * 1000
             deadline = time.monotonic() + 300
             while todo and time.monotonic() < deadline:
                 for message in consumer.consume(num_messages=10_000, timeout=0.5):
                     if message.error() is not None:
                         continue
-                    key = orjson.loads(message.key() or b'null')
-                    value = message.value()
-                    if value is None:
-                        self.pop(key, None)
-                    else:
-                        self[key] = orjson.loads(value)
-                    count += 1
                     partition, offset = message.partition(), message.offset()
+                    try:
+                        record = orjson.loads(message.value() or b"{}")
+                        seen_at, keys = int(record["t"]), record["k"]
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                        log.error("dedup log %s/%s@%s is not a dedup record; skipped", self.topic, partition, offset)
+                        continue
+                    if now_ms - seen_at < window_ms:
+                        entry = [seen_at, partition]
+                        for key in keys:
+                            self[key] = entry
+                            count += 1
                     if offset is not None and partition is not None and offset + 1 >= ends[partition]:
                         todo.discard(partition)
             if todo:
-                raise TimeoutError(f"dedup changelog partitions {sorted(todo)} not read back in 300 s")
+                raise TimeoutError(f"dedup log partitions {sorted(todo)} not read back in 300 s")
             return count
         finally:
             consumer.close()
@@ -93,23 +98,26 @@ class KafkaEngine:
 
         settings = self.settings
         metrics, holder, watcher = start_config(settings)
-        changelog = changelog_topic(settings)
-        ensure_topics(settings.bootstrap, [changelog], partitions=holder.partitions, client=settings.client,
-                      config={"cleanup.policy": "compact"})
-        store = ChangelogStore(settings, changelog)
+        log_topic = dedup_topic(settings)
+        window_s = holder.router.config.settings.dedup_window_s if holder.router else 86_400
+        # retention: the window plus a day (set when the topic is made); a restore keeps what is inside the window
+        ensure_topics(settings.bootstrap, [log_topic], partitions=holder.partitions, client=settings.client,
+                      config={"cleanup.policy": "delete", "retention.ms": str(window_s * 1000 + 86_400_000)})
+        store = DedupStore(settings, log_topic)
         writer = OutputWriter(settings.bootstrap, settings.client)
         writer.start()
-        batches = BatchRouter(holder, writer, Deduplicator(store, changelog, 86_400), metrics)
+        dedup = Deduplicator(store, log_topic, window_s, per_key=False)
+        batches = BatchRouter(holder, writer, dedup, metrics)
         raw = settings.topics.raw
         owned: set[int] = set()
 
         def assigned(consumer: Any, partitions: list[Any]) -> None:
             mine = [tp.partition for tp in partitions if tp.topic == raw]
             started = time.monotonic()
-            count = store.restore(mine)
+            count = store.restore(mine, dedup.window_ms // 1000)
             owned.update(mine)
             metrics.assigned.set(len(owned))
-            log.warning("assigned raw partitions %s (dedup state: %s records in %.1f s)", mine, count,
+            log.warning("assigned raw partitions %s (dedup state: %s messageIds in %.1f s)", mine, count,
                         time.monotonic() - started)
 
         def revoked(consumer: Any, partitions: list[Any]) -> None:

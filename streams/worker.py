@@ -153,38 +153,52 @@ class OutputWriter:
 
 class Deduplicator:
     """Seen messageIds per pipeline: a mapping key -> [first seen epoch ms, partition], co-partitioned
-    with the raw topic, backed by a compacted changelog topic so it survives restarts and rebalances
-    (the Faust engine's table store, or the confluent engine's ChangelogStore; the same topic and format).
+    with the raw topic and written to a topic of its own, so it survives restarts and rebalances.
 
-    The changelog records are written by the worker's own producer after the batch's outputs were
-    acknowledged: a messageId is marked seen only once what it produced is durable (a crash in between
-    gives a duplicate downstream, never a loss)."""
+    Two record formats, by engine. `per_key` (the Faust engine: its table's compacted changelog, one
+    record per messageId, tombstones when they expire). Batched (the confluent-kafka engine's dedup log):
+    one record per partition and batch, `{"t": ms, "k": [keys]}`, on a topic whose time retention is
+    the window plus a day, so expiry needs no tombstones and a restore reads a window's worth of records
+    of a few hundred keys each: one produce per batch instead of one per event.
 
-    def __init__(self, data: MutableMapping[str, Any], changelog: str, window_s: int) -> None:
+    The records are written by the worker's own producer after the batch's outputs were acknowledged:
+    a messageId is marked seen only once what it produced is durable (a crash in between gives a
+    duplicate downstream, never a loss)."""
+
+    CHUNK = 2000  # keys per batched record (~100 KB)
+
+    def __init__(self, data: MutableMapping[str, Any], topic: str, window_s: int, *, per_key: bool) -> None:
         self.data = data
-        self.changelog = changelog
+        self.topic = topic
         self.window_ms = window_s * 1000
+        self.per_key = per_key
 
     def seen(self, key: str, now_ms: int) -> bool:
         value = self.data.get(key)
         return value is not None and now_ms - value[0] < self.window_ms
 
     def mark(self, marks: Sequence[tuple[int, str]], now_ms: int) -> list[Output]:
-        """Set the keys in the local store; return their changelog records to write."""
-        topic, data, out = self.changelog, self.data, []
+        """Set the keys in the local store; return the records that make them durable."""
+        data = self.data
+        by_partition: dict[int, list[str]] = {}
         for partition, key in marks:
-            value = [now_ms, partition]
-            data[key] = value
-            out.append(Output(topic, orjson.dumps(key), orjson.dumps(value), partition=partition))
-        return out
+            data[key] = [now_ms, partition]
+            by_partition.setdefault(partition, []).append(key)
+        if self.per_key:
+            return [Output(self.topic, orjson.dumps(key), orjson.dumps([now_ms, partition]), partition=partition)
+                    for partition, key in marks]
+        return [Output(self.topic, None, orjson.dumps({"t": now_ms, "k": keys[i:i + self.CHUNK]}),
+                       partition=partition)
+                for partition, keys in by_partition.items() for i in range(0, len(keys), self.CHUNK)]
 
     def expire(self, now_ms: int) -> list[Output]:
-        """Forget keys older than the window; return the tombstones to write."""
-        topic, data = self.changelog, self.data
-        old = [(k, v[1]) for k, v in list(data.items()) if now_ms - v[0] >= self.window_ms]
+        """Forget keys older than the window; return the tombstones to write (per-key format only)."""
+        old = [(k, v[1]) for k, v in list(self.data.items()) if now_ms - v[0] >= self.window_ms]
         for key, _partition in old:
-            data.pop(key, None)
-        return [Output(topic, orjson.dumps(key), None, partition=partition) for key, partition in old]
+            self.data.pop(key, None)
+        if not self.per_key:
+            return []
+        return [Output(self.topic, orjson.dumps(key), None, partition=partition) for key, partition in old]
 
 
 @dataclass

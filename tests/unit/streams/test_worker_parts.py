@@ -15,7 +15,7 @@ from streams.worker import Deduplicator
 
 def test_a_message_id_is_seen_within_the_window_and_forgotten_after() -> None:
     store: dict[str, Any] = {}
-    dedup = Deduplicator(store, "cl", window_s=10)
+    dedup = Deduplicator(store, "cl", window_s=10, per_key=True)
     changes = dedup.mark([(2, "web\x1fm1")], now_ms=1_000)
     assert dedup.seen("web\x1fm1", 5_000) and not dedup.seen("web\x1fm2", 5_000)
     assert not dedup.seen("web\x1fm1", 11_000)
@@ -23,6 +23,15 @@ def test_a_message_id_is_seen_within_the_window_and_forgotten_after() -> None:
         [("cl", 2, "web\x1fm1", [1_000, 2])]
     tombstones = dedup.expire(11_000)
     assert store == {} and [(t.partition, t.value) for t in tombstones] == [(2, None)]
+
+
+def test_the_batched_log_writes_one_record_per_partition_and_no_tombstones() -> None:
+    store: dict[str, Any] = {}
+    dedup = Deduplicator(store, "log", window_s=10, per_key=False)
+    records = dedup.mark([(0, "a"), (1, "b"), (0, "c")], now_ms=500)
+    assert sorted((r.partition, orjson.loads(r.value or b"")["k"]) for r in records) == [(0, ["a", "c"]), (1, ["b"])]
+    assert all(r.key is None and orjson.loads(r.value or b"")["t"] == 500 for r in records)
+    assert store["c"] == [500, 0] and dedup.expire(20_000) == [] and store == {}
 
 
 @dataclass
