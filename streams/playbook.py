@@ -151,8 +151,8 @@ def _compile_section(section: Section, where: str) -> SectionFn:
             else:
                 lines.append(f"    v = {const(compile_getter(source))}(event)")
         transform = compile_transform(mapping)
-        if not is_identity(transform):
-            lines.append(f"    v = {const(transform)}(v)")
+        if not is_identity(transform):  # every transform maps None to None (tests/unit/streams/test_transforms.py)
+            lines.append(f"    if v is not None:\n        v = {const(transform)}(v)")
         if mapping.default is not None:
             lines.append(f"    if v is None:\n        v = {const(mapping.default)}")
         lines.append("    if v is not None:")

@@ -84,3 +84,14 @@ def test_writing_below_a_copied_object_never_changes_the_event() -> None:
     set_path(payload, "props", {"a": 9, "c": 3}, owned)  # an object onto an object merges; keys already set stay
     assert payload == {"props": {"a": 1, "b": 2, "c": 3}}
     assert properties == {"a": 1}
+
+
+def test_every_transform_maps_a_missing_value_to_none() -> None:
+    """The generated playbook code skips a transform on a missing value; this keeps that exact."""
+    from schemas.config import TRANSFORMS, Mapping_
+    from streams.transforms import compile_transform
+
+    options = {"pluck": {"pluck": ["a"]}, "replace": {"pattern": "x", "replacement": "y"}}
+    for name in TRANSFORMS:
+        mapping = Mapping_.model_validate({"from": "a", "to": "b", "transform": name, **options.get(name, {})})
+        assert compile_transform(mapping)(None) is None, name
