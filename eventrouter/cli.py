@@ -54,11 +54,12 @@ def _gateway(args: argparse.Namespace) -> int:
     keys = set(args.write_key or ())
     if args.config:
         keys |= write_keys_from_config(args.config)
-    if not keys:
-        print("eventrouter: the gateway needs --config with pipelines, or --write-key", file=sys.stderr)
+    if not keys and not args.follow_config:
+        print("eventrouter: the gateway needs --follow-config, --config with pipelines, or --write-key",
+              file=sys.stderr)
         return 2
     settings = GatewaySettings(args.bootstrap_servers, frozenset(keys), Topics(args.topic_prefix),
-                               ack_timeout=args.ack_timeout)
+                               ack_timeout=args.ack_timeout, follow_config=args.follow_config)
     return serve(settings, args.host, args.port, args.processes)
 
 
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     _bootstrap_option(gateway)
     gateway.add_argument("--config", type=Path, help="config file; its enabled pipelines' writeKeys are accepted")
     gateway.add_argument("--write-key", action="append", help="accept this writeKey (repeatable)")
+    gateway.add_argument("--follow-config", action="store_true",
+                         help="accept the writeKeys of the newest config revision (`config apply`), live")
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8088)
     gateway.add_argument("--processes", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")

@@ -54,6 +54,7 @@ class GatewaySettings:
     limits: Limits = DEFAULT_LIMITS
     ack_timeout: float = 10.0
     producer_config: dict[str, Any] = field(default_factory=dict)
+    follow_config: bool = False  # also accept the writeKeys of the newest config revision, as it changes
 
     def __repr__(self) -> str:  # writeKeys are credentials: never in a repr or a log line
         return f"GatewaySettings(bootstrap={self.bootstrap!r}, write_keys=<{len(self.write_keys)} masked>)"
@@ -71,6 +72,15 @@ class Gateway:
         self._deadletters = deadletter_codec()
         self._raw: Publisher | None = None
         self._invalid: Publisher | None = None
+        self._keys = settings.write_keys  # swapped whole by the config watcher: one reference, no lock
+        self._watcher: Any = None
+
+    def _is_known(self, key: str) -> bool:
+        return key in self._keys
+
+    def _take_revision(self, revision: Any, config: Any) -> None:
+        self._keys = self.settings.write_keys | config.write_keys()
+        log.warning("config revision %s: %d writeKeys accepted", revision.number, len(self._keys))
 
     def app(self) -> web.Application:
         # We gunzip ourselves, bounded by the limit: aiohttp's own decompression is unbounded.
@@ -90,11 +100,18 @@ class Gateway:
                                   name="eventrouter-gateway")
         self._raw.start()
         self._invalid.start()
+        if s.follow_config:
+            from schemas.revisions import ConfigStore, RevisionWatcher
+
+            self._watcher = RevisionWatcher(ConfigStore(s.bootstrap, s.topics), self._take_revision)
+            self._watcher.start()
         log.info("gateway started raw=%s invalid=%s writeKeys=%d", s.topics.raw, s.topics.invalid,
                  len(s.write_keys))
 
     async def _stop(self, _app: web.Application) -> None:
         loop = asyncio.get_running_loop()
+        if self._watcher is not None:
+            self._watcher.stop()
         for publisher in (self._raw, self._invalid):
             if publisher is not None:
                 pending = await loop.run_in_executor(None, publisher.close, 30.0)
@@ -117,7 +134,7 @@ class Gateway:
             raw = await _read_capped(request, limit + _SLACK)
             body = read_body(raw, request.headers.get("Content-Encoding"), limit)
             parsed = parse_request(call, body, basic_auth_user(request.headers.get("Authorization")),
-                                   is_known=self.settings.write_keys.__contains__,
+                                   is_known=self._is_known,
                                    received_at=iso(dt.datetime.now(dt.UTC)), new_id=message_id, limits=limits)
         except RequestError as exc:
             if exc.status == 401:

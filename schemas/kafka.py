@@ -58,6 +58,19 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3, *,
                 continue
             raise
         log.info("created topic %s partitions=%s", topic, partitions)
+    # A topic just created is not at once in every broker's metadata: a client asking for its offsets a
+    # moment later can be told "unknown partition". Return only once the metadata shows all of them.
+    import time
+
+    names = [t.topic for t in wanted]
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata = admin.list_topics(timeout=timeout).topics
+        if all(n in metadata and metadata[n].error is None and metadata[n].partitions for n in names):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {names} not in the cluster metadata after {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def partition_count(bootstrap: str, topic: str, timeout: float = 30.0,

@@ -159,3 +159,31 @@ def test_no_200_before_kafka_acknowledges(tmp_path: Path) -> None:
     finally:  # SIGTERM would wait out the delivery timeout for the unacknowledged event; nothing to keep here
         proc.kill()
         proc.wait(30)
+
+
+def test_with_follow_config_a_write_key_applied_while_running_is_accepted(bootstrap: str, tmp_path: Path) -> None:
+    from schemas.revisions import ConfigStore
+
+    topics = fresh_topics(bootstrap)
+    store = ConfigStore(bootstrap, topics)
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text("pipelines: [{name: web, write_keys: [wk_first]}]")
+    store.apply(config)
+    proc, url = _start_gateway(bootstrap, topics, "--follow-config")
+    event = {"userId": "u1", "event": "Signed Up"}
+    try:
+        deadline = time.monotonic() + 30
+        while requests.post(f"{url}/v1/track", json=event, auth=("wk_first", ""), timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the first revision's writeKey was never accepted"
+            time.sleep(0.2)
+        assert requests.post(f"{url}/v1/track", json=event, auth=("wk_second", ""), timeout=10).status_code == 401
+        config.write_text("pipelines: [{name: web, write_keys: [wk_second]}]")
+        store.apply(config)
+        deadline = time.monotonic() + 30
+        while requests.post(f"{url}/v1/track", json=event, auth=("wk_second", ""), timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the new writeKey was never accepted"
+            time.sleep(0.2)
+        assert requests.post(f"{url}/v1/track", json=event, auth=("wk_first", ""), timeout=10).status_code == 401
+        assert requests.post(f"{url}/v1/track", json=event, auth=("wk_gateway", ""), timeout=10).status_code == 200
+    finally:
+        _stop(proc)
