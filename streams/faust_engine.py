@@ -40,6 +40,7 @@ class OffsetGuard:
         self.expected: dict[int, int] = {}
         self.generation: int | None = None
         self._sought: dict[int, tuple[int, float]] = {}
+        self._logged: dict[int, int] = {}
         self.gaps_sought = 0
 
     async def split(self, events: Sequence[Any], generation: int) -> tuple[list[Any], list[Any], dict[int, int]]:
@@ -74,8 +75,11 @@ class OffsetGuard:
             self.expected[partition] = offset + 1
         if seek:
             self.gaps_sought += 1
-            log.warning("raw partitions %s: records past an undelivered offset; reading again from %s",
-                        sorted(seek), seek)
+            fresh = {p: o for p, o in seek.items() if self._logged.get(p) != o}
+            if fresh:  # once per gap: stale records keep arriving until the seek takes effect
+                self._logged.update(fresh)
+                log.warning("raw partitions %s: records past an undelivered offset; reading again from %s",
+                            sorted(fresh), fresh)
         return route, redelivered, seek
 
 
