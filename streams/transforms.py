@@ -195,12 +195,17 @@ def parse_time(value: Any) -> dt.datetime | None:
         except (OverflowError, OSError, ValueError):
             return None
     if isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return _parse_text_time(value)
     return None
+
+
+@lru_cache(maxsize=8192)  # an event's timestamp is formatted by several integrations' playbooks
+def _parse_text_time(value: str) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def format_time(value: Any, fmt: str) -> Any:
