@@ -20,7 +20,7 @@ import ast
 import hashlib
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Final
 
@@ -178,6 +178,15 @@ def _compile(node: ast.AST) -> Evaluator:
         if node.keywords:
             raise ExpressionError(f"{node.func.id}() takes positional arguments only")
         func, args, fname = FUNCTIONS[node.func.id], [_compile(a) for a in node.args], node.func.id
+        if len(args) == 1:  # the usual arities without building a list per call (the router's hot path)
+            (a0,) = args
+            return lambda e, p: _call(fname, func, (a0(e, p),))
+        if len(args) == 2:
+            a0, a1 = args
+            return lambda e, p: _call(fname, func, (a0(e, p), a1(e, p)))
+        if len(args) == 3:
+            a0, a1, a2 = args
+            return lambda e, p: _call(fname, func, (a0(e, p), a1(e, p), a2(e, p)))
         return lambda e, p: _call(fname, func, [a(e, p) for a in args])
     raise ExpressionError(f"{type(node).__name__} ({ast.unparse(node)!r}) is not allowed in an expression")
 
@@ -252,7 +261,7 @@ def _compare(first: Any, rest: list[tuple[Callable[[Any, Any], Any], Evaluator]]
     return True
 
 
-def _call(name: str, func: Callable[..., Any], args: list[Any]) -> Any:
+def _call(name: str, func: Callable[..., Any], args: Sequence[Any]) -> Any:
     try:
         return func(*args)
     except (TypeError, ValueError, AttributeError) as exc:

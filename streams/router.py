@@ -123,6 +123,7 @@ class Router:
         self._topic_of = {name: topics.integration(name) for name in self.routes}
         self._integration_parts = {name: integration_part(name, r.integration.kind) for name, r in self.routes.items()}
         self._max_future_s = config.settings.max_future_s
+        self._pipelines = {key: p for p in config.pipelines for key in p.write_keys}  # a plain dict: hot path
 
     def integration_topics(self) -> list[str]:
         return sorted(self._topic_of.values())
@@ -137,7 +138,7 @@ class Router:
             return self._reject(source, "decode.corrupt", f"{type(exc).__name__}: {str(exc)[:200]}", stage="decode")
         message_id = event.get("messageId")
         write_key = event.get("writeKey")
-        pipeline = self.config.pipeline_for(write_key) if isinstance(write_key, str) else None
+        pipeline = self._pipelines.get(write_key) if isinstance(write_key, str) else None
         if pipeline is None:
             # the key itself is never logged or put in a message: it may be a mistyped secret
             what = "no writeKey" if not write_key else "unknown writeKey"
