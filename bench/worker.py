@@ -115,7 +115,7 @@ def run_worker(bootstrap: str, prefix: str, n: int, engine: str, config: Path) -
                         "outputs": _metric(port, "eventrouter_worker_events_out_total")}
             if process.poll() is not None:
                 raise RuntimeError(f"{engine} worker exited {process.returncode}")
-            time.sleep(0.05)
+            time.sleep(0.2)  # each scrape costs the worker CPU: poll gently
         raise TimeoutError(f"{engine} worker did not finish")
     finally:
         process.terminate()

@@ -21,7 +21,7 @@ import orjson
 
 from schemas.kafka import consumer_settings, ensure_topics
 from streams.router import Source
-from streams.worker import BatchRouter, Deduplicator, OutputWriter, WorkerSettings, start_config
+from streams.worker import BatchRouter, Deduplicator, OutputWriter, WorkerSettings, pack_seen, start_config
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class DedupStore(dict[str, Any]):
                         log.error("dedup log %s/%s@%s is not a dedup record; skipped", self.topic, partition, offset)
                         continue
                     if now_ms - seen_at < window_ms:
-                        entry = [seen_at, partition]
+                        entry = pack_seen(seen_at, partition or 0)
                         for key in keys:
                             self[key] = entry
                             count += 1
@@ -81,7 +81,7 @@ class DedupStore(dict[str, Any]):
 
     def forget(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
-        for key in [k for k, v in self.items() if v[1] in gone]:
+        for key in [k for k, v in self.items() if v & 0xFFFF in gone]:
             del self[key]
 
 
@@ -122,6 +122,7 @@ class KafkaEngine:
 
         def revoked(consumer: Any, partitions: list[Any]) -> None:
             mine = [tp.partition for tp in partitions if tp.topic == raw]
+            writer.flush(30)  # the dedup records in flight, before the next owner reads the log back
             try:
                 consumer.commit(asynchronous=False)
             except Exception as exc:  # noqa: BLE001 - nothing stored to commit, or the group is gone

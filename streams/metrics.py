@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -72,8 +73,12 @@ class WorkerMetrics:
             self.filtered.labels(pipeline, integration, rule).inc(n)
         for pipeline, n in tally.deduplicated.items():
             self.deduplicated.labels(pipeline).inc(n)
+        children: dict[str, Any] = {}
         for pipeline, seconds in tally.latency:
-            self.latency.labels(pipeline).observe(seconds)
+            child = children.get(pipeline)
+            if child is None:
+                child = children[pipeline] = self.latency.labels(pipeline)
+            child.observe(seconds)
 
 
 def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[str, float]:

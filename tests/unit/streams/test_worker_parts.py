@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from streams.faust_engine import OffsetGuard
-from streams.worker import Deduplicator
+from streams.worker import Deduplicator, pack_seen
 
 
 def test_a_message_id_is_seen_within_the_window_and_forgotten_after() -> None:
@@ -31,7 +31,13 @@ def test_the_batched_log_writes_one_record_per_partition_and_no_tombstones() -> 
     records = dedup.mark([(0, "a"), (1, "b"), (0, "c")], now_ms=500)
     assert sorted((r.partition, orjson.loads(r.value or b"")["k"]) for r in records) == [(0, ["a", "c"]), (1, ["b"])]
     assert all(r.key is None and orjson.loads(r.value or b"")["t"] == 500 for r in records)
-    assert store["c"] == [500, 0] and dedup.expire(20_000) == [] and store == {}
+    assert store["c"] == pack_seen(500, 0) and dedup.expire(20_000) == [] and store == {}
+
+
+def test_entries_a_faust_table_recovered_as_lists_are_read_too() -> None:
+    dedup = Deduplicator({"k": [1_000, 3]}, "cl", window_s=10, per_key=True)
+    assert dedup.seen("k", 5_000) and not dedup.seen("k", 12_000)
+    assert [t.partition for t in dedup.expire(12_000)] == [3]
 
 
 @dataclass
