@@ -10,7 +10,7 @@ kits), a backlog of pre-produced raw events; events/s and CPU-us per event, side
 The contender runs pinned to CPU 1, the broker to CPU 0. Timing runs from the first record read to
 the last one routed (outputs acknowledged), so process start-up is not counted.
 
-    python -m bench.worker [--events 60000]
+    python -m bench.worker [--events 60000] [--rounds 3] [--only kafka,control]
 """
 
 from __future__ import annotations
@@ -215,6 +215,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["control", "faust_alone"])
     parser.add_argument("--bootstrap")
     parser.add_argument("--prefix")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", help="comma-separated: kafka,faust,control,faust_alone (default: all)")
     args = parser.parse_args()
     if args.child:
@@ -233,27 +234,32 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix="bench-worker-"))
         config = folder / "eventrouter.yaml"
         config.write_text(CONFIG)
-        rows = {}
-        for name, kind in [("eventrouter worker (confluent-kafka engine, default)", "kafka"),
-                           ("eventrouter worker --engine faust", "faust"),
-                           ("control: plain confluent-kafka consume/route/produce loop", "control"),
-                           ("Faust alone: take and ack, no work", "faust_alone")]:
-            if args.only and kind not in args.only.split(","):
-                continue
-            prefix = f"bw{uuid.uuid4().hex[:8]}"
-            preload(bootstrap, f"{prefix}.raw", records)
-            rows[name] = run_worker(bootstrap, prefix, args.events, kind, config) if kind in ("kafka", "faust") \
-                else run_child(kind, bootstrap, prefix, args.events)
-            print(name, rows[name], flush=True)
-        lines = ["| one process on 1 core, 3 integrations | events/s | CPU per event | outputs | peak RSS |",
-                 "|---|---|---|---|---|"]
+        contenders = [("eventrouter worker (confluent-kafka engine, default)", "kafka"),
+                      ("eventrouter worker --engine faust", "faust"),
+                      ("control: plain confluent-kafka consume/route/produce loop", "control"),
+                      ("Faust alone: take and ack, no work", "faust_alone")]
+        contenders = [(n, k) for n, k in contenders if not args.only or k in args.only.split(",")]
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in contenders}
+        for round_ in range(args.rounds):  # interleaved, so a noisy minute hurts every contender alike
+            for name, kind in contenders:
+                prefix = f"bw{uuid.uuid4().hex[:8]}"
+                preload(bootstrap, f"{prefix}.raw", records)
+                row = run_worker(bootstrap, prefix, args.events, kind, config) if kind in ("kafka", "faust") \
+                    else run_child(kind, bootstrap, prefix, args.events)
+                runs[name].append(row)
+                print(f"round {round_ + 1}: {name}: {row}", flush=True)
+        rows = {name: sorted(rs, key=lambda r: r["events_per_s"])[len(rs) // 2] for name, rs in runs.items()}
+        lines = ["| one process on 1 core, 3 integrations | events/s (median) | range | CPU per event | outputs "
+                 "| peak RSS |", "|---|---|---|---|---|---|"]
         for name, row in rows.items():
-            lines.append(f"| {name} | {row['events_per_s']:,} | {row['cpu_us_per_event']} us | "
-                         f"{int(row['outputs']):,} | {row['rss_mib']} MiB |")
+            rates = [r["events_per_s"] for r in runs[name]]
+            lines.append(f"| {name} | {row['events_per_s']:,} | {min(rates):,}-{max(rates):,} | "
+                         f"{row['cpu_us_per_event']} us | {int(row['outputs']):,} | {row['rss_mib']} MiB |")
         if args.only:
             print("\n".join(lines))
         else:
-            write_result("worker", {"events": args.events, "rows": rows}, "\n".join(lines))
+            write_result("worker", {"events": args.events, "rounds": args.rounds, "rows": rows, "runs": runs},
+                         "\n".join(lines))
     finally:
         kafka.stop()
 

@@ -127,7 +127,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = WorkerSettings(
         args.bootstrap_servers, Topics(args.topic_prefix), data_dir=args.data_dir or paths.home() / "worker",
-        config_file=args.config, metrics_port=args.metrics_port, batch_size=args.batch_size,
+        config_file=args.config, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        batch_size=args.batch_size,
         partitions=args.partitions, replication_factor=args.replication_factor, store=args.store, engine=args.engine,
         log_level="INFO" if args.verbose else "WARNING")
     return run_worker(settings)
@@ -214,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="the stream worker: validate, dedupe, run playbooks, route")
     _bootstrap_option(worker)
     worker.add_argument("--config", type=Path, help="apply this file as a revision at start (if it changed)")
-    worker.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics on 127.0.0.1 (0: free)")
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics (0: a free port)")
+    worker.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics (0.0.0.0 in a container)")
     worker.add_argument("--data-dir", type=Path, default=None, help="default: $EVENTROUTER_HOME/worker")
     worker.add_argument("--batch-size", type=int, default=1000)
     worker.add_argument("--partitions", type=int, default=6, help="of the raw topic, if the worker creates it")
