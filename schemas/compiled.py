@@ -46,17 +46,11 @@ def _bad(path: str, expected: str, value: Any) -> EncodeError:
     return EncodeError("encode.schema", f"{path}: expected {expected}, got {type(value).__name__}")
 
 
-class _Generator:
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
+class SchemaNames:
+    """The named types of a schema by full name, as the Avro spec resolves them (shared with the reader)."""
+
+    def __init__(self) -> None:
         self.named: dict[str, Any] = {}       # fullname -> schema
-        self.functions: dict[str, list[str]] = {}
-        self.records: dict[str, str] = {}     # record fullname -> its function
-        self.consts: dict[str, Any] = {
-            "_varint": _cached_varint, "_L": _LENGTHS, "_SMALL": _SMALL, "_bad": _bad,
-            "_pack_f": struct.Struct("<f").pack, "_pack_d": struct.Struct("<d").pack, "EncodeError": EncodeError,
-        }
-        self.counter = 0
 
     def fullname(self, schema: Mapping[str, Any], namespace: str) -> str:
         name = str(schema["name"])
@@ -64,6 +58,39 @@ class _Generator:
             return name
         ns = schema.get("namespace", namespace)
         return f"{ns}.{name}" if ns else name
+
+    def declare(self, schema: Any, namespace: str) -> None:
+        """Register named types ahead of use, so references by name resolve."""
+        if isinstance(schema, list):
+            for branch in schema:
+                self.declare(branch, namespace)
+        elif isinstance(schema, dict):
+            kind = schema.get("type")
+            if kind in ("record", "enum", "fixed", "error"):
+                full = self.fullname(schema, namespace)
+                self.named[full] = schema
+                self.named.setdefault(str(schema["name"]), schema)
+                ns = full.rsplit(".", 1)[0] if "." in full else ""
+                for field in schema.get("fields", ()):
+                    self.declare(field["type"], ns)
+            elif kind in ("array", "map"):
+                self.declare(schema.get("items", schema.get("values")), namespace)
+            elif isinstance(kind, (dict, list)):
+                self.declare(kind, namespace)
+
+
+
+class _Generator(SchemaNames):
+    def __init__(self, namespace: str) -> None:
+        super().__init__()
+        self.namespace = namespace
+        self.functions: dict[str, list[str]] = {}
+        self.records: dict[str, str] = {}     # record fullname -> its function
+        self.consts: dict[str, Any] = {
+            "_varint": _cached_varint, "_L": _LENGTHS, "_SMALL": _SMALL, "_bad": _bad,
+            "_pack_f": struct.Struct("<f").pack, "_pack_d": struct.Struct("<d").pack, "EncodeError": EncodeError,
+        }
+        self.counter = 0
 
     def resolve(self, schema: Any, namespace: str) -> Any:
         if isinstance(schema, str) and schema not in _PRIMITIVES:
@@ -214,25 +241,6 @@ class _Generator:
             self.emit(field["type"], v, name, ns, lines=lines, ind="    ")
         self.functions[func] = lines
         return func
-
-    def declare(self, schema: Any, namespace: str) -> None:
-        """Register named types ahead of use, so references by name resolve."""
-        if isinstance(schema, list):
-            for branch in schema:
-                self.declare(branch, namespace)
-        elif isinstance(schema, dict):
-            kind = schema.get("type")
-            if kind in ("record", "enum", "fixed", "error"):
-                full = self.fullname(schema, namespace)
-                self.named[full] = schema
-                self.named.setdefault(str(schema["name"]), schema)
-                ns = full.rsplit(".", 1)[0] if "." in full else ""
-                for field in schema.get("fields", ()):
-                    self.declare(field["type"], ns)
-            elif kind in ("array", "map"):
-                self.declare(schema.get("items", schema.get("values")), namespace)
-            elif isinstance(kind, (dict, list)):
-                self.declare(kind, namespace)
 
 
 def compile_writers(schema: Mapping[str, Any]) -> dict[str, Callable[[Mapping[str, Any], bytearray], None]]:

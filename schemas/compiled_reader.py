@@ -14,6 +14,8 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from schemas.compiled import SchemaNames
+
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "string", "bytes"}
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
@@ -32,20 +34,13 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("varint longer than 10 bytes")
 
 
-class _Generator:
+class _Generator(SchemaNames):
     def __init__(self) -> None:
-        self.named: dict[str, Any] = {}
+        super().__init__()
         self.functions: dict[str, list[str]] = {}
         self.consts: dict[str, Any] = {"_long": _long, "_f": struct.Struct("<f").unpack_from,
                                        "_d": struct.Struct("<d").unpack_from, "EOFError": EOFError}
         self.counter = 0
-
-    def fullname(self, schema: Mapping[str, Any], namespace: str) -> str:
-        name = str(schema["name"])
-        if "." in name:
-            return name
-        ns = schema.get("namespace", namespace)
-        return f"{ns}.{name}" if ns else name
 
     def resolve(self, schema: Any, namespace: str) -> Any:
         if isinstance(schema, str) and schema not in _PRIMITIVES:
@@ -142,24 +137,6 @@ class _Generator:
             lines += [f"    r[{field['name']!r}] = {v}"]
         self.functions[func] = [*lines, "    return r, pos"]
         return func
-
-    def declare(self, schema: Any, namespace: str) -> None:
-        if isinstance(schema, list):
-            for branch in schema:
-                self.declare(branch, namespace)
-        elif isinstance(schema, dict):
-            kind = schema.get("type")
-            if kind in ("record", "enum", "fixed", "error"):
-                full = self.fullname(schema, namespace)
-                self.named[full] = schema
-                self.named.setdefault(str(schema["name"]), schema)
-                ns = full.rsplit(".", 1)[0] if "." in full else ""
-                for field in schema.get("fields", ()):
-                    self.declare(field["type"], ns)
-            elif kind in ("array", "map"):
-                self.declare(schema.get("items", schema.get("values")), namespace)
-            elif isinstance(kind, (dict, list)):
-                self.declare(kind, namespace)
 
 
 def compile_reader(schema: Mapping[str, Any]) -> Reader:
