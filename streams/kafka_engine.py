@@ -1,9 +1,9 @@
 """The default engine (`eventrouter worker`): a confluent-kafka consumer group reading the raw topic in
 batches (`consume(N)`), the dedup state restored per partition from the dedup log on assignment.
 
-Each batch: route it (streams/worker.py BatchRouter), wait until Kafka acknowledged every output and
-then the batch's dedup records, and only then store the batch's offsets (librdkafka commits stored
-offsets every second and on revoke and close). SIGTERM or SIGINT: the batch in hand is finished and
+Each batch: route it (streams/worker.py BatchRouter), wait until Kafka acknowledged every output, hand
+over the batch's dedup records (the next batch's wait covers them), and only then store the batch's
+offsets (librdkafka commits stored offsets every second and on revoke and close). SIGTERM or SIGINT: the batch in hand is finished and
 committed before the consumer leaves the group, so a graceful stop leaves no duplicate behind.
 """
 
