@@ -3,8 +3,9 @@ batches (`consume(N)`), the dedup state restored per partition from the dedup lo
 
 Each batch: route it (streams/worker.py BatchRouter), wait until Kafka acknowledged every output, hand
 over the batch's dedup records (the next batch's wait covers them), and only then store the batch's
-offsets (librdkafka commits stored offsets every second and on revoke and close). SIGTERM or SIGINT: the batch in hand is finished and
-committed before the consumer leaves the group, so a graceful stop leaves no duplicate behind.
+offsets (librdkafka commits stored offsets every second and on revoke and close). SIGTERM or SIGINT:
+the batch in hand is finished and committed before the consumer leaves the group, so a graceful stop
+leaves no duplicate behind.
 """
 
 from __future__ import annotations
