@@ -259,3 +259,33 @@ def test_two_workers_share_the_load_and_sigkill_of_one_loses_nothing(bootstrap: 
     finally:
         one.stop()
         two.stop()
+
+
+def test_sigterm_mid_load_drains_and_commits_so_a_new_worker_duplicates_nothing(bootstrap: str,
+                                                                                 tmp_path: Path) -> None:
+    topics = fresh_topics(bootstrap)
+    config = _write(tmp_path, SIMPLE)
+    events = [_track(i) for i in range(8000)]
+    send_events(bootstrap, topics, events)  # a backlog, so the stop lands in the middle of it
+    first = WorkerProcess(bootstrap, topics, tmp_path, name="w1", config=config, batch_size=100)
+    try:
+        deadline = time.monotonic() + 60
+        seen = 0.0
+        while seen < 300 and time.monotonic() < deadline:
+            seen = first.metric("eventrouter_worker_events_in_total")
+            time.sleep(0.02)
+        assert 0 < seen < len(events), seen
+        assert first.stop(signal.SIGTERM) == 0  # the batch in hand is finished and committed
+    finally:
+        first.stop()
+    second = WorkerProcess(bootstrap, topics, tmp_path, name="w2", config=config)
+    try:
+        records = outbound(bootstrap, topics.integration("hook"), len(events), timeout=120, settle=2.0)
+        got = Counter(r["messageId"] for r in records)
+        assert set(got) == {e["messageId"] for e in events}
+        assert max(got.values()) == 1
+        # nothing was read twice: the second worker started exactly where the first one committed
+        assert second.metric("eventrouter_worker_deduplicated_total") == 0
+        assert 0 < second.metric("eventrouter_worker_events_in_total") < len(events)
+    finally:
+        second.stop()
