@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from schemas.validation import parse_timestamp
 
+EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_SECONDS: dict[int, str] = {}
+
+
+def epoch_ms(moment: dt.datetime) -> int:
+    return (moment - EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def iso_ms(ms: int) -> str:
+    """ISO-8601 UTC with milliseconds; the seconds part is formatted once per second seen (the router's
+    hot path formats two times per event)."""
+    seconds, millis = divmod(ms, 1000)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) > 100_000:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = (EPOCH + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")[:19]
+    return f"{prefix}.{millis:03d}Z"
+
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(epoch_ms(moment))
 
 
 def _time(value: Any) -> dt.datetime | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,10 +27,8 @@ from schemas.deadletters import dead_letter
 from schemas.direct_outbound import OutboundParts, integration_part
 from schemas.errors import DecodeError
 from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_decoded, parse_timestamp
-from streams.normalize import corrected_timestamp
+from streams.normalize import EPOCH, corrected_timestamp, epoch_ms, iso_ms
 from streams.playbook import PlaybookError, Route
-
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class Source(NamedTuple):
@@ -82,24 +80,6 @@ class Routed:
     outputs: list[Output] = field(default_factory=list)
     filtered: list[tuple[str, str]] = field(default_factory=list)        # (integration, rule)
     failed: list[tuple[str, str, Output]] = field(default_factory=list)  # (integration, reason, dead letter)
-
-
-def _ms(moment: dt.datetime) -> int:
-    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
-
-
-_SECONDS: dict[int, str] = {}
-
-
-def _iso(ms: int) -> str:
-    """ISO-8601 UTC with milliseconds; the seconds part is formatted once per second seen."""
-    seconds, millis = divmod(ms, 1000)
-    prefix = _SECONDS.get(seconds)
-    if prefix is None:
-        if len(_SECONDS) > 100_000:
-            _SECONDS.clear()
-        prefix = _SECONDS[seconds] = (_EPOCH + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")[:19]
-    return f"{prefix}.{millis:03d}Z"
 
 
 class Router:
@@ -156,10 +136,10 @@ class Router:
                                 stage="validate", pipeline=pipeline.name)
         received = self._received(event, source)
         moment = corrected_timestamp(event, received, self._max_future_s)
-        received_ms, timestamp_ms = _ms(received), _ms(moment)
+        received_ms, timestamp_ms = epoch_ms(received), epoch_ms(moment)
         event.pop("writeKey", None)  # a credential of ours: no playbook and no vendor sees it
-        event["receivedAt"] = event.get("receivedAt") or _iso(received_ms)
-        event["timestamp"] = _iso(timestamp_ms)
+        event["receivedAt"] = event.get("receivedAt") or iso_ms(received_ms)
+        event["timestamp"] = iso_ms(timestamp_ms)
         user = event.get("userId") or event.get("anonymousId")
         return Admitted(source, event, pipeline, f"{pipeline.name}\x1f{message_id}",
                         user.encode() if isinstance(user, str) else None, timestamp_ms, received_ms)
@@ -173,7 +153,7 @@ class Router:
             except ValueError:
                 pass
         # The SDK does not set receivedAt: the time our producer published the record is the closest.
-        return _EPOCH + dt.timedelta(milliseconds=source.timestamp_ms)
+        return EPOCH + dt.timedelta(milliseconds=source.timestamp_ms)
 
     # -- routing: each integration's decision and shape ---------------------------------------------
     def route(self, admitted: Admitted, replayed: bool = False) -> Routed:
