@@ -19,7 +19,7 @@ import orjson
 
 from schemas.config import Integration, Mapping_, Playbook, Rule, Section
 from schemas.errors import FinalError
-from schemas.expressions import ExpressionError, compile_expression
+from schemas.expressions import ExpressionError, compile_expression, inline_source
 from streams.transforms import (
     compile_getter,
     compile_setter,
@@ -112,7 +112,7 @@ def _compile_section(section: Section, where: str) -> SectionFn:
     object merging), as the closures of `_compile_mapping` and `set_path` do; a `join` of several paths
     or a target with list indexes calls those. Names and values from the config are constants of the
     function's namespace, never part of its source text."""
-    consts: dict[str, Any] = {"_dict": dict, "_get_path": get_path}
+    consts: dict[str, Any] = {"_dict": dict, "_get_path": get_path, "_ExpressionError": ExpressionError}
     lines = ["def section(event, payload, owned):", "    if type(event) is not _dict:", "        event = _dict(event)"]
 
     def const(value: Any) -> str:
@@ -139,15 +139,19 @@ def _compile_section(section: Section, where: str) -> SectionFn:
         if isinstance(mapping.from_, list) or not all(isinstance(k, str) for k in target):
             lines.append(f"    {const(_compile_mapping(mapping))}(event, payload, owned)")
             continue
-        if mapping.expr is not None:
+        inline = inline_source(mapping.expr, const) if mapping.expr is not None else None
+        if inline is not None:
+            lines += ["    try:", f"        v = {inline}", "    except (TypeError, ValueError, AttributeError) as exc:",
+                      f"        raise _ExpressionError(f'{{{const(mapping.expr)}}}: {{exc}}') from None"]
+        elif mapping.expr is not None:
             lines.append(f"    v = {const(compile_expression(mapping.expr))}(event, payload)")
         else:
             assert isinstance(mapping.from_, str)
             source = parse_path(mapping.from_)
             if all(isinstance(k, str) for k in source):  # keys into plain dicts inline; anything else: get_path
                 lines.append(f"    v = event.get({const(source[0])})")
-                lines.extend(f"    v = v.get({const(k)}) if type(v) is _dict else _get_path(v, {const((k,))})"
-                             for k in source[1:])
+                lines.extend(f"    v = v.get({const(k)}) if type(v) is _dict else None if v is None else "
+                             f"_get_path(v, {const((k,))})" for k in source[1:])
             else:
                 lines.append(f"    v = {const(compile_getter(source))}(event)")
         transform = compile_transform(mapping)

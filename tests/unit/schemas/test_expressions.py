@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from schemas.expressions import ExpressionError, compile_expression
+from schemas.expressions import ExpressionError, compile_expression, inline_source
 
 EVENT = {"type": "track", "event": "Order Completed", "userId": "u-1",
          "properties": {"revenue": 42.5, "quantity": 2, "price": 10, "tags": ["a", "b"],
@@ -35,6 +37,42 @@ EVENT = {"type": "track", "event": "Order Completed", "userId": "u-1",
 ])
 def test_expressions_evaluate(source: str, value: object) -> None:
     assert compile_expression(source)(EVENT, {}) == value
+
+
+INLINE = ["coalesce(anonymousId, userId)", "coalesce(context.page.url, properties.url)", "userId",
+          'event if type == "track" else "PageView"', "lower(trim(context.traits.email))", "len(properties.products)",
+          "exists(anonymousId) or not exists(userId)", "properties.nothing.deeper", "context.traits != null",
+          'replace(replace(lower(trim(event)), " ", "_"), "-", "_")', "true and 0", "properties.tags"]
+
+
+@pytest.mark.parametrize("source", INLINE)
+@pytest.mark.parametrize("event", [EVENT, {}, {"context": ["a list"], "properties": "text", "event": 7}])
+def test_inline_source_equals_the_closures(source: str, event: dict[str, Any]) -> None:
+    """The generated-code form of an expression (the router's sections) gives what the closures give."""
+    consts: dict[str, Any] = {"_dict": dict}
+
+    def const(value: Any) -> str:
+        consts[f"c{len(consts)}"] = value
+        return f"c{len(consts) - 1}"
+    text = inline_source(source, const)
+    assert text is not None
+    try:
+        expected: Any = compile_expression(source)(event, {"x": 1})
+    except ExpressionError:
+        expected = ExpressionError
+    try:
+        got: Any = eval(text, consts, {"event": event, "payload": {"x": 1}})
+    except (TypeError, ValueError, AttributeError):
+        got = ExpressionError
+    assert got == expected
+
+
+def test_inline_source_leaves_the_rest_to_the_closures() -> None:
+    assert inline_source("properties.price * 2", str) is None
+    assert inline_source("properties.products[0].id", str) is None
+    assert inline_source("payload.x", str) is None
+    with pytest.raises(ExpressionError):
+        inline_source("__import__('os')", str)
 
 
 @pytest.mark.parametrize(("source", "words"), [
