@@ -12,8 +12,9 @@ from eventrouter import paths
 
 # Commands the pipeline grows into; named here so docker-compose.yml and the README can refer
 # to them. Each says plainly that it is not in this version yet.
-_PLANNED = {
-    "forward": "the forwarder for one integration (issue #5)",
+_PLANNED: dict[str, str] = {
+    "replay": "replay, re-route and dead-letter re-injection (issue #6)",
+    "status": "lag per integration, dead letters and the config revision (issue #6)",
 }
 
 
@@ -134,6 +135,14 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker(settings)
 
 
+def _forward(args: argparse.Namespace) -> int:
+    from forwarders.app import forward
+    from schemas import Topics
+
+    return forward(args.bootstrap_servers, Topics(args.topic_prefix), args.integration, config_file=args.config,
+                   metrics_port=args.metrics_port, metrics_host=args.metrics_host, partitions=args.partitions)
+
+
 def _preview(args: argparse.Namespace) -> int:
     import orjson
 
@@ -225,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="kafka: confluent-kafka consumer group (default); faust: faust-streaming (see README)")
     worker.add_argument("--store", default="memory://", help="faust engine: the dedup table's store")
     worker.set_defaults(func=_worker)
+
+    forward = sub.add_parser("forward", help="deliver one integration's topic to its vendor")
+    _bootstrap_option(forward)
+    forward.add_argument("integration", help="the integration's name in the config")
+    forward.add_argument("--config", type=Path, help="read the integration from this file (default: the config topic)")
+    forward.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics (0: a free port)")
+    forward.add_argument("--metrics-host", default="127.0.0.1")
+    forward.add_argument("--partitions", type=int, default=6, help="of the retry and dead-letter topics it creates")
+    forward.set_defaults(func=_forward)
 
     preview = sub.add_parser("preview", help="what an integration's playbook makes of an event, no Kafka needed")
     preview.add_argument("event", type=Path, help="a JSON file with one event or an array of them; - for stdin")

@@ -1,0 +1,50 @@
+"""Wiring for `eventrouter forward INTEGRATION`: find the integration (in a config file, or in the
+newest revision on the config topic), build its forwarder, serve metrics, run until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from forwarders.metrics import ForwarderMetrics
+from forwarders.runner import Forwarder, run_forwarder
+from schemas import Topics
+from schemas.config import Config, Integration, load_config
+from schemas.errors import ConfigurationError
+from schemas.revisions import ConfigStore
+
+log = logging.getLogger(__name__)
+
+
+def find_integration(config: Config, name: str) -> Integration:
+    for integration in config.integrations:
+        if integration.name == name:
+            return integration
+    known = ", ".join(i.name for i in config.integrations) or "none"
+    raise ConfigurationError(f"no integration named {name!r} in the config (integrations: {known})")
+
+
+def config_from_topic(bootstrap: str, topics: Topics, wait_s: float = 60.0) -> Config:
+    store = ConfigStore(bootstrap, topics)
+    deadline = time.monotonic() + wait_s
+    while True:
+        revision = store.latest()
+        if revision is not None:
+            log.warning("config revision %s from %s", revision.number, topics.config)
+            return revision.config()
+        if time.monotonic() > deadline:
+            raise ConfigurationError(f"no config revision in {topics.config}: run `eventrouter config apply` first")
+        time.sleep(1.0)
+
+
+def forward(bootstrap: str, topics: Topics, name: str, *, config_file: Path | None, metrics_port: int | None,
+            metrics_host: str = "127.0.0.1", partitions: int = 6) -> int:
+    config = load_config(config_file) if config_file is not None else config_from_topic(bootstrap, topics)
+    integration = find_integration(config, name)
+    metrics = ForwarderMetrics(name)
+    forwarder = Forwarder(bootstrap, topics, integration, metrics=metrics)
+    if metrics_port is not None:
+        port = metrics.serve(metrics_port, metrics_host)
+        log.warning("%s: metrics on http://%s:%s/metrics", name, metrics_host, port)
+    return run_forwarder(forwarder, partitions)

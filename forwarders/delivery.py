@@ -1,0 +1,211 @@
+"""Delivering one batch of one partition to a vendor: build requests, send them, read the answers,
+retry what may be retried, and say for every event what became of it. The HTTP call, the clock and
+the sleep are passed in, so the whole policy is tested without a network or a broker.
+
+Retries: exponential backoff with full jitter between `min_backoff_s` and `max_backoff_s`, never
+sooner than the vendor's `Retry-After`. An event is given up (dead-lettered, reason
+`retries_exhausted`, with the vendor's last status and body) only when it has had `max_attempts`
+attempts *and* `max_retry_window_s` have passed since its first. A wait longer than
+`retry_in_place_s` is not slept here: the event is handed back as `later`, for the retry topic,
+unless the integration asks for strict order.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from forwarders.ratelimit import TokenBucket
+from forwarders.vendors.base import Item, Reply, Request, Vendor
+from schemas.config import Delivery
+from schemas.errors import FinalError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_KEPT: Final = 1000
+
+
+class TransportError(Exception):
+    """No answer: a timeout, a refused or reset connection. Retried like a 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+Transport = Callable[[Request], Answer]
+
+
+@dataclass(slots=True)
+class Fate:
+    """What became of one event of the batch."""
+
+    state: str                    # delivered | dead | later (retry topic) | undone (not to be committed)
+    attempts: int
+    first_attempt_ms: int
+    status: int | None = None     # the vendor's last status (None: no answer)
+    reason: str | None = None     # dead: why; later: the last failure
+    body: str | None = None       # dead: the vendor's body, trimmed and scrubbed
+    not_before_ms: int | None = None  # later: when to try again
+    finished_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One request's answer as read: the vendor module's Reply, and what to keep of the answer."""
+
+    reply: Reply
+    status: int | None   # None: no answer
+    body: str | None     # trimmed, secrets scrubbed
+    reason: str          # why the retried events failed, for their fate
+
+
+@dataclass(slots=True)
+class BatchReport:
+    fates: dict[int, Fate] = field(default_factory=dict)
+    requests: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)  # status (0: no answer) -> requests
+
+
+def backoff(attempt: int, policy: Delivery, rng: Callable[[], float] = random.random) -> float:
+    """Full jitter: a random wait up to min_backoff * 2^(attempt-1), capped, at least min_backoff / 2."""
+    ceiling = min(policy.max_backoff_s, policy.min_backoff_s * 2 ** max(0, attempt - 1))
+    return float(max(policy.min_backoff_s / 2, ceiling * rng()))
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+class _Progress:
+    """One batch under way: attempts and first attempt per position, the last failure, the fates so far."""
+
+    def __init__(self, items: Sequence[Item], now_ms: int) -> None:
+        self.items = items
+        self.report = BatchReport()
+        self.first = {p: item.first_attempt_ms or now_ms for p, item in enumerate(items)}
+        self.attempts = {p: item.attempts for p, item in enumerate(items)}
+        self.last: dict[int, tuple[int | None, str, str | None]] = {}  # position -> (status, reason, body)
+
+    def settle(self, position: int, fate: Fate) -> None:
+        fate.attempts = self.attempts[position]
+        fate.first_attempt_ms = self.first[position]
+        self.report.fates[position] = fate
+
+
+class BatchDelivery:
+    """Delivers batches for one integration; one instance shared by the runner's delivery threads."""
+
+    def __init__(self, vendor: Vendor, policy: Delivery, transport: Transport, limiter: TokenBucket, *,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
+        self.vendor = vendor
+        self.policy = policy
+        self.transport = transport
+        self.limiter = limiter
+        self.clock, self.sleep, self.stopping = clock, sleep, stopping
+        self.secrets = vendor.secrets()
+        self.cap = 1 << 30  # events per build(): all of a batch, until a vendor asks to split
+
+    def deliver(self, items: Sequence[Item]) -> BatchReport:
+        state = _Progress(items, int(self.clock() * 1000))
+        pending, cap = list(range(len(items))), self.cap
+        while pending:
+            retry, wait, cap = self._round(state, pending, cap)
+            now_ms = int(self.clock() * 1000)
+            pending = []
+            for position in retry:
+                status, _, body = state.last[position]
+                if state.attempts[position] >= self.policy.max_attempts and \
+                        now_ms - state.first[position] >= self.policy.max_retry_window_s * 1000:
+                    state.settle(position, Fate("dead", 0, 0, status, "retries_exhausted", body, finished_ms=now_ms))
+                else:
+                    pending.append(position)
+            if not pending:
+                break
+            stopping = self.stopping()
+            if (wait > self.policy.retry_in_place_s or stopping) and not self.policy.strict_order:
+                for position in pending:
+                    status, reason, _ = state.last[position]
+                    state.settle(position, Fate("later", 0, 0, status, reason, not_before_ms=now_ms + int(wait * 1000),
+                                                finished_ms=now_ms))
+                break
+            if stopping:  # strict order: nothing may overtake these; the next owner of the partition sends them
+                for position in pending:
+                    state.settle(position, Fate("undone", 0, 0, finished_ms=now_ms))
+                break
+            if wait > 0:
+                log.info("%s: %s events wait %.1f s before their next attempt", self.vendor.kind, len(pending), wait)
+                self.sleep(wait)
+        return state.report
+
+    def _round(self, state: _Progress, pending: list[int], cap: int) -> tuple[list[int], float, int]:
+        """Send every pending event once; the positions to retry, how long to wait first, the next cap."""
+        retry: list[int] = []
+        wait = 0.0
+        failed_attempt = False
+        next_cap = cap
+        for start in range(0, len(pending), cap):
+            group = pending[start:start + cap]
+            built = self.vendor.build([state.items[p] for p in group])
+            now_ms = int(self.clock() * 1000)
+            for index, reason in built.refused.items():
+                state.settle(group[index], Fate("dead", 0, 0, None, reason, finished_ms=now_ms))
+            for request in built.requests:
+                positions = [group[i] for i in request.items]
+                sent = self._send(request, state.report)
+                reply = sent.reply
+                now_ms = int(self.clock() * 1000)
+                resent = {positions[i] for i in reply.retry} if reply.resend else set()
+                for position in positions:
+                    if position not in resent:  # sent again at once for another's fault: not an attempt
+                        state.attempts[position] += 1
+                for i in reply.delivered:
+                    state.settle(positions[i], Fate("delivered", 0, 0, sent.status, finished_ms=now_ms))
+                for i, reason in reply.rejected.items():
+                    state.settle(positions[i], Fate("dead", 0, 0, sent.status, reason, sent.body, finished_ms=now_ms))
+                for i in reply.retry:
+                    retry.append(positions[i])
+                    state.last[positions[i]] = (sent.status, sent.reason, sent.body)
+                if reply.split:
+                    next_cap = min(next_cap, max(1, len(positions) // 2))
+                if reply.retry and not reply.resend:
+                    failed_attempt = True
+                    wait = max(wait, reply.retry_after or 0.0)
+        retry = [p for p in dict.fromkeys(retry) if p not in state.report.fates]  # once each, none settled
+        if failed_attempt and retry:
+            wait = max(wait, backoff(min(state.attempts[p] for p in retry), self.policy))
+        return retry, wait, next_cap
+
+    def _send(self, request: Request, report: BatchReport) -> Sent:
+        report.requests += 1
+        try:
+            self.vendor.before_send(request)
+        except FinalError as exc:
+            return Sent(Reply(rejected=dict.fromkeys(range(len(request.items)), exc.reason)), None, exc.message,
+                        exc.reason)
+        self.limiter.acquire()
+        try:
+            answer = self.transport(request)
+        except TransportError as exc:
+            report.statuses[0] = report.statuses.get(0, 0) + 1
+            return Sent(Reply(retry=list(range(len(request.items)))), None, scrub(str(exc), self.secrets)[:200],
+                        "vendor.unreachable")
+        report.statuses[answer.status] = report.statuses.get(answer.status, 0) + 1
+        if answer.status == 429:
+            self.limiter.throttled()
+        elif 200 <= answer.status < 300:
+            self.limiter.succeeded()
+        reply = self.vendor.read(request, answer.status, answer.headers, answer.body)
+        body = scrub(answer.body[:MAX_BODY_KEPT].decode("utf-8", "replace"), self.secrets)
+        return Sent(reply, answer.status, body, f"vendor.status_{answer.status}")

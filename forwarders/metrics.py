@@ -1,0 +1,40 @@
+"""The forwarder's Prometheus metrics, per integration, on a registry of its own.
+
+eventrouter_forwarder_delivered_total{integration}               events the vendor accepted
+eventrouter_forwarder_dead_lettered_total{integration,reason}    events given up, by reason
+eventrouter_forwarder_retried_total{integration}                 events moved to the retry topic
+eventrouter_forwarder_requests_total{integration,status}         HTTP requests by status (0: no answer)
+eventrouter_forwarder_latency_seconds{integration}               routed (Outbound record written) -> delivered
+eventrouter_forwarder_lag{integration}                           records not yet read, over assigned partitions
+eventrouter_forwarder_rate_limit{integration}                    the token bucket's rate now (0: open)
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class ForwarderMetrics:
+    def __init__(self, integration: str) -> None:
+        self.registry = r = CollectorRegistry()
+        self.integration = integration
+        self.delivered = Counter("eventrouter_forwarder_delivered", "Events the vendor accepted", ["integration"],
+                                 registry=r).labels(integration)
+        self.dead = Counter("eventrouter_forwarder_dead_lettered", "Events given up, by reason",
+                            ["integration", "reason"], registry=r)
+        self.retried = Counter("eventrouter_forwarder_retried", "Events moved to the retry topic", ["integration"],
+                               registry=r).labels(integration)
+        self.requests = Counter("eventrouter_forwarder_requests", "HTTP requests by status (0: no answer)",
+                                ["integration", "status"], registry=r)
+        self.latency = Histogram("eventrouter_forwarder_latency_seconds", "Outbound record written -> delivered",
+                                 ["integration"], registry=r,
+                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+                                 ).labels(integration)
+        self.lag = Gauge("eventrouter_forwarder_lag", "Records not yet read, over assigned partitions",
+                         ["integration"], registry=r).labels(integration)
+        self.rate = Gauge("eventrouter_forwarder_rate_limit", "Requests per second allowed now (0: open)",
+                          ["integration"], registry=r).labels(integration)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)

@@ -1,0 +1,324 @@
+"""`eventrouter forward INTEGRATION`: one confluent-kafka consumer group per integration reading its
+topic and its retry topic, delivering batches per partition in parallel (each partition, and so each
+user, in order), and storing a partition's offsets only once its batch is delivered, dead-lettered or
+handed to the retry topic, and those records are acknowledged (at-least-once).
+
+The main thread only consumes, hands batches to delivery threads and settles what they report; it
+keeps polling while they work, so the consumer is never evicted from its group. A partition whose
+buffer is full is paused. A retry record not yet due makes its partition seek back and pause until it
+is. SIGTERM: no new batch starts; batches under way finish (waits turn into retry records), their
+offsets are committed, and the consumer leaves the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from forwarders.delivery import BatchDelivery, BatchReport, Fate
+from forwarders.metrics import ForwarderMetrics
+from forwarders.ratelimit import TokenBucket
+from forwarders.records import NOT_BEFORE, dead_letter_value, header_int, item_from, receipt, retry_headers
+from forwarders.transport import HttpTransport
+from forwarders.vendors import Item, vendor_for
+from schemas import Topics, deadletter_codec, outbound_codec
+from schemas.config import Integration
+from schemas.deadletters import dead_letter
+from schemas.errors import DecodeError
+from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+from schemas.secrets import resolve_secrets
+
+log = logging.getLogger(__name__)
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """A record of the topic that is not an Outbound record: dead-lettered, never sent."""
+
+    error: DecodeError
+    value: bytes
+
+
+@dataclass
+class _Partition:
+    """One assigned partition: records read and not yet delivered, the batch under way, a pause."""
+
+    buffer: list[Item | _Undecodable] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    since: float = 0.0
+    inflight: Future[BatchReport] | None = None
+    batch: list[Item | _Undecodable] = field(default_factory=list)
+    batch_offsets: list[int] = field(default_factory=list)
+    resume_at: float | None = None   # retry topic: paused until this monotonic time
+    full: bool = False               # paused: buffer over its bound
+
+
+class Forwarder:
+    def __init__(self, bootstrap: str, topics: Topics, integration: Integration, *,
+                 client: dict[str, Any] | None = None, metrics: ForwarderMetrics | None = None,
+                 environ: dict[str, str] | None = None) -> None:
+        self.bootstrap, self.topics, self.integration = bootstrap, topics, integration
+        self.client = client or {}
+        self.name = integration.name
+        self.policy = integration.delivery
+        self.vendor = vendor_for(integration.kind, resolve_secrets(integration.connection, environ))
+        if self.policy.batch_size:
+            self.vendor.max_events = min(self.vendor.max_events, self.policy.batch_size)  # type: ignore[misc]
+        if self.policy.batch_bytes:
+            self.vendor.max_bytes = min(self.vendor.max_bytes, self.policy.batch_bytes)  # type: ignore[misc]
+        self.metrics = metrics or ForwarderMetrics(self.name)
+        self.topic, self.retry_topic = topics.integration(self.name), topics.retry(self.name)
+        self.dlq = topics.dead_letters(self.name)
+        self.batch_cap = max(500, self.vendor.max_events)
+        self.stopping = threading.Event()
+        self._partitions: dict[TopicPartitionKey, _Partition] = {}
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._failed_produce: list[str] = []
+        self._outbound, self._deadletters = outbound_codec(), deadletter_codec()
+        self.transport = HttpTransport(self.policy.connect_timeout_s, self.policy.timeout_s,
+                                       self.policy.concurrency + 2)
+        self.limiter = TokenBucket(self.policy.rate_per_s)
+        self.delivery = BatchDelivery(self.vendor, self.policy, self.transport, self.limiter,
+                                      stopping=self.stopping.is_set)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self, partitions: int = 6) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        ensure_topics(self.bootstrap, [self.topic, self.retry_topic, self.dlq, self.topics.receipts],
+                      partitions=partitions, client=self.client)
+        self._producer = Producer(producer_settings(self.bootstrap, {
+            "linger.ms": 5, "on_delivery": self._produced, "delivery.report.only.error": True, **self.client}))
+        self._consumer = Consumer(consumer_settings(self.bootstrap, f"{self.topics.prefix}-forward-{self.name}", {
+            "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **self.client}))
+        self._consumer.subscribe([self.topic, self.retry_topic], on_assign=self._assigned, on_revoke=self._revoked,
+                                 on_lost=self._revoked)
+        self._pool = ThreadPoolExecutor(self.policy.concurrency, thread_name_prefix=f"deliver-{self.name}")
+
+    def run(self, until: Callable[[], bool] = lambda: False) -> None:
+        """Consume and deliver until `stop()` (or SIGTERM in `run_forwarder`) or `until()` is true."""
+        last_lag = 0.0
+        while not self.stopping.is_set() and not until():
+            messages = self._consumer.consume(num_messages=self.batch_cap, timeout=0.05)
+            self._take(messages)
+            self._settle()
+            self._dispatch()
+            self._resume_due()
+            if time.monotonic() - last_lag > 5.0:
+                last_lag = time.monotonic()
+                self._update_lag()
+        self.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def close(self) -> None:
+        """Finish the batches under way, commit, leave the group."""
+        self.stopping.set()
+        for key in list(self._partitions):
+            self._settle_partition(key, wait=True)
+        if self._consumer is not None:
+            try:
+                self._consumer.commit(asynchronous=False)
+            except Exception as exc:  # noqa: BLE001 - nothing stored to commit is not an error here
+                log.info("%s: final commit: %s", self.name, exc)
+            self._consumer.close()
+            self._consumer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.transport.close()
+
+    # -- rebalances -----------------------------------------------------------------------------------
+    def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            self._partitions.setdefault((tp.topic, tp.partition), _Partition())
+        log.warning("%s: assigned %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
+
+    def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if key in self._partitions:
+                self._settle_partition(key, wait=True)
+                del self._partitions[key]
+        try:
+            self._consumer.commit(asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 - no stored offsets: nothing to commit
+            log.info("%s: commit on revoke: %s", self.name, exc)
+
+    # -- reading --------------------------------------------------------------------------------------
+    def _take(self, messages: list[Any]) -> None:
+        from confluent_kafka import TopicPartition
+
+        sought: set[TopicPartitionKey] = set()
+        now, now_ms = time.monotonic(), int(time.time() * 1000)
+        for message in messages:
+            if message.error() is not None:
+                log.warning("%s: consume error: %s", self.name, message.error())
+                continue
+            key = (message.topic(), message.partition())
+            state = self._partitions.get(key)
+            if state is None or key in sought:
+                continue
+            headers = message.headers()
+            if key[0] == self.retry_topic:
+                due = header_int(headers, NOT_BEFORE) or 0
+                if due > now_ms:  # not yet: read it again when it is due
+                    sought.add(key)
+                    self._consumer.seek(TopicPartition(key[0], key[1], message.offset()))
+                    self._consumer.pause([TopicPartition(key[0], key[1])])
+                    state.resume_at = now + (due - now_ms) / 1000
+                    continue
+            try:
+                item: Item | _Undecodable = item_from(
+                    self._outbound, message.value(), topic=key[0], partition=key[1], offset=message.offset(),
+                    written_ms=message.timestamp()[1], headers=headers)
+            except DecodeError as exc:
+                item = _Undecodable(exc, message.value() or b"")
+            if not state.buffer:
+                state.since = now
+            state.buffer.append(item)
+            state.offsets.append(message.offset())
+            if len(state.buffer) >= 4 * self.batch_cap and not state.full:
+                state.full = True
+                self._consumer.pause([TopicPartition(key[0], key[1])])
+
+    def _resume_due(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        now = time.monotonic()
+        for (topic, partition), state in self._partitions.items():
+            if state.resume_at is not None and now >= state.resume_at:
+                state.resume_at = None
+                if not state.full:
+                    self._consumer.resume([TopicPartition(topic, partition)])
+            if state.full and len(state.buffer) < self.batch_cap:
+                state.full = False
+                if state.resume_at is None:
+                    self._consumer.resume([TopicPartition(topic, partition)])
+
+    # -- delivering -----------------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        assert self._pool is not None
+        now, linger = time.monotonic(), self.policy.linger_ms / 1000
+        for state in self._partitions.values():
+            if state.inflight is not None or not state.buffer or self.stopping.is_set():
+                continue
+            if len(state.buffer) < self.batch_cap and now - state.since < linger:
+                continue
+            state.batch, state.buffer = state.buffer[:self.batch_cap], state.buffer[self.batch_cap:]
+            state.batch_offsets, state.offsets = state.offsets[:self.batch_cap], state.offsets[self.batch_cap:]
+            state.since = now
+            items = [i for i in state.batch if isinstance(i, Item)]
+            state.inflight = self._pool.submit(self.delivery.deliver, items)
+
+    def _settle(self) -> None:
+        for key, state in self._partitions.items():
+            if state.inflight is not None and state.inflight.done():
+                self._settle_partition(key, wait=False)
+
+    def _settle_partition(self, key: TopicPartitionKey, *, wait: bool) -> None:
+        """Write what the finished batch of `key` needs written; once acknowledged, store its offsets."""
+        from confluent_kafka import TopicPartition
+
+        state = self._partitions[key]
+        if state.inflight is None or (not wait and not state.inflight.done()):
+            return
+        report = state.inflight.result()
+        items = [i for i in state.batch if isinstance(i, Item)]
+        undone = [i.offset for p, i in enumerate(items) if report.fates.get(p, Fate("undone", 0, 0)).state == "undone"]
+        for bad, offset in zip(state.batch, state.batch_offsets, strict=True):
+            if isinstance(bad, _Undecodable):
+                record = dead_letter(reason=bad.error.reason, message=bad.error.message, stage="deliver",
+                                     original=bad.value, source_topic=key[0], source_partition=key[1],
+                                     source_offset=offset, integration=self.name)
+                self._produce(self.dlq, self._deadletters.encode(record), None)
+                self.metrics.dead.labels(self.name, bad.error.reason).inc()
+        for position, fate in report.fates.items():
+            self._account(items[position], fate)
+        if items:
+            self._produce(self.topics.receipts, receipt(self.name, items, report.fates, requests=report.requests),
+                          self.name.encode())
+        for status, n in report.statuses.items():
+            self.metrics.requests.labels(self.name, str(status)).inc(n)
+        self.metrics.rate.set(self.limiter.rate or 0)
+        self._flush()
+        next_offset = min(undone) if undone else state.batch_offsets[-1] + 1
+        if not undone or next_offset > state.batch_offsets[0]:
+            self._consumer.store_offsets(offsets=[TopicPartition(key[0], key[1], next_offset)])
+        state.inflight, state.batch, state.batch_offsets = None, [], []
+
+    def _account(self, item: Item, fate: Fate) -> None:
+        user = item.user_id or item.anonymous_id
+        if fate.state == "delivered":
+            self.metrics.delivered.inc()
+            if item.written_ms:
+                self.metrics.latency.observe(max(0.0, fate.finished_ms - item.written_ms) / 1000)
+        elif fate.state == "dead":
+            self._produce(self.dlq, dead_letter_value(self._deadletters, item, fate, self.name), None)
+            self.metrics.dead.labels(self.name, (fate.reason or "").split(":")[0]).inc()
+            log.info("%s: dead-lettered %s/%s@%s: %s", self.name, item.topic, item.partition, item.offset,
+                     (fate.reason or "").split(":")[0])
+        elif fate.state == "later":
+            self._produce(self.retry_topic, item.raw, user.encode() if user else None, retry_headers(fate))
+            self.metrics.retried.inc()
+
+    # -- writing --------------------------------------------------------------------------------------
+    def _produced(self, error: Any, message: Any) -> None:
+        if error is not None:
+            self._failed_produce.append(str(error))
+
+    def _produce(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None = None
+                 ) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers)
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def _flush(self) -> None:
+        """Wait until Kafka acknowledged every record written; a failed one stops the forwarder (its
+        offsets are not stored, so the batch is delivered again by whoever takes the partition)."""
+        while self._producer.flush(5.0):
+            log.warning("%s: records still unacknowledged after 5 s; waiting for Kafka", self.name)
+        if self._failed_produce:
+            errors, self._failed_produce = self._failed_produce, []
+            raise RuntimeError(f"{self.name}: {len(errors)} records not written ({errors[0]})")
+
+    def _update_lag(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        tps = [TopicPartition(t, p) for t, p in self._partitions]
+        try:
+            positions = self._consumer.position(tps)
+            lag = 0
+            for tp in positions:
+                _low, high = self._consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                lag += max(0, high - tp.offset) if tp.offset >= 0 else 0
+            self.metrics.lag.set(lag)
+        except Exception as exc:  # noqa: BLE001 - a metric: never stop delivery for it
+            log.info("%s: lag not measured: %s", self.name, exc)
+
+
+def run_forwarder(forwarder: Forwarder, partitions: int = 6) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit status."""
+    def stop(signum: int, _frame: Any) -> None:
+        log.warning("%s: %s: finishing the batches under way", forwarder.name, signal.Signals(signum).name)
+        forwarder.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    forwarder.start(partitions)
+    forwarder.run()
+    log.warning("%s: stopped", forwarder.name)
+    return 0

@@ -1,0 +1,181 @@
+"""What every vendor module declares, and the default reading of a vendor's answer.
+
+A vendor module is a `Vendor` subclass: its `kind`, its settings (a pydantic model of the
+integration's `connection`), its batch limits, `build()` (a batch of events -> HTTP requests) and,
+only where the vendor says more than its status code does, `read()` (an answer -> what happened to
+each event of the request). Batching, rate limits, retries, dead letters and receipts are the
+runner's job (forwarders/runner.py, forwarders/delivery.py). Pure: no network here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from schemas.errors import ConfigurationError
+
+RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One Outbound record as a forwarder sees it: the playbook's payload and the ids around it."""
+
+    message_id: str
+    payload: dict[str, Any]
+    event_name: str | None = None
+    call: str = "track"
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    timestamp_ms: int = 0
+    partition: int = 0
+    offset: int = 0
+    raw: bytes = b""              # the record's bytes, for a dead letter
+    attempts: int = 0             # attempts made before this one (from the retry topic)
+    first_attempt_ms: int | None = None
+    topic: str = ""
+    written_ms: int = 0           # when the router wrote the record (its Kafka timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request for `items` (positions in the batch given to `build`)."""
+
+    url: str
+    body: bytes
+    items: tuple[int, ...]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    method: str = "POST"
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a vendor's answer means for each event of one request, by position in `Request.items`.
+
+    `delivered`, `retry` and `rejected` (position -> reason) partition the positions. `retry_after`
+    is the least wait the vendor asked for; `split` asks to send the retried events in smaller
+    requests (413, or a vendor that rejects a whole batch for one bad event)."""
+
+
+    delivered: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)
+    retry_after: float | None = None
+    split: bool = False
+    resend: bool = False  # send `retry` again at once; not a failed attempt (a split, the others of a refusal)
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """`build()`'s result: the requests, and events refused before sending (position -> reason)."""
+
+    requests: list[Request]
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+class Settings(BaseModel):
+    """A vendor's connection settings. `endpoint` overrides the vendor's URL (tests, EU regions)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str | None = None
+
+
+class Vendor:
+    """Subclasses set `kind`, `settings_type`, `max_events`, `max_bytes` and implement `build`."""
+
+    kind: ClassVar[str]
+    settings_type: ClassVar[type[Settings]] = Settings
+    max_events: ClassVar[int] = 500
+    max_bytes: ClassVar[int] = 1_000_000
+    default_endpoint: ClassVar[str] = ""
+    split_on_reject: ClassVar[bool] = False  # a 4xx for one bad event refuses the whole request
+
+    def __init__(self, connection: Mapping[str, Any]) -> None:
+        try:
+            self.settings = self.settings_type(**connection)
+        except ValidationError as exc:
+            problems = "; ".join(f"connection.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigurationError(f"{self.kind}: {problems}") from None
+        self.endpoint = self.settings.endpoint or self.default_endpoint
+
+    def secrets(self) -> list[str]:
+        """Values to scrub from anything we keep of a vendor's answer (bodies may echo a key)."""
+        return [v for k, v in self.settings.model_dump().items() if isinstance(v, str) and k != "endpoint" and
+                any(w in k for w in ("secret", "token", "key", "password"))]
+
+    def build(self, items: Sequence[Item]) -> Built:
+        raise NotImplementedError
+
+    def before_send(self, request: Request) -> None:
+        """Raise a FinalError if `request` must not be sent (the webhook's destination guard)."""
+
+    def read(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Reply:
+        return read_status(request, status, headers, body, split_on_reject=self.split_on_reject)
+
+
+def read_status(request: Request, status: int, headers: Mapping[str, str], body: bytes, *,
+                split_on_reject: bool = False) -> Reply:
+    """The default reading: 2xx delivered; 408, 425, 429 and 5xx retried (after Retry-After); 413 split;
+    any other status (3xx included: we never follow redirects) final for every event."""
+    positions = list(range(len(request.items)))
+    if 200 <= status < 300:
+        return Reply(delivered=positions)
+    if status in RETRYABLE_STATUS or status >= 500:
+        return Reply(retry=positions, retry_after=retry_after(headers))
+    if status == 413 and len(positions) > 1:
+        return Reply(retry=positions, split=True, resend=True)
+    if split_on_reject and 400 <= status < 500 and status not in (401, 403, 404) and len(positions) > 1:
+        return Reply(retry=positions, split=True, resend=True)  # bisect to find the event the vendor refuses
+    reason = "vendor.auth" if status in (401, 403) else "vendor.redirect" if 300 <= status < 400 else \
+        "vendor.rejected"
+    return Reply(rejected=dict.fromkeys(positions, reason))
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the vendor asked us to wait (`Retry-After`: seconds or an HTTP date), capped at a day."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), 86_400.0)
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def chunks(items: Sequence[Item], positions: Sequence[int], max_events: int, max_bytes: int,
+           size: Any) -> list[list[int]]:
+    """`positions` in order, cut into runs of at most `max_events` whose `size(item)` sums stay under
+    `max_bytes` (one oversized event goes alone; the vendor's 413 then dead-letters it)."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for position in positions:
+        n = size(items[position])
+        if current and (len(current) >= max_events or used + n > max_bytes):
+            out.append(current)
+            current, used = [], 0
+        current.append(position)
+        used += n
+    if current:
+        out.append(current)
+    return out
+
+
+def payload_size(item: Item) -> int:
+    return len(orjson.dumps(item.payload)) + 1
