@@ -1,0 +1,115 @@
+"""Forwarders as real processes under faults: SIGKILL between the vendor's 2xx and the commit loses
+nothing (the batch is sent once more, under the same idempotency keys); one hung vendor does not
+delay another; a SIGTERM drains."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from forwarders.standins import AmplitudeStandIn, MixpanelStandIn
+from forwarders.standins.server import Answer, Incoming
+from streams.metrics import scrape
+from tests.integration.forwarder_helpers import ForwarderProcess, wait_for, write_outbound
+from tests.integration.kafka_helpers import fresh_topics
+from tests.integration.test_forwarders import amplitude_events
+
+CONFIG = """
+pipelines:
+  - {{name: web, write_keys: [wk], integrations: [amp, mp]}}
+integrations:
+  - name: amp
+    kind: amplitude
+    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amp}/2/httpapi"}}
+    delivery: {{linger_ms: 100, timeout_s: 30}}
+    playbook: "starter:amplitude"
+  - name: mp
+    kind: mixpanel
+    connection: {{project_id: "42", username: sa.user, secret: "${{MP_SECRET}}", endpoint: "{mp}/import"}}
+    delivery: {{linger_ms: 100}}
+    playbook: "starter:mixpanel"
+"""
+ENV = {"AMP_KEY": "amp-key", "MP_SECRET": "mp-secret"}
+
+
+class KillAfterAccepting(AmplitudeStandIn):
+    """Accepts a request, then SIGKILLs the forwarder before it can read the 2xx (let alone commit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.victim: int | None = None
+        self.killed_after: int | None = None
+
+    def answer(self, incoming: Incoming) -> Answer:
+        answer = super().answer(incoming)
+        if self.victim is not None and answer.status == 200:
+            os.kill(self.victim, signal.SIGKILL)
+            self.killed_after, self.victim = len(self.accepted), None
+        return answer
+
+
+def _config(folder: Path, amp: str, mp: str) -> Path:
+    path = folder / "eventrouter.yaml"
+    path.write_text(CONFIG.format(amp=amp, mp=mp))
+    return path
+
+
+def test_sigkill_between_the_vendors_2xx_and_the_commit_resends_with_the_same_keys(
+        bootstrap: str, tmp_path: Path) -> None:
+    amplitude = KillAfterAccepting().start()
+    mixpanel = MixpanelStandIn().start()
+    topics = fresh_topics(bootstrap)
+    config = _config(tmp_path, amplitude.url, mixpanel.url)
+    ids = write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(6000))
+    first = ForwarderProcess(bootstrap, topics, config, "amp", tmp_path, env=ENV, tag="-1")
+    amplitude.victim = first.pid
+    try:
+        first.process.wait(90)
+        assert first.process.returncode == -signal.SIGKILL, first.log()
+        accepted_before = len(amplitude.accepted)  # accepted by the vendor, never committed by the forwarder
+        second = ForwarderProcess(bootstrap, topics, config, "amp", tmp_path, env=ENV, tag="-2")
+        wait_for(lambda: len(amplitude.accepted) >= len(ids) + accepted_before and set(ids) <= set(amplitude.keys),
+                 timeout=90, what="every event, and the uncommitted ones once more")
+        wait_for(lambda: scrape(second.port).get('eventrouter_forwarder_delivered_total{integration="amp"}', 0)
+                 >= len(ids), timeout=30, what="the second forwarder's metrics")
+        assert second.stop() == 0, second.log()
+    finally:
+        first.stop()
+        amplitude.stop()
+        mixpanel.stop()
+    lost = len(set(ids) - set(amplitude.keys))
+    resent = amplitude.duplicates
+    print(f"sigkill between 2xx and commit: sent={len(ids)} lost={lost} accepted before the kill={accepted_before} "
+          f"resent={resent} (same insert_id each time)")
+    assert lost == 0
+    assert resent == accepted_before > 0  # each accepted-but-uncommitted event once more, under its insert_id
+
+
+def test_a_hung_vendor_does_not_delay_another(bootstrap: str, tmp_path: Path) -> None:
+    amplitude = AmplitudeStandIn().start()
+    mixpanel = MixpanelStandIn().start()
+    amplitude.hang(100, 25.0)
+    topics = fresh_topics(bootstrap)
+    config = _config(tmp_path, amplitude.url, mixpanel.url)
+    write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(1000))
+    events = [{"event": "Viewed", "properties": {"time": 1_795_000_000_000 + i, "distinct_id": f"u{i % 5}"}}
+              for i in range(1000)]
+    write_outbound(bootstrap, topics, "mp", "mixpanel", events)
+    amp = ForwarderProcess(bootstrap, topics, config, "amp", tmp_path, env=ENV)
+    mp = None
+    try:
+        wait_for(lambda: amplitude.requests >= 1, timeout=60, what="amplitude's forwarder to be stuck")
+        mp = ForwarderProcess(bootstrap, topics, config, "mp", tmp_path, env=ENV)
+        took = wait_for(lambda: len(mixpanel.accepted) >= 1000, timeout=60, what="mixpanel's 1000 events")
+        assert not amplitude.accepted
+        print(f"isolation: mixpanel delivered 1000 in {took:.1f} s while amplitude hung "
+              f"({amplitude.requests} requests without an answer)")
+    finally:
+        amplitude.clear()
+        if mp is not None:
+            mp.stop()
+        amp.stop(signal.SIGKILL)
+        amplitude.stop()
+        mixpanel.stop()
+    assert mixpanel.duplicates == 0
