@@ -39,7 +39,7 @@ class TokenBucket:
                     return waited
                 self._tokens = min(self._capacity(), self._tokens + (now - self._at) * self.rate)
                 self._at = now
-                if self._tokens >= 1.0:
+                if self._tokens >= 1.0 - 1e-6:  # float dust must not turn into a busy wait
                     self._tokens -= 1.0
                     return waited
                 pause = (1.0 - self._tokens) / self.rate

@@ -25,7 +25,7 @@ class UnsafeDestination(FinalError):
 
 
 def check_url(url: str, *, allow_http: bool = False, allow_private: bool = False,
-              resolver: Resolver = resolve) -> None:
+              resolver: Resolver | None = None) -> None:
     """Raise UnsafeDestination saying why `url` may not be called."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not allow_http):
@@ -42,9 +42,10 @@ def check_url(url: str, *, allow_http: bool = False, allow_private: bool = False
     if allow_private:
         return
     try:
-        addresses = resolver(host, port)
-    except OSError as exc:
-        raise UnsafeDestination(f"host {host} does not resolve: {exc.strerror or exc}") from None
+        addresses = (resolver or resolve)(host, port)
+    except OSError:
+        return  # not resolvable now (DNS may be down): the send fails on its own and is retried
+
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
         if not ip.is_global or ip.is_multicast:
@@ -52,7 +53,7 @@ def check_url(url: str, *, allow_http: bool = False, allow_private: bool = False
                                     "set allow_private to call it")
 
 
-def check_config(url: str, *, allow_http: bool, allow_private: bool, resolver: Resolver = resolve) -> None:
+def check_config(url: str, *, allow_http: bool, allow_private: bool, resolver: Resolver | None = None) -> None:
     """`check_url` at load time: a ConfigurationError so the forwarder refuses to start."""
     try:
         check_url(url, allow_http=allow_http, allow_private=allow_private, resolver=resolver)

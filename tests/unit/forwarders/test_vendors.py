@@ -1,0 +1,162 @@
+"""Each vendor module builds the requests its vendor documents (golden fixtures, from the starter kits'
+golden payloads) and reads its answers, partial failures included. Pure: no network.
+
+Regenerate the fixtures after a deliberate change: EVENTROUTER_REGENERATE=1 pytest tests/unit/forwarders"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from forwarders.vendors import VENDORS, Item, Request, read_status, retry_after, vendor_for
+from forwarders.vendors.base import chunks
+from forwarders.vendors.mixpanel import insert_id
+from schemas.errors import ConfigurationError
+
+GOLDEN = Path(__file__).resolve().parents[2] / "golden"
+NOW = 1_795_730_000.0  # 2026-11-26T21:53:20Z: the fixtures' clock
+CONNECTIONS: dict[str, dict[str, Any]] = {
+    "ga4": {"measurement_id": "G-TEST", "api_secret": "ga4-secret"},
+    "meta_capi": {"pixel_id": "1234567890", "access_token": "meta-token"},
+    "amplitude": {"api_key": "amp-key"},
+    "mixpanel": {"project_id": "42", "username": "sa.user", "secret": "mp-secret"},
+    "braze": {"api_key": "braze-key", "endpoint": "https://rest.fra-01.braze.eu/users/track"},
+    "webhook": {"url": "https://hooks.example.com/in", "secret": "hook-secret", "batch": True},
+}
+
+
+def golden_items(kind: str) -> list[Item]:
+    cases = json.loads((GOLDEN / f"{kind}.json").read_text())
+    return [Item(message_id=f"m-{name}", payload=case["payload"], event_name=case.get("eventName"))
+            for name, case in sorted(cases.items()) if "payload" in case]
+
+
+def _shown(request: Request) -> dict[str, Any]:
+    return {"url": request.url, "headers": dict(request.headers), "items": list(request.items),
+            "body": orjson.loads(request.body)}
+
+
+@pytest.mark.parametrize("kind", sorted(VENDORS))
+def test_requests_match_the_golden_fixtures(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("time.time", lambda: NOW)
+    monkeypatch.setattr("forwarders.ssrf.resolve", lambda host, port: ["93.184.215.14"])  # no DNS in tests
+    vendor = vendor_for(kind, CONNECTIONS[kind])
+    built = vendor.build(golden_items(kind))
+    shown = {"requests": [_shown(r) for r in built.requests], "refused": built.refused}
+    path = GOLDEN / "requests" / f"{kind}.json"
+    if os.environ.get("EVENTROUTER_REGENERATE"):
+        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
+    assert shown == json.loads(path.read_text())
+    assert not built.refused
+
+
+def test_webhook_guards_its_destination_at_load() -> None:
+    with pytest.raises(ConfigurationError, match="https only"):
+        vendor_for("webhook", {"url": "http://hooks.example.com/in"})
+    with pytest.raises(ConfigurationError, match="loopback"):
+        vendor_for("webhook", {"url": "https://127.0.0.1/in"})
+    vendor_for("webhook", {"url": "http://127.0.0.1:9/in", "allow_http": True, "allow_private": True})
+
+
+def test_unknown_connection_keys_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError, match=r"connection\.api_kee"):
+        vendor_for("amplitude", {"api_kee": "x"})
+
+
+def test_ga4_refuses_before_sending_what_ga4_would_silently_drop() -> None:
+    vendor = vendor_for("ga4", CONNECTIONS["ga4"])
+    items = [Item("a", {"client_id": "c1", "name": "purchase", "params": {"value": 1}}),
+             Item("b", {"client_id": "c1", "name": "bad name!"}),
+             Item("c", {"name": "no_client"}),
+             Item("d", {"client_id": "c1", "name": "long", "params": {"x": "y" * 101}}),
+             Item("e", {"client_id": "c2", "name": "page_view"})]
+    built = vendor.build(items)
+    assert sorted(built.refused) == [1, 2, 3]
+    assert [r.items for r in built.requests] == [(0,), (4,)]  # one request per client
+
+
+def test_ga4_puts_at_most_25_events_in_a_request() -> None:
+    vendor = vendor_for("ga4", CONNECTIONS["ga4"])
+    built = vendor.build([Item(str(i), {"client_id": "c1", "name": "e"}) for i in range(60)])
+    assert [len(r.items) for r in built.requests] == [25, 25, 10]
+
+
+def test_meta_refuses_unhashed_pii_and_stale_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("time.time", lambda: NOW)
+    vendor = vendor_for("meta_capi", CONNECTIONS["meta_capi"])
+    good = {"event_name": "Purchase", "event_time": int(NOW) - 10, "action_source": "website",
+            "user_data": {"em": ["a" * 64], "client_ip_address": "203.0.113.7"}}
+    built = vendor.build([Item("a", good), Item("b", {**good, "user_data": {"em": "ada@example.com"}}),
+                          Item("c", {**good, "event_time": int(NOW) - 8 * 86_400})])
+    assert built.refused == {1: "vendor.invalid: user_data.em must be SHA-256 hex",
+                             2: "vendor.too_old: event_time is over 7 days old"}
+
+
+def test_amplitude_400_refuses_listed_events_and_resends_the_rest() -> None:
+    request = Request("u", b"{}", (0, 1, 2, 3))
+    body = orjson.dumps({"code": 400, "events_with_invalid_fields": {"device_id": [1]},
+                         "events_with_missing_fields": {"event_type": [3]}})
+    amplitude = VENDORS["amplitude"]({"api_key": "k"})
+    reply = amplitude.read(request, 400, {}, body)
+    assert reply.retry == [0, 2] and reply.resend
+    assert reply.rejected == {1: "vendor.invalid: invalid_fields device_id",
+                              3: "vendor.invalid: missing_fields event_type"}
+    bad_key = amplitude.read(request, 400, {}, b'{"code":400,"error":"Invalid API key: k"}')
+    assert set(bad_key.rejected) == {0, 1, 2, 3} and not bad_key.retry
+
+
+def test_mixpanel_400_is_a_partial_success() -> None:
+    request = Request("u", b"[]", (5, 6, 7))
+    body = orjson.dumps({"code": 400, "num_records_imported": 2, "failed_records": [
+        {"index": 1, "$insert_id": "x", "field": "properties.time", "message": "'properties.time' is invalid"}]})
+    reply = VENDORS["mixpanel"]({"project_id": "1", "secret": "s"}).read(request, 400, {}, body)
+    assert reply.delivered == [0, 2] and list(reply.rejected) == [1] and not reply.retry
+
+
+def test_mixpanel_auth_and_insert_ids() -> None:
+    vendor = vendor_for("mixpanel", {"project_id": "42", "secret": "project-secret"})
+    request = vendor.build([Item("m" * 40, {"event": "e", "properties": {"time": 1, "distinct_id": "u"}})]).requests[0]
+    assert base64.b64decode(request.headers["Authorization"][6:]) == b"project-secret:"
+    assert len(orjson.loads(request.body)[0]["properties"]["$insert_id"]) == 32
+    assert insert_id("m-1") == "m-1" and insert_id("m" * 40) == insert_id("m" * 40)
+
+
+def test_braze_errors_map_to_their_events_and_an_order_is_one_object_per_product() -> None:
+    vendor = vendor_for("braze", CONNECTIONS["braze"])
+    items = [Item("a", {"object": "events", "external_id": "u1", "name": "x", "time": "t"}),
+             Item("b", {"object": "purchases", "external_id": "u1", "currency": "EUR", "time": "t",
+                        "items": [{"product_id": "p1", "price": 1}, {"product_id": "p2", "price": 2}]}),
+             Item("c", {"object": "attributes", "external_id": "u2", "plan": "pro"})]
+    request = vendor.build(items).requests[0]
+    body = orjson.loads(request.body)
+    assert len(body["purchases"]) == 2 and request.items == (2, 0, 1, 1)
+    reply = vendor.read(request, 201, {}, orjson.dumps({"message": "success", "errors": [
+        {"type": "'price' is required", "input_array": "purchases", "index": 1}]}))
+    assert reply.rejected == {3: "vendor.invalid: 'price' is required"} and reply.delivered == [0, 1]
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    (200, "delivered"), (204, "delivered"), (408, "retry"), (429, "retry"), (500, "retry"), (503, "retry"),
+    (400, "rejected"), (401, "rejected"), (404, "rejected"), (302, "rejected"), (413, "split")])
+def test_status_classes(status: int, expected: str) -> None:
+    reply = read_status(Request("u", b"", (0, 1)), status, {}, b"")
+    kind = "split" if reply.split else "delivered" if reply.delivered else "retry" if reply.retry else "rejected"
+    assert kind == expected
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert retry_after({"Retry-After": "7"}) == 7.0
+    assert retry_after({"retry-after": "Thu, 26 Nov 2026 21:53:30 GMT"}, now=NOW) == 10.0
+    assert retry_after({"Retry-After": "soon"}) is None and retry_after({}) is None
+
+
+def test_chunks_keep_order_and_both_limits() -> None:
+    items = [Item(str(i), {"x": "y" * 90}) for i in range(10)]
+    runs = chunks(items, range(10), 4, 300, lambda item: 100)
+    assert runs == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
