@@ -107,6 +107,9 @@ class StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body in one send, no Nagle: else every answer waits out a 40 ms delayed ACK
+            wbufsize = 1 << 16
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
