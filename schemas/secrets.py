@@ -32,7 +32,7 @@ def masked(value: Any) -> Any:
 
 def resolve_secrets(value: Any, environ: Mapping[str, str] | None = None) -> Any:
     """`value` with each ${ENV_VAR} replaced from the environment; ConfigurationError names what is unset
-    (never the values)."""
+    or empty (never the values)."""
     env = os.environ if environ is None else environ
     missing: set[str] = set()
 
@@ -43,7 +43,7 @@ def resolve_secrets(value: Any, environ: Mapping[str, str] | None = None) -> Any
             return [resolve(v) for v in item]
         if isinstance(item, str):
             def substitute(match: re.Match[str]) -> str:
-                if match.group(1) not in env:
+                if not env.get(match.group(1)):  # unset or empty: a credential that cannot be right
                     missing.add(match.group(1))
                     return ""
                 return env[match.group(1)]
@@ -52,5 +52,5 @@ def resolve_secrets(value: Any, environ: Mapping[str, str] | None = None) -> Any
 
     out = resolve(value)
     if missing:
-        raise ConfigurationError(f"environment variables not set: {', '.join(sorted(missing))}")
+        raise ConfigurationError(f"environment variables not set (or empty): {', '.join(sorted(missing))}")
     return out

@@ -160,3 +160,14 @@ def test_chunks_keep_order_and_both_limits() -> None:
     items = [Item(str(i), {"x": "y" * 90}) for i in range(10)]
     runs = chunks(items, range(10), 4, 300, lambda item: 100)
     assert runs == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+
+
+def test_every_integration_of_the_example_config_makes_its_vendor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from schemas.config import load_config
+    from schemas.secrets import resolve_secrets
+
+    monkeypatch.setattr("forwarders.ssrf.resolve", lambda host, port: ["93.184.215.14"])
+    config = load_config(Path(__file__).resolve().parents[3] / "examples" / "eventrouter.yaml")
+    env = {"GA4_API_SECRET": "s", "META_ACCESS_TOKEN": "t", "AMPLITUDE_API_KEY": "k", "CRM_HOOK_SECRET": "h"}
+    for spec in config.integrations:
+        assert vendor_for(spec.kind, resolve_secrets(spec.connection, env)).kind == spec.kind

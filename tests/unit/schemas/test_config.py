@@ -140,8 +140,9 @@ def test_secrets_are_masked_and_resolved_only_on_request() -> None:
     assert masked({"url": "https://x", "token": "abc", "nested": {"k": "${K}"}}) == \
         {"url": "https://x", "token": "***", "nested": {"k": "***"}}
     assert resolve_secrets(amplitude.connection, {"AMPLITUDE_API_KEY": "k-1"}) == {"api_key": "k-1"}
-    with pytest.raises(ConfigurationError, match="not set: AMPLITUDE_API_KEY"):
-        resolve_secrets(amplitude.connection, {})
+    for environ in ({}, {"AMPLITUDE_API_KEY": ""}):
+        with pytest.raises(ConfigurationError, match=r"not set \(or empty\): AMPLITUDE_API_KEY"):
+            resolve_secrets(amplitude.connection, environ)
     assert "wk_live_123" not in repr(config.pipelines[0])
 
 
