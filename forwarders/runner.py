@@ -111,8 +111,9 @@ class Forwarder:
         while not self.stopping.is_set() and not until():
             messages = self._consumer.consume(num_messages=self.batch_cap, timeout=0.05)
             self._take(messages)
-            self._settle()
-            self._dispatch()
+            written = self._settle()   # what finished batches need written, without waiting for it
+            self._dispatch()           # so the next batches are under way while Kafka acknowledges
+            self._store(written)
             self._resume_due()
             if time.monotonic() - last_lag > 5.0:
                 last_lag = time.monotonic()
@@ -125,8 +126,7 @@ class Forwarder:
     def close(self) -> None:
         """Finish the batches under way, commit, leave the group."""
         self.stopping.set()
-        for key in list(self._partitions):
-            self._settle_partition(key, wait=True)
+        self._store([self._settle_partition(key, wait=True) for key in list(self._partitions)])
         if self._consumer is not None:
             try:
                 self._consumer.commit(asynchronous=False)
@@ -145,11 +145,10 @@ class Forwarder:
         log.warning("%s: assigned %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            if key in self._partitions:
-                self._settle_partition(key, wait=True)
-                del self._partitions[key]
+        keys = [(tp.topic, tp.partition) for tp in partitions if (tp.topic, tp.partition) in self._partitions]
+        self._store([self._settle_partition(key, wait=True) for key in keys])
+        for key in keys:
+            del self._partitions[key]
         try:
             self._consumer.commit(asynchronous=False)
         except Exception as exc:  # noqa: BLE001 - no stored offsets: nothing to commit
@@ -221,18 +220,26 @@ class Forwarder:
             items = [i for i in state.batch if isinstance(i, Item)]
             state.inflight = self._pool.submit(self.delivery.deliver, items)
 
-    def _settle(self) -> None:
-        for key, state in self._partitions.items():
-            if state.inflight is not None and state.inflight.done():
-                self._settle_partition(key, wait=False)
+    def _settle(self) -> list[tuple[TopicPartitionKey, int] | None]:
+        return [self._settle_partition(key, wait=False) for key, state in self._partitions.items()
+                if state.inflight is not None and state.inflight.done()]
 
-    def _settle_partition(self, key: TopicPartitionKey, *, wait: bool) -> None:
-        """Write what the finished batch of `key` needs written; once acknowledged, store its offsets."""
+    def _store(self, offsets: list[tuple[TopicPartitionKey, int] | None]) -> None:
+        """Once Kafka acknowledged what the settled batches wrote, store their partitions' next offsets."""
         from confluent_kafka import TopicPartition
 
+        if not offsets:
+            return
+        self._flush()
+        wanted = [o for o in offsets if o is not None]
+        if wanted:
+            self._consumer.store_offsets(offsets=[TopicPartition(t, p, offset) for (t, p), offset in wanted])
+
+    def _settle_partition(self, key: TopicPartitionKey, *, wait: bool) -> tuple[TopicPartitionKey, int] | None:
+        """Write (not flush) what the finished batch of `key` needs written; the offset to store after."""
         state = self._partitions[key]
         if state.inflight is None or (not wait and not state.inflight.done()):
-            return
+            return None
         report = state.inflight.result()
         items = [i for i in state.batch if isinstance(i, Item)]
         undone = [i.offset for p, i in enumerate(items) if report.fates.get(p, Fate("undone", 0, 0)).state == "undone"]
@@ -251,11 +258,10 @@ class Forwarder:
         for status, n in report.statuses.items():
             self.metrics.requests.labels(self.name, str(status)).inc(n)
         self.metrics.rate.set(self.limiter.rate or 0)
-        self._flush()
         next_offset = min(undone) if undone else state.batch_offsets[-1] + 1
-        if not undone or next_offset > state.batch_offsets[0]:
-            self._consumer.store_offsets(offsets=[TopicPartition(key[0], key[1], next_offset)])
+        first = state.batch_offsets[0]
         state.inflight, state.batch, state.batch_offsets = None, [], []
+        return (key, next_offset) if next_offset > first else None
 
     def _account(self, item: Item, fate: Fate) -> None:
         user = item.user_id or item.anonymous_id

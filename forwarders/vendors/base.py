@@ -178,4 +178,5 @@ def chunks(items: Sequence[Item], positions: Sequence[int], max_events: int, max
 
 
 def payload_size(item: Item) -> int:
-    return len(orjson.dumps(item.payload)) + 1
+    """An upper bound of the payload's JSON size: its Outbound record holds that JSON and a little more."""
+    return len(item.raw) if item.raw else len(orjson.dumps(item.payload)) + 1
