@@ -3,7 +3,8 @@ a local vendor stand-in, at the vendor's batch size; side by side in one run wit
 posts one request per event (same records, same stand-in, same session reuse).
 
 The contender runs pinned to CPU 1; the broker and the stand-in (this process) to CPU 0. Timing runs
-from the first request reaching the stand-in to the last event accepted.
+from the first request reaching the stand-in to the last event accepted; CPU per event counts every
+thread of the contender's process.
 
     python -m bench.forwarder [--events 150000] [--naive-events 5000] [--rounds 3]
 """
@@ -172,9 +173,15 @@ def main() -> None:
     if args.child:
         naive(args.bootstrap, args.topic, args.url, args.events)
         return
+    import gc
     import tempfile
 
     from forwarders.standins import AmplitudeStandIn, MetaStandIn, MixpanelStandIn
+
+    # The stand-ins (threads of this process) keep every event they accept: hundreds of thousands of
+    # dicts, which the cyclic collector would scan again and again, stalling the stand-ins for 100s of ms
+    # (measured: the benchmark then measured them, not the forwarder). They make no cycles.
+    gc.disable()
 
     kafka, bootstrap = start_kafka()
     stand_ins: dict[str, Any] = {}

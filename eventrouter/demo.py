@@ -1,7 +1,7 @@
-"""The main job, for now: embedded Kafka up; events of every call type in through the SDK, the HTTP
-gateway and a file import; read back from the raw topic and counted.
-
-Later issues grow this into the whole pipeline (worker, forwarders, vendor stand-ins).
+"""The main job: embedded Kafka up; a stand-in for each vendor; a stream worker and a forwarder per
+integration; events of every call type in through the SDK, the HTTP gateway and a file import; read
+back from the raw topic, routed by the worker, delivered by the forwarders; every event accounted for
+at each stage.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def sample_calls(count: int) -> list[dict[str, Any]]:
     """`count` Segment calls cycling through all six call types."""
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     base: dict[str, dict[str, Any]] = {
-        "track": {"event": "Order Completed", "properties": {"revenue": 42.5, "currency": "EUR", "items": 2}},
+        "track": {"event": "Order Completed", "properties": {
+            "order_id": "o-1", "revenue": 42.5, "currency": "EUR",
+            "products": [{"product_id": "p-1", "name": "Mug", "price": 21.25, "quantity": 2}]}},
         "identify": {"traits": {"email": "ada@example.com", "plan": "pro", "logins": 7}},
         "page": {"name": "Checkout", "category": "Shop", "properties": {"url": "https://shop.example/checkout"}},
         "screen": {"name": "Cart", "properties": {"items": 2}},
@@ -44,22 +46,6 @@ def sample_calls(count: int) -> list[dict[str, Any]]:
             **base[call_type],
         })
     return calls
-
-
-DEMO_CONFIG = """
-# the demo's config: one pipeline, every starter kit
-pipelines:
-  - {name: demo, write_keys: [wk_demo], integrations: [ga4, meta, amplitude, mixpanel, braze, webhook]}
-integrations:
-  - {name: ga4, kind: ga4, consent: analytics, playbook: "starter:ga4",
-     connection: {measurement_id: G-DEMO, api_secret: "${GA4_API_SECRET}"}}
-  - {name: meta, kind: meta_capi, consent: advertising, playbook: "starter:meta_capi",
-     connection: {pixel_id: "1234567890", access_token: "${META_ACCESS_TOKEN}"}}
-  - {name: amplitude, kind: amplitude, playbook: "starter:amplitude", connection: {api_key: "${AMPLITUDE_API_KEY}"}}
-  - {name: mixpanel, kind: mixpanel, playbook: "starter:mixpanel", connection: {project_id: "1"}}
-  - {name: braze, kind: braze, playbook: "starter:braze", connection: {api_key: "${BRAZE_API_KEY}"}}
-  - {name: webhook, kind: webhook, playbook: "starter:webhook", connection: {url: "https://crm.example/hook"}}
-"""
 
 
 def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = False) -> int:
@@ -84,11 +70,27 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
 
 def _round_trip(bootstrap: str, count: int) -> int:
     """Events in through all three doors (SDK, HTTP gateway, file import), read back from the raw topic."""
-    from producers import Analytics
+    from eventrouter.demo_delivery import DemoForwarders, DemoVendors
 
     topics = Topics("demo")
     ensure_topics(bootstrap, [topics.raw, topics.invalid], partitions=3)
-    worker = _DemoWorker(bootstrap, topics)
+    vendors = DemoVendors().start()
+    worker = _DemoWorker(bootstrap, topics, vendors.config())
+    names = ["ga4", "meta", "amplitude", "mixpanel", "braze", "webhook"]
+    forwarders = DemoForwarders(bootstrap, topics, worker.config, names, worker.folder)
+    try:
+        return _send_route_deliver(bootstrap, topics, count, worker=worker, forwarders=forwarders, vendors=vendors)
+    finally:
+        forwarders.stop()
+        worker.stop()
+        vendors.stop()
+
+
+def _send_route_deliver(bootstrap: str, topics: Topics, count: int, *, worker: _DemoWorker, forwarders: Any,
+                        vendors: Any) -> int:
+    from eventrouter.demo_delivery import report
+    from producers import Analytics
+
     calls = sample_calls(count)
     third = count // 3
     sent: dict[str, dict[str, Any]] = {}
@@ -120,9 +122,9 @@ def _round_trip(bootstrap: str, count: int) -> int:
     print("received per call type: " + ", ".join(f"{k}={v}" for k, v in sorted(per_type.items())))
     lost = len(set(sent) - set(received))
     print(f"summary: sent={len(sent)} received={len(received)} invalid_reported={rejected} lost={lost}")
-    routed_ok = _route(worker, len(received))
-    worker.stop()
-    return 0 if lost == 0 and rejected == 2 and routed_ok else 1
+    routed_ok, routed = _route(worker, len(received))
+    delivered_ok = report(forwarders, vendors, routed)
+    return 0 if lost == 0 and rejected == 2 and routed_ok and delivered_ok else 1
 
 
 def _sdk_call(analytics: Any, call: dict[str, Any]) -> dict[str, Any]:
@@ -218,15 +220,15 @@ def _read_back(bootstrap: str, topic: str, expected: int) -> dict[str, dict[str,
 class _DemoWorker:
     """`eventrouter worker` as a subprocess, with the demo config applied as revision 1."""
 
-    def __init__(self, bootstrap: str, topics: Topics) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, config_text: str) -> None:
         import socket
         import subprocess
         import sys
         import tempfile
 
         self.folder = Path(tempfile.mkdtemp(prefix="eventrouter-demo-worker-"))
-        config = self.folder / "eventrouter.yaml"
-        config.write_text(DEMO_CONFIG)
+        self.config = config = self.folder / "eventrouter.yaml"
+        config.write_text(config_text)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -252,7 +254,7 @@ class _DemoWorker:
         self._log.close()
 
 
-def _route(worker: _DemoWorker, expected: int) -> bool:
+def _route(worker: _DemoWorker, expected: int) -> tuple[bool, dict[str, float]]:
     """Wait until the worker has read every raw event; print what each integration got and check that
     every event is accounted for per integration: routed + filtered (by rule) + dead-lettered."""
     import re
@@ -265,7 +267,7 @@ def _route(worker: _DemoWorker, expected: int) -> bool:
             break
         if worker.process.poll() is not None:
             print(f"the worker exited; its log: {worker.folder / 'worker.log'}")
-            return False
+            return False, {}
         time.sleep(0.25)
     time.sleep(0.5)
     metrics = worker.metrics()
@@ -302,4 +304,4 @@ def _route(worker: _DemoWorker, expected: int) -> bool:
         print(f"  {name:<10} routed {row['routed']:>4.0f}  filtered {filtered:>4.0f} ({rules})  "
               f"dead-lettered {row['dead_lettered']:.0f}")
     print(f"routing: every event accounted for per integration: {'yes' if balanced else 'NO'}")
-    return balanced
+    return balanced, {name: row["routed"] for name, row in per.items()}

@@ -113,3 +113,28 @@ def test_a_hung_vendor_does_not_delay_another(bootstrap: str, tmp_path: Path) ->
         amplitude.stop()
         mixpanel.stop()
     assert mixpanel.duplicates == 0
+
+
+def test_sigterm_drains_the_batches_under_way_and_the_next_forwarder_sends_the_rest_once(
+        bootstrap: str, tmp_path: Path) -> None:
+    amplitude = AmplitudeStandIn().start()
+    mixpanel = MixpanelStandIn().start()
+    amplitude.delay = 0.3  # a slow vendor: batches are under way when SIGTERM comes
+    topics = fresh_topics(bootstrap)
+    config = _config(tmp_path, amplitude.url, mixpanel.url)
+    ids = write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(20_000))
+    first = ForwarderProcess(bootstrap, topics, config, "amp", tmp_path, env=ENV, tag="-1")
+    try:
+        wait_for(lambda: len(amplitude.accepted) >= 4000, timeout=60, what="the first batches")
+        assert first.stop() == 0, first.log()  # SIGTERM
+        delivered_first = len(amplitude.accepted)
+        second = ForwarderProcess(bootstrap, topics, config, "amp", tmp_path, env=ENV, tag="-2")
+        wait_for(lambda: set(ids) <= set(amplitude.keys), timeout=90, what="every event")
+        second.stop()
+    finally:
+        first.stop()
+        amplitude.stop()
+        mixpanel.stop()
+    print(f"sigterm mid-backlog: sent={len(ids)} delivered before the stop={delivered_first} "
+          f"lost={len(set(ids) - set(amplitude.keys))} duplicates={amplitude.duplicates}")
+    assert set(ids) <= set(amplitude.keys) and amplitude.duplicates == 0

@@ -1,0 +1,97 @@
+"""The shared conformance tests, run for every vendor module against its stand-in on the real broker:
+delivered once each; 429 + Retry-After waited out; 5xx until the budget is spent -> dead letters with the
+vendor's status; SIGKILL between the vendor's 2xx and the commit -> nothing lost, and only what the vendor
+had accepted is sent again, under the same idempotency key (where the vendor has one)."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.integration.forwarder_helpers import ForwarderProcess, ForwarderThread, integration, wait_for, write_outbound
+from tests.integration.kafka_helpers import fresh_topics
+from tests.integration.vendor_cases import KINDS, SECRETS, case
+from tests.integration.worker_helpers import dead_letters
+
+
+def _payloads(vendor_case, n: int, prefix: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    return [{**vendor_case.payload(i, f"{prefix}-{i}"), "_messageId": f"{prefix}-{i}"} for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_429_with_retry_after_is_waited_out_and_every_event_arrives_once(bootstrap: str, kind: str) -> None:
+    vendor = case(kind)
+    topics = fresh_topics(bootstrap, partitions=1)
+    ids = write_outbound(bootstrap, topics, kind, kind, _payloads(vendor, 60, "ra"), partitions=1)
+    vendor.stand_in.fail(2, 429, retry_after=1.0)
+    runner = ForwarderThread(bootstrap, topics, integration(kind, kind, vendor.connection))
+    try:
+        wait_for(lambda: len(vendor.accepted_ids()) >= 60, timeout=60, what=f"{kind}: 60 events")
+    finally:
+        runner.stop()
+        vendor.stand_in.stop()
+    times = vendor.stand_in.times
+    assert sorted(vendor.accepted_ids()) == sorted(ids)
+    assert times[1] - times[0] >= 1.0 and times[2] - times[1] >= 1.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_vendor_failing_for_good_dead_letters_every_event_once_the_budget_is_spent(bootstrap: str,
+                                                                                     kind: str) -> None:
+    vendor = case(kind)
+    topics = fresh_topics(bootstrap, partitions=1)
+    ids = write_outbound(bootstrap, topics, kind, kind, _payloads(vendor, 5, "dl"), partitions=1)
+    vendor.stand_in.fail(1000, 500, body=f'{{"error": "internal", "echo": "{SECRETS[kind]}"}}'.encode())
+    spec = integration(kind, kind, vendor.connection, max_attempts=2, max_retry_window_s=0.5)
+    runner = ForwarderThread(bootstrap, topics, spec)
+    try:
+        dead = dead_letters(bootstrap, topics.dead_letters(kind), 5, timeout=60)
+    finally:
+        runner.stop()
+        vendor.stand_in.stop()
+    assert sorted(d["messageId"] for d in dead) == sorted(ids)
+    assert {(d["reason"], d["vendorStatus"]) for d in dead} == {("retries_exhausted", 500)}
+    assert all(d["attempts"] >= 2 and SECRETS[kind] not in (d["vendorBody"] or "") for d in dead)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sigkill_between_the_2xx_and_the_commit_loses_nothing(bootstrap: str, kind: str, tmp_path: Path) -> None:
+    vendor = case(kind)
+    topics = fresh_topics(bootstrap)
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(f"integrations:\n  - name: {kind}\n    kind: {kind}\n    playbook: {{}}\n"
+                      f"    delivery: {{linger_ms: 100}}\n    connection: {vendor.connection_yaml}\n")
+    ids = write_outbound(bootstrap, topics, kind, kind, _payloads(vendor, 600, "kill"))
+    stand_in = vendor.stand_in
+    original = stand_in.answer
+    first = ForwarderProcess(bootstrap, topics, config, kind, tmp_path, env={"SECRET": SECRETS[kind]}, tag="-1")
+    killed: list[int] = []
+
+    def answer_then_kill(incoming):  # type: ignore[no-untyped-def]
+        answer = original(incoming)
+        if not killed and 200 <= answer.status < 300:
+            killed.append(len(stand_in.accepted))
+            first.process.send_signal(signal.SIGKILL)
+        return answer
+    stand_in.answer = answer_then_kill  # type: ignore[method-assign]
+    try:
+        first.process.wait(90)
+        accepted_before = set(vendor.accepted_ids())
+        second = ForwarderProcess(bootstrap, topics, config, kind, tmp_path, env={"SECRET": SECRETS[kind]}, tag="-2")
+        # the first forwarder committed nothing: the second sends everything, and so what the vendor had
+        wait_for(lambda: len(vendor.accepted_ids()) >= len(ids) + len(accepted_before), timeout=90,
+                 what=f"{kind}: every event, and the uncommitted ones once more")
+        second.stop()
+    finally:
+        first.stop()
+        stand_in.stop()
+    counts = Counter(vendor.accepted_ids())
+    resent = {m for m, n in counts.items() if n > 1}
+    print(f"{kind}: sigkill after the vendor's 2xx: sent={len(ids)} lost={len(set(ids) - set(counts))} "
+          f"accepted before the kill={len(accepted_before)} resent={len(resent)}")
+    assert set(ids) <= set(counts)                      # nothing lost
+    assert resent == accepted_before and max(counts.values()) == 2  # what was accepted, once more (same key)
+    assert first.process.returncode == -signal.SIGKILL
