@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.avro_representation
 	$(BIN)/python -m bench.sdk
 	$(BIN)/python -m bench.gateway
+	$(BIN)/python -m bench.worker
+	$(BIN)/python -m bench.forwarder
 
 clean:
 	rm -rf $(VENV) .eventrouter .pytest_cache .mypy_cache .ruff_cache
