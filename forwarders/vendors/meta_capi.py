@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Final
 from forwarders.vendors.base import Built, Item, Request, Settings, Vendor, chunks, dumps, payload_size
 
 HASHED: Final = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "external_id", "ge", "db")
+_HASHED_KEYS: Final = frozenset(HASHED)
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 MAX_AGE_S: Final = 7 * 86_400
 
@@ -70,9 +71,10 @@ def check(payload: dict[str, Any], now: float) -> str | None:
     user = payload.get("user_data")
     if not isinstance(user, dict) or not user:
         return "vendor.invalid: user_data is required"
-    for key in HASHED:
-        values = user.get(key)
-        for value in values if isinstance(values, list) else [] if values is None else [values]:
+    for key, values in user.items():
+        if key not in _HASHED_KEYS or values is None:
+            continue
+        for value in values if isinstance(values, list) else (values,):
             if not isinstance(value, str) or not _HEX64.match(value):
                 return f"vendor.invalid: user_data.{key} must be SHA-256 hex"
     return None

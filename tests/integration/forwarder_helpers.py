@@ -99,17 +99,18 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "
 
 
 class ForwarderProcess:
-    """`eventrouter forward NAME --config FILE` as a subprocess, stopped by its PID."""
+    """`eventrouter forward NAME [--config FILE]` as a subprocess, stopped by its PID (no file: the
+    integration comes from the config topic)."""
 
-    def __init__(self, bootstrap: str, topics: Topics, config: Path, name: str, folder: Path,
+    def __init__(self, bootstrap: str, topics: Topics, config: Path | None, name: str, folder: Path,
                  *, env: Mapping[str, str] | None = None, tag: str = "") -> None:
         self.port = free_port()
         self.log_path = folder / f"forward-{name}{tag}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "eventrouter", "-v", "forward", name, "--bootstrap-servers", bootstrap,
-             "--topic-prefix", topics.prefix, "--config", str(config), "--metrics-port", str(self.port),
-             "--partitions", "3"],
+             "--topic-prefix", topics.prefix, "--metrics-port", str(self.port), "--partitions", "3",
+             *(["--config", str(config)] if config is not None else [])],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 

@@ -138,3 +138,25 @@ def test_sigterm_drains_the_batches_under_way_and_the_next_forwarder_sends_the_r
     print(f"sigterm mid-backlog: sent={len(ids)} delivered before the stop={delivered_first} "
           f"lost={len(set(ids) - set(amplitude.keys))} duplicates={amplitude.duplicates}")
     assert set(ids) <= set(amplitude.keys) and amplitude.duplicates == 0
+
+
+def test_without_a_file_the_forwarder_takes_its_integration_from_the_config_topic(bootstrap: str,
+                                                                                tmp_path: Path) -> None:
+    from schemas.revisions import ConfigStore
+
+    amplitude = AmplitudeStandIn().start()
+    mixpanel = MixpanelStandIn().start()
+    topics = fresh_topics(bootstrap)
+    revision, _ = ConfigStore(bootstrap, topics).apply(_config(tmp_path, amplitude.url, mixpanel.url))
+    ids = write_outbound(bootstrap, topics, "mp", "mixpanel", [
+        {"event": "Viewed", "properties": {"time": 1_795_000_000_000 + i, "distinct_id": f"u{i % 5}"}}
+        for i in range(100)])
+    forwarder = ForwarderProcess(bootstrap, topics, None, "mp", tmp_path, env=ENV)
+    try:
+        wait_for(lambda: len(mixpanel.accepted) >= 100, timeout=60, what="100 events")
+    finally:
+        assert forwarder.stop() == 0, forwarder.log()
+        amplitude.stop()
+        mixpanel.stop()
+    assert revision.number == 1 and f"config revision {revision.number}" in forwarder.log()
+    assert sorted(e["properties"]["$insert_id"] for e in mixpanel.accepted) == sorted(ids)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from forwarders.standins import (
@@ -23,7 +24,7 @@ from forwarders.standins import (
 )
 from schemas import Topics
 from tests.integration.forwarder_helpers import ForwarderThread, integration, wait_for, write_outbound
-from tests.integration.kafka_helpers import fresh_topics
+from tests.integration.kafka_helpers import consume_all, fresh_topics
 from tests.integration.worker_helpers import dead_letters
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -54,11 +55,22 @@ def test_amplitude_batches_to_its_limit_and_delivers_every_event_once(bootstrap:
     runner = run_amplitude(bootstrap, topics, amplitude)
     try:
         wait_for(lambda: len(amplitude.accepted) >= 5000, what="5000 events at the stand-in")
+        wait_for(lambda: runner.forwarder.metrics.delivered._value.get() >= 5000, what="the delivered metric")
+        receipts = [orjson.loads(m.value()) for m in consume_all(bootstrap, topics.receipts, 1, settle=2.0)]
     finally:
         runner.stop()
     assert sorted(e["insert_id"] for e in amplitude.accepted) == sorted(ids)
     assert amplitude.duplicates == 0
     assert max(amplitude.batches) <= 2000 and amplitude.requests < 5000 / 100
+    # receipts: every event's outcome, status and attempts, by batch
+    outcomes = [o for r in receipts for o in r["outcomes"]]
+    assert sorted(m for o in outcomes for m in o["messageIds"]) == sorted(ids)
+    assert {(o["state"], o["status"], o["attempts"]) for o in outcomes} == {("delivered", 200, 1)}
+    assert all(r["integration"] == "amp" and r["latencyMs"]["max"] >= 0 for r in receipts)
+    samples = runner.forwarder.metrics.registry
+    assert samples.get_sample_value("eventrouter_forwarder_requests_total",
+                                    {"integration": "amp", "status": "200"}) == amplitude.requests
+    assert samples.get_sample_value("eventrouter_forwarder_latency_seconds_count", {"integration": "amp"}) == 5000
 
 
 def test_413_splits_the_batch(bootstrap: str, amplitude: AmplitudeStandIn) -> None:
@@ -87,6 +99,7 @@ def test_429_waits_for_retry_after(bootstrap: str, amplitude: AmplitudeStandIn) 
     assert amplitude.statuses[429] == 2 and amplitude.statuses[200] == 1
     assert min(gaps[:2]) >= 1.5, gaps
     assert amplitude.duplicates == 0
+    assert runner.forwarder.limiter.rate is not None  # throttled: the open bucket now paces requests
 
 
 def test_a_hung_vendor_times_out_and_is_retried(bootstrap: str, amplitude: AmplitudeStandIn) -> None:
