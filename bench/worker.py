@@ -10,7 +10,7 @@ kits), a backlog of pre-produced raw events; events/s and CPU-us per event, side
 The contender runs pinned to CPU 1, the broker to CPU 0. Timing runs from the first record read to
 the last one routed (outputs acknowledged), so process start-up is not counted.
 
-    python -m bench.worker [--events 60000] [--rounds 3] [--only kafka,control]
+    python -m bench.worker [--events 60000] [--rounds 3] [--only kafka,control] [--unpinned]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 from bench.common import cpu_seconds, free_port, rss_mib, start_kafka, track_corpus, write_result
 
 REPO = Path(__file__).resolve().parents[1]
+PIN = ["taskset", "-c", "1"]  # the contender's core; emptied by --unpinned
 CONFIG = """
 pipelines:
   - {name: web, write_keys: [wk_bench], integrations: [ga4, amplitude, meta]}
@@ -95,7 +96,7 @@ def run_worker(bootstrap: str, prefix: str, n: int, engine: str, config: Path) -
     port = free_port()
     log = open(config.parent / f"{engine}.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        ["taskset", "-c", "1", sys.executable, "-m", "eventrouter", "worker", "--bootstrap-servers", bootstrap,
+        [*PIN, sys.executable, "-m", "eventrouter", "worker", "--bootstrap-servers", bootstrap,
          "--topic-prefix", prefix, "--config", str(config), "--metrics-port", str(port), "--engine", engine,
          "--data-dir", str(config.parent / f"{engine}-data")], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -124,7 +125,7 @@ def run_worker(bootstrap: str, prefix: str, n: int, engine: str, config: Path) -
 
 
 def run_child(kind: str, bootstrap: str, prefix: str, n: int) -> dict[str, Any]:
-    out = subprocess.run(["taskset", "-c", "1", sys.executable, "-m", "bench.worker", "--child", kind,
+    out = subprocess.run([*PIN, sys.executable, "-m", "bench.worker", "--child", kind,
                           "--bootstrap", bootstrap, "--prefix", prefix, "--events", str(n)],
                          cwd=REPO, capture_output=True, text=True, timeout=900)
     lines = [line[line.index('{"events"'):] for line in out.stdout.splitlines() if '{"events"' in line]
@@ -217,6 +218,8 @@ def main() -> None:
     parser.add_argument("--prefix")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", help="comma-separated: kafka,faust,control,faust_alone (default: all)")
+    parser.add_argument("--unpinned", action="store_true",
+                        help="pin nothing: contender, its librdkafka threads and the broker share both cores")
     args = parser.parse_args()
     if args.child:
         runner = control if args.child == "control" else faust_alone
@@ -226,10 +229,13 @@ def main() -> None:
 
     kafka, bootstrap = start_kafka()
     try:
-        for node in kafka.status().nodes:
-            if node.pid:
-                os.sched_setaffinity(node.pid, {0})
-        os.sched_setaffinity(0, {0})
+        if args.unpinned:
+            PIN.clear()
+        else:
+            for node in kafka.status().nodes:
+                if node.pid:
+                    os.sched_setaffinity(node.pid, {0})
+            os.sched_setaffinity(0, {0})
         records = corpus(args.events)
         folder = Path(tempfile.mkdtemp(prefix="bench-worker-"))
         config = folder / "eventrouter.yaml"
@@ -255,7 +261,7 @@ def main() -> None:
             rates = [r["events_per_s"] for r in runs[name]]
             lines.append(f"| {name} | {row['events_per_s']:,} | {min(rates):,}-{max(rates):,} | "
                          f"{row['cpu_us_per_event']} us | {int(row['outputs']):,} | {row['rss_mib']} MiB |")
-        if args.only:
+        if args.only or args.unpinned:
             print("\n".join(lines))
         else:
             write_result("worker", {"events": args.events, "rounds": args.rounds, "rows": rows, "runs": runs},
