@@ -21,7 +21,7 @@ from typing import Final
 
 from forwarders.ratelimit import TokenBucket
 from forwarders.vendors.base import Item, Reply, Request, Vendor
-from schemas.config import Delivery
+from schemas.delivery import Delivery
 from schemas.errors import FinalError
 
 log = logging.getLogger(__name__)

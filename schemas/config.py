@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.delivery import Delivery
 from schemas.errors import ConfigurationError
 from schemas.expressions import ExpressionError, compile_expression
 from schemas.secrets import SECRET_REFERENCE, looks_secret, masked
@@ -169,30 +170,6 @@ class Playbook(_Model):
     events: dict[str, Section] = {}
     default: Section = Section()
     function: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
-
-
-class Delivery(_Model):
-    """How the forwarder delivers: batching (capped by the vendor's own limits), rate, retries.
-
-    An event is given up only when both budgets are spent: `max_attempts` attempts and
-    `max_retry_window_s` since its first attempt (3 and 3 hours, as RudderStack does). A wait longer
-    than `retry_in_place_s` moves the event to the integration's retry topic, so one failing batch
-    does not hold its partition for hours, unless `strict_order` says a user's events must never
-    overtake each other (then the partition waits)."""
-
-    batch_size: Annotated[int, Field(ge=1, le=10_000)] | None = None   # default: the vendor's limit
-    batch_bytes: Annotated[int, Field(ge=1_000, le=50_000_000)] | None = None
-    linger_ms: Annotated[int, Field(ge=0, le=60_000)] = 200
-    rate_per_s: Annotated[float, Field(gt=0)] | None = None             # requests per second, per process
-    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
-    max_retry_window_s: Annotated[float, Field(ge=0, le=30 * 86_400)] = 3 * 3600.0
-    min_backoff_s: Annotated[float, Field(ge=0, le=600)] = 1.0
-    max_backoff_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
-    retry_in_place_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
-    strict_order: bool = False
-    connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
-    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0             # read timeout
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 4                 # partitions delivered in parallel
 
 
 class Integration(_Model):

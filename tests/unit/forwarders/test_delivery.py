@@ -13,7 +13,7 @@ import pytest
 from forwarders.delivery import Answer, BatchDelivery, TransportError, backoff
 from forwarders.ratelimit import TokenBucket
 from forwarders.vendors import Item, Request, vendor_for
-from schemas.config import Delivery
+from schemas.delivery import Delivery
 
 
 class Clock:
