@@ -16,6 +16,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,23 @@ class _Undecodable:
     value: bytes
 
 
+class _Ticket:
+    """What one settled batch wrote (dead letters, retry records, its receipt): once Kafka has
+    acknowledged all of it, the partition's offset can be stored."""
+
+    __slots__ = ("errors", "offset", "pending")
+
+    def __init__(self, offset: tuple[TopicPartitionKey, int] | None) -> None:
+        self.offset = offset
+        self.pending = 0
+        self.errors: list[str] = []
+
+    def acked(self, error: Any, _message: Any) -> None:  # librdkafka's delivery report, in poll()
+        self.pending -= 1
+        if error is not None:
+            self.errors.append(str(error))
+
+
 @dataclass
 class _Partition:
     """One assigned partition: records read and not yet delivered, the batch under way, a pause."""
@@ -57,6 +75,7 @@ class _Partition:
     inflight: Future[BatchReport] | None = None
     batch: list[Item | _Undecodable] = field(default_factory=list)
     batch_offsets: list[int] = field(default_factory=list)
+    tickets: deque[_Ticket] = field(default_factory=deque)  # settled batches, oldest first
     resume_at: float | None = None   # retry topic: paused until this monotonic time
     full: bool = False               # paused: buffer over its bound
 
@@ -83,7 +102,6 @@ class Forwarder:
         self._consumer: Any = None
         self._producer: Any = None
         self._pool: ThreadPoolExecutor | None = None
-        self._failed_produce: list[str] = []
         self._outbound, self._deadletters = outbound_codec(), deadletter_codec()
         self.transport = HttpTransport(self.policy.connect_timeout_s, self.policy.timeout_s,
                                        self.policy.concurrency + 2)
@@ -98,7 +116,7 @@ class Forwarder:
         ensure_topics(self.bootstrap, [self.topic, self.retry_topic, self.dlq, self.topics.receipts],
                       partitions=partitions, client=self.client)
         self._producer = Producer(producer_settings(self.bootstrap, {
-            "linger.ms": 5, "on_delivery": self._produced, "delivery.report.only.error": True, **self.client}))
+            "linger.ms": 5, **self.client}))
         self._consumer = Consumer(consumer_settings(self.bootstrap, f"{self.topics.prefix}-forward-{self.name}", {
             "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **self.client}))
         self._consumer.subscribe([self.topic, self.retry_topic], on_assign=self._assigned, on_revoke=self._revoked,
@@ -111,9 +129,10 @@ class Forwarder:
         while not self.stopping.is_set() and not until():
             messages = self._consumer.consume(num_messages=self.batch_cap, timeout=0.05)
             self._take(messages)
-            written = self._settle()   # what finished batches need written, without waiting for it
-            self._dispatch()           # so the next batches are under way while Kafka acknowledges
-            self._store(written)
+            self._settle()             # what finished batches need written, without waiting for it
+            self._dispatch()           # the partitions' next batches are under way while Kafka acknowledges
+            self._producer.poll(0)
+            self._store_acknowledged()
             self._resume_due()
             if time.monotonic() - last_lag > 5.0:
                 last_lag = time.monotonic()
@@ -126,7 +145,10 @@ class Forwarder:
     def close(self) -> None:
         """Finish the batches under way, commit, leave the group."""
         self.stopping.set()
-        self._store([self._settle_partition(key, wait=True) for key in list(self._partitions)])
+        for key in list(self._partitions):
+            self._settle_partition(key, wait=True)
+        self._flush()
+        self._store_acknowledged()
         if self._consumer is not None:
             try:
                 self._consumer.commit(asynchronous=False)
@@ -146,7 +168,10 @@ class Forwarder:
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions if (tp.topic, tp.partition) in self._partitions]
-        self._store([self._settle_partition(key, wait=True) for key in keys])
+        for key in keys:
+            self._settle_partition(key, wait=True)
+        self._flush()
+        self._store_acknowledged()
         for key in keys:
             del self._partitions[key]
         try:
@@ -220,86 +245,87 @@ class Forwarder:
             items = [i for i in state.batch if isinstance(i, Item)]
             state.inflight = self._pool.submit(self.delivery.deliver, items)
 
-    def _settle(self) -> list[tuple[TopicPartitionKey, int] | None]:
-        return [self._settle_partition(key, wait=False) for key, state in self._partitions.items()
-                if state.inflight is not None and state.inflight.done()]
+    def _settle(self) -> None:
+        for key, state in self._partitions.items():
+            if state.inflight is not None and state.inflight.done():
+                self._settle_partition(key, wait=False)
 
-    def _store(self, offsets: list[tuple[TopicPartitionKey, int] | None]) -> None:
-        """Once Kafka acknowledged what the settled batches wrote, store their partitions' next offsets."""
+    def _store_acknowledged(self) -> None:
+        """Store the offsets of settled batches whose records Kafka acknowledged, in order per partition.
+        A record Kafka refused stops the forwarder: its offsets are never stored, so the batch is
+        delivered again by whoever takes the partition."""
         from confluent_kafka import TopicPartition
 
-        if not offsets:
-            return
-        self._flush()
-        wanted = [o for o in offsets if o is not None]
-        if wanted:
-            self._consumer.store_offsets(offsets=[TopicPartition(t, p, offset) for (t, p), offset in wanted])
+        ready = []
+        for state in self._partitions.values():
+            while state.tickets and state.tickets[0].pending == 0:
+                ticket = state.tickets.popleft()
+                if ticket.errors:
+                    raise RuntimeError(f"{self.name}: {len(ticket.errors)} records not written ({ticket.errors[0]})")
+                if ticket.offset is not None:
+                    ready.append(ticket.offset)
+        if ready:
+            self._consumer.store_offsets(offsets=[TopicPartition(t, p, offset) for (t, p), offset in ready])
 
-    def _settle_partition(self, key: TopicPartitionKey, *, wait: bool) -> tuple[TopicPartitionKey, int] | None:
-        """Write (not flush) what the finished batch of `key` needs written; the offset to store after."""
+    def _settle_partition(self, key: TopicPartitionKey, *, wait: bool) -> None:
+        """Write (not wait for) what the finished batch of `key` needs written, under a ticket that
+        stores the partition's next offset once Kafka has acknowledged all of it."""
         state = self._partitions[key]
         if state.inflight is None or (not wait and not state.inflight.done()):
-            return None
+            return
         report = state.inflight.result()
         items = [i for i in state.batch if isinstance(i, Item)]
         undone = [i.offset for p, i in enumerate(items) if report.fates.get(p, Fate("undone", 0, 0)).state == "undone"]
+        next_offset = min(undone) if undone else state.batch_offsets[-1] + 1
+        ticket = _Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None)
+        state.tickets.append(ticket)
         for bad, offset in zip(state.batch, state.batch_offsets, strict=True):
             if isinstance(bad, _Undecodable):
                 record = dead_letter(reason=bad.error.reason, message=bad.error.message, stage="deliver",
                                      original=bad.value, source_topic=key[0], source_partition=key[1],
                                      source_offset=offset, integration=self.name)
-                self._produce(self.dlq, self._deadletters.encode(record), None)
+                self._produce(ticket, self.dlq, self._deadletters.encode(record), None)
                 self.metrics.dead.labels(self.name, bad.error.reason).inc()
         for position, fate in report.fates.items():
-            self._account(items[position], fate)
+            self._account(ticket, items[position], fate)
         if items:
-            self._produce(self.topics.receipts, receipt(self.name, items, report.fates, requests=report.requests),
-                          self.name.encode())
+            self._produce(ticket, self.topics.receipts,
+                          receipt(self.name, items, report.fates, requests=report.requests), self.name.encode())
         for status, n in report.statuses.items():
             self.metrics.requests.labels(self.name, str(status)).inc(n)
         self.metrics.rate.set(self.limiter.rate or 0)
-        next_offset = min(undone) if undone else state.batch_offsets[-1] + 1
-        first = state.batch_offsets[0]
         state.inflight, state.batch, state.batch_offsets = None, [], []
-        return (key, next_offset) if next_offset > first else None
 
-    def _account(self, item: Item, fate: Fate) -> None:
+    def _account(self, ticket: _Ticket, item: Item, fate: Fate) -> None:
         user = item.user_id or item.anonymous_id
         if fate.state == "delivered":
             self.metrics.delivered.inc()
             if item.written_ms:
                 self.metrics.latency.observe(max(0.0, fate.finished_ms - item.written_ms) / 1000)
         elif fate.state == "dead":
-            self._produce(self.dlq, dead_letter_value(self._deadletters, item, fate, self.name), None)
+            self._produce(ticket, self.dlq, dead_letter_value(self._deadletters, item, fate, self.name), None)
             self.metrics.dead.labels(self.name, (fate.reason or "").split(":")[0]).inc()
             log.info("%s: dead-lettered %s/%s@%s: %s", self.name, item.topic, item.partition, item.offset,
                      (fate.reason or "").split(":")[0])
         elif fate.state == "later":
-            self._produce(self.retry_topic, item.raw, user.encode() if user else None, retry_headers(fate))
+            self._produce(ticket, self.retry_topic, item.raw, user.encode() if user else None, retry_headers(fate))
             self.metrics.retried.inc()
 
     # -- writing --------------------------------------------------------------------------------------
-    def _produced(self, error: Any, message: Any) -> None:
-        if error is not None:
-            self._failed_produce.append(str(error))
-
-    def _produce(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None = None
-                 ) -> None:
+    def _produce(self, ticket: _Ticket, topic: str, value: bytes, key: bytes | None,
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers)
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=ticket.acked)
+                ticket.pending += 1
                 return
             except BufferError:
                 self._producer.poll(0.1)
 
     def _flush(self) -> None:
-        """Wait until Kafka acknowledged every record written; a failed one stops the forwarder (its
-        offsets are not stored, so the batch is delivered again by whoever takes the partition)."""
+        """Wait until Kafka acknowledged every record written (the tickets then hold their outcome)."""
         while self._producer.flush(5.0):
             log.warning("%s: records still unacknowledged after 5 s; waiting for Kafka", self.name)
-        if self._failed_produce:
-            errors, self._failed_produce = self._failed_produce, []
-            raise RuntimeError(f"{self.name}: {len(errors)} records not written ({errors[0]})")
 
     def _update_lag(self) -> None:
         from confluent_kafka import TopicPartition
