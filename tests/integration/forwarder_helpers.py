@@ -3,10 +3,6 @@ in a thread of the test (or as `eventrouter forward` subprocesses), vendor stand
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +17,7 @@ from forwarders.runner import Forwarder
 from schemas import Topics, outbound_codec
 from schemas.config import Integration
 from schemas.kafka import ensure_topics, producer_settings
-from tests.integration.worker_helpers import REPO, _produce, free_port
+from tests.integration.worker_helpers import LoggedProcess, _produce, free_port
 
 NOW_MS = int(time.time() * 1000)
 
@@ -98,36 +94,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-class ForwarderProcess:
+class ForwarderProcess(LoggedProcess):
     """`eventrouter forward NAME [--config FILE]` as a subprocess, stopped by its PID (no file: the
     integration comes from the config topic)."""
 
     def __init__(self, bootstrap: str, topics: Topics, config: Path | None, name: str, folder: Path,
                  *, env: Mapping[str, str] | None = None, tag: str = "") -> None:
         self.port = free_port()
-        self.log_path = folder / f"forward-{name}{tag}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "eventrouter", "-v", "forward", name, "--bootstrap-servers", bootstrap,
-             "--topic-prefix", topics.prefix, "--metrics-port", str(self.port), "--partitions", "3",
-             *(["--config", str(config)] if config is not None else [])],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-
-    @property
-    def pid(self) -> int:
-        return int(self.process.pid)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-        return int(self.process.returncode)
+        super().__init__(["-v", "forward", name, "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix,
+                          "--metrics-port", str(self.port), "--partitions", "3",
+                          *(["--config", str(config)] if config is not None else [])],
+                         folder / f"forward-{name}{tag}.log", env)

@@ -27,22 +27,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class WorkerProcess:
+class LoggedProcess:
+    """An `eventrouter` subprocess with its output in a log file; stopped by its PID."""
+
+    def __init__(self, args: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([sys.executable, "-m", "eventrouter", *args], cwd=REPO, stdout=self._log,
+                                        stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+        return int(self.process.returncode)
+
+
+class WorkerProcess(LoggedProcess):
     """One `eventrouter worker` subprocess; stopped by its PID."""
 
     def __init__(self, bootstrap: str, topics: Topics, folder: Path, name: str = "w1", *,
                  config: Path | None = None, batch_size: int = 200, engine: str = "kafka") -> None:
         self.port = free_port()
-        self.log_path = folder / f"{name}.log"
-        args = [sys.executable, "-m", "eventrouter", "-v", "worker", "--bootstrap-servers", bootstrap,
-                "--topic-prefix", topics.prefix, "--metrics-port", str(self.port),
-                "--data-dir", str(folder / f"{name}-data"), "--batch-size", str(batch_size), "--partitions", "3",
-                "--engine", engine]
+        args = ["-v", "worker", "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix, "--metrics-port",
+                str(self.port), "--data-dir", str(folder / f"{name}-data"), "--batch-size", str(batch_size),
+                "--partitions", "3", "--engine", engine]
         if config is not None:
             args += ["--config", str(config)]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(args, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        super().__init__(args, folder / f"{name}.log")
 
     def metrics(self) -> dict[str, float]:
         """The Prometheus samples, `name{labels}` -> value; {} while the endpoint is not up."""
@@ -62,19 +87,6 @@ class WorkerProcess:
             time.sleep(0.2)
         raise AssertionError(f"worker never took revision {revision}\n{self.log()}")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-        return int(self.process.returncode)
 
 
 def send_events(bootstrap: str, topics: Topics, events: Iterable[Mapping[str, Any]]) -> int:
