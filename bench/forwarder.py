@@ -1,12 +1,13 @@
 """Forwarder benchmark: one `eventrouter forward` process delivering a backlog of Outbound records to
-a local vendor stand-in, at the vendor's batch size; side by side in one run with a naive loop that
-posts one request per event (same records, same stand-in, same session reuse).
+a local vendor stand-in, at the vendor's batch size, from a topic of 6 partitions (the worker's
+default); side by side in one run with a naive loop that posts one request per event (same records,
+same stand-in, same session reuse).
 
 The contender runs pinned to CPU 1; the broker and the stand-in (this process) to CPU 0. Timing runs
 from the first request reaching the stand-in to the last event accepted; CPU per event counts every
 thread of the contender's process.
 
-    python -m bench.forwarder [--events 150000] [--naive-events 5000] [--rounds 3]
+    python -m bench.forwarder [--events 150000] [--naive-events 5000] [--rounds 3] [--partitions 6]
 """
 
 from __future__ import annotations
@@ -64,13 +65,16 @@ def payload(kind: str, i: int, now_s: int) -> dict[str, Any]:
             "custom_data": {"value": 42.5, "currency": "EUR", "contents": [{"id": "p1", "quantity": 2}]}}
 
 
+PARTITIONS = [6]  # of the integration topic: the worker's default (--partitions)
+
+
 def preload(bootstrap: str, topic: str, kind: str, n: int) -> None:
     from confluent_kafka import Producer
 
     from schemas import outbound_codec
     from schemas.kafka import ensure_topics, producer_settings
 
-    ensure_topics(bootstrap, [topic], partitions=3)
+    ensure_topics(bootstrap, [topic], partitions=PARTITIONS[0])
     codec = outbound_codec()
     producer = Producer(producer_settings(bootstrap, {"linger.ms": 50}))
     now_ms = int(time.time() * 1000)
@@ -112,7 +116,7 @@ def run_forwarder(bootstrap: str, prefix: str, name: str, config: Path, *, stand
     log = open(config.parent / f"{name}.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         ["taskset", "-c", "1", sys.executable, "-m", "eventrouter", "forward", name, "--bootstrap-servers", bootstrap,
-         "--topic-prefix", prefix, "--config", str(config), "--partitions", "3"],
+         "--topic-prefix", prefix, "--config", str(config), "--partitions", str(PARTITIONS[0])],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV})
     try:
         return _measure(stand_in, n, process.pid, process)
@@ -165,6 +169,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=150_000)
     parser.add_argument("--naive-events", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=6, help="of the integration topic (the worker's default)")
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic")
@@ -173,6 +178,7 @@ def main() -> None:
     if args.child:
         naive(args.bootstrap, args.topic, args.url, args.events)
         return
+    PARTITIONS[0] = args.partitions
     import gc
     import tempfile
 

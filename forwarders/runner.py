@@ -328,6 +328,9 @@ class Forwarder:
             log.warning("%s: records still unacknowledged after 5 s; waiting for Kafka", self.name)
 
     def _update_lag(self) -> None:
+        """Lag from the high watermarks librdkafka caches from each fetch. Never ask the broker here: a
+        ListOffsets request waits behind the connection's long-polling fetch (up to fetch.wait.max.ms),
+        and one per partition stalled the consuming loop for seconds (measured: one batch per 6 s)."""
         from confluent_kafka import TopicPartition
 
         tps = [TopicPartition(t, p) for t, p in self._partitions]
@@ -335,8 +338,8 @@ class Forwarder:
             positions = self._consumer.position(tps)
             lag = 0
             for tp in positions:
-                _low, high = self._consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-                lag += max(0, high - tp.offset) if tp.offset >= 0 else 0
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                lag += max(0, high - tp.offset) if tp.offset >= 0 and high >= 0 else 0
             self.metrics.lag.set(lag)
         except Exception as exc:  # noqa: BLE001 - a metric: never stop delivery for it
             log.info("%s: lag not measured: %s", self.name, exc)

@@ -241,3 +241,21 @@ def test_every_vendor_accepts_what_its_starter_kit_makes(bootstrap: str, kind: s
     assert set(stand_in.statuses) <= {200, 201, 204}, stand_in.statuses
     if isinstance(stand_in, GA4StandIn):
         assert stand_in.dropped == []
+
+
+def test_lag_is_measured_without_stalling_and_the_buffer_is_bounded(bootstrap: str,
+                                                                     amplitude: AmplitudeStandIn) -> None:
+    topics = fresh_topics(bootstrap, partitions=1)
+    ids = write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(20_000), partitions=1)
+    amplitude.hang(1, 8.0)  # the first request hangs: the forwarder reads ahead until its buffer is full
+    runner = run_amplitude(bootstrap, topics, amplitude, timeout_s=30)
+    lag = runner.forwarder.metrics.lag
+    try:
+        wait_for(lambda: lag._value.get() > 0, timeout=20, what="a lag while the vendor hangs")
+        behind = lag._value.get()
+        wait_for(lambda: len(amplitude.accepted) >= 20_000, timeout=60, what="every event")
+        wait_for(lambda: lag._value.get() == 0, timeout=20, what="no lag once delivered")
+    finally:
+        runner.stop()
+    assert 20_000 - 4 * 2000 - 2000 <= behind < 20_000  # read ahead at most four batches and one in hand
+    assert sorted(e["insert_id"] for e in amplitude.accepted) == sorted(ids) and amplitude.duplicates == 0
