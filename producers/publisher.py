@@ -245,11 +245,6 @@ class Publisher:
         """Flush, then stop the delivery thread. Idempotent. Returns events still pending (0 normally)."""
         pending = self.flush(timeout)
         self._stopping.set()  # the poller (a daemon thread) ends at its next wake-up, within 0.5 s
-        if pending == 0 and self._producer is not None and self._pid == os.getpid():
-            # let librdkafka go once nothing is left in it (else it keeps reconnecting, and logging, for
-            # as long as the process lives); a publish after close starts a new one
-            _handles.discard(self._producer)
-            self._producer = None
         return pending
 
     def _forget_parent(self) -> None:
