@@ -1,9 +1,10 @@
 """The default engine (`eventrouter worker`): a confluent-kafka consumer group reading the raw topic in
 batches (`consume(N)`), the dedup state restored per partition from the dedup log on assignment.
 
-Each batch: route it (streams/worker.py BatchRouter), wait until Kafka acknowledged every output, hand
-over the batch's dedup records (the next batch's wait covers them), and only then store the batch's
-offsets (librdkafka commits stored offsets every second and on revoke and close). SIGTERM or SIGINT:
+Each batch: route it (streams/worker.py BatchRouter) while the batch before it is still being written,
+then wait until Kafka acknowledged every output of that one, hand over its dedup records (the next
+wait covers them), and only then store its offsets (librdkafka commits stored offsets every second and
+on revoke and close); then hand this batch's outputs to the producer. SIGTERM or SIGINT:
 the batch in hand is finished and committed before the consumer leaves the group, so a graceful stop
 leaves no duplicate behind.
 """
@@ -22,7 +23,7 @@ import orjson
 
 from schemas.kafka import consumer_settings, ensure_topics
 from streams.router import Source
-from streams.worker import BatchRouter, Deduplicator, OutputWriter, WorkerSettings, pack_seen, start_config
+from streams.worker import Batch, BatchRouter, Deduplicator, OutputWriter, WorkerSettings, pack_seen, start_config
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class KafkaEngine:
         self._stop.set()
 
     def run(self) -> int:
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
 
         settings = self.settings
         metrics, holder, watcher = start_config(settings)
@@ -111,6 +112,20 @@ class KafkaEngine:
         batches = BatchRouter(holder, writer, dedup, metrics)
         raw = settings.topics.raw
         owned: set[int] = set()
+        # One batch in flight: its outputs are with the producer while the next batch is routed; it is
+        # settled (acknowledged, messageIds marked, offsets stored) before the next one is handed over,
+        # and before any rebalance or stop.
+        in_flight: list[tuple[Batch, dict[int, int]]] = []
+
+        def settle() -> None:
+            if not in_flight:
+                return
+            batch, last = in_flight.pop()
+            batches.complete_blocking(batch)
+            try:
+                consumer.store_offsets(offsets=[TopicPartition(raw, p, o + 1) for p, o in last.items()])
+            except KafkaException as exc:  # partitions lost meanwhile: the next owner reads them again
+                log.warning("offsets of a finished batch not stored: %s", exc)
 
         def assigned(consumer: Any, partitions: list[Any]) -> None:
             mine = [tp.partition for tp in partitions if tp.topic == raw]
@@ -123,6 +138,7 @@ class KafkaEngine:
 
         def revoked(consumer: Any, partitions: list[Any]) -> None:
             mine = [tp.partition for tp in partitions if tp.topic == raw]
+            settle()
             writer.flush(30)  # the dedup records in flight, before the next owner reads the log back
             try:
                 consumer.commit(asynchronous=False)
@@ -135,6 +151,7 @@ class KafkaEngine:
 
         def lost(consumer: Any, partitions: list[Any]) -> None:
             mine = [tp.partition for tp in partitions if tp.topic == raw]
+            settle()
             store.forget(mine)
             owned.difference_update(mine)
             metrics.assigned.set(len(owned))
@@ -149,7 +166,7 @@ class KafkaEngine:
             signal.signal(sig, self.stop)
         try:
             while not self._stop.is_set():
-                messages = consumer.consume(num_messages=settings.batch_size, timeout=0.2)
+                messages = consumer.consume(num_messages=settings.batch_size, timeout=settings.batch_within_s)
                 sources = []
                 last: dict[int, int] = {}
                 for message in messages:
@@ -161,12 +178,14 @@ class KafkaEngine:
                     headers: Any = message.headers() or ()
                     sources.append(Source(message.value(), raw, partition, offset, message.timestamp()[1], headers))
                     last[partition] = offset
-                if not sources:
-                    continue
-                batches.process_blocking(sources)
-                consumer.store_offsets(offsets=[TopicPartition(raw, p, o + 1) for p, o in last.items()])
+                batch = batches.route_blocking(sources, in_flight[0][0] if in_flight else None) if sources else None
+                settle()
+                if batch is not None:
+                    writer.begin(batch.outputs)
+                    in_flight.append((batch, last))
         finally:
             log.warning("stopping: committing and leaving the group")
+            settle()
             try:
                 consumer.commit(asynchronous=False)
             except Exception as exc:  # noqa: BLE001 - nothing stored to commit

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,13 +114,24 @@ class OutputWriter:
 
     def write_blocking(self, outputs: Sequence[Output]) -> None:
         """`write` for a thread that may block (the confluent engine's loop)."""
-        pending, attempt = list(outputs), 0
-        while pending:
-            self._send(pending)
+        self.begin(outputs)
+        self.wait_blocking()
+
+    def begin(self, outputs: Sequence[Output]) -> None:
+        """Hand the outputs to the producer; `wait_blocking` then returns once Kafka acknowledged them
+        (the confluent engine routes the next batch in between)."""
+        self._send(outputs)
+
+    def wait_blocking(self) -> None:
+        attempt = 0
+        while True:
             while self._producer.flush(5.0):
                 log.warning("outputs still unacknowledged after 5 s; waiting for Kafka")
             pending, attempt, pause = self._failed_again(attempt)
+            if not pending:
+                return
             time.sleep(pause)
+            self._send(pending)
 
     def send(self, outputs: Sequence[Output]) -> None:
         """Hand records over without waiting: the next write's flush (or close) waits for them too, and
@@ -232,6 +243,7 @@ class Batch:
     tally: BatchTally = field(default_factory=BatchTally)
     now_ms: int = 0
     size: int = 0
+    keys: set[str] = field(default_factory=set)  # the messageIds it routes (marked seen once it is written)
 
 
 class BatchRouter:
@@ -254,21 +266,33 @@ class BatchRouter:
         return self.finish(batch)
 
     def process_blocking(self, sources: Sequence[Source]) -> BatchTally:
+        batch = self.route_blocking(sources)
+        self.writer.begin(batch.outputs)
+        return self.complete_blocking(batch)
+
+    def route_blocking(self, sources: Sequence[Source], in_flight: Batch | None = None) -> Batch:
+        """Route a batch (once a config is in force). `in_flight`: the batch before it, handed to the
+        producer but not yet acknowledged, whose messageIds count as seen."""
         while self.holder.router is None:
             self.holder.ready.wait(0.5)
         assert self.holder.router is not None
-        batch = self.prepare(sources, self.holder.router)
-        self.writer.write_blocking(batch.outputs)
+        return self.prepare(sources, self.holder.router, in_flight.keys if in_flight is not None else None)
+
+    def complete_blocking(self, batch: Batch) -> BatchTally:
+        """Wait until Kafka acknowledged the batch's outputs (writing failed ones again), then mark its
+        messageIds seen."""
+        self.writer.wait_blocking()
         self.writer.send(self.dedup_changes(batch))
         return self.finish(batch)
 
-    def prepare(self, sources: Sequence[Source], router: Router) -> Batch:
+    def prepare(self, sources: Sequence[Source], router: Router, seen: set[str] | None = None) -> Batch:
         """Admit, dedupe and route every record: the outputs to write and the messageIds to mark."""
         if self.dedup is not None:
             self.dedup.window_ms = router.config.settings.dedup_window_s * 1000
         batch = Batch(now_ms=int(time.time() * 1000), size=len(sources))
         tally, outputs, marks = batch.tally, batch.outputs, batch.marks
-        batch_keys: set[str] = set()
+        batch_keys = batch.keys
+        in_flight: Set[str] = seen or frozenset()
         for source in sources:
             admitted = router.admit(source)
             if isinstance(admitted, Rejected):
@@ -281,7 +305,7 @@ class BatchRouter:
             pipeline = admitted.pipeline.name
             tally.events_in[pipeline] += 1
             key = admitted.dedup_key
-            if key in batch_keys or (self.dedup is not None and self.dedup.seen(key, batch.now_ms)):
+            if key in batch_keys or key in in_flight or (self.dedup is not None and self.dedup.seen(key, batch.now_ms)):
                 tally.deduplicated[pipeline] += 1
                 continue
             batch_keys.add(key)
