@@ -116,6 +116,7 @@ class BatchDelivery:
         self.clock, self.sleep, self.stopping = clock, sleep, stopping
         self.secrets = vendor.secrets()
         self.cap = 1 << 30  # events per build(): all of a batch, until a vendor asks to split
+        self.max_age_s = policy.max_event_age_s or vendor.max_age_s
 
     def deliver(self, items: Sequence[Item]) -> BatchReport:
         state = _Progress(items, int(self.clock() * 1000))
@@ -155,6 +156,8 @@ class BatchDelivery:
         wait = 0.0
         failed_attempt = False
         next_cap = cap
+        if self.max_age_s is not None:
+            pending = self._too_old(state, pending)
         for start in range(0, len(pending), cap):
             group = pending[start:start + cap]
             built = self.vendor.build([state.items[p] for p in group])
@@ -187,6 +190,20 @@ class BatchDelivery:
             wait = max(wait, backoff(min(state.attempts[p] for p in retry), self.policy))
         return retry, wait, next_cap
 
+    def _too_old(self, state: _Progress, pending: list[int]) -> list[int]:
+        """Dead-letter the events older than the vendor accepts (also those that aged while retried)."""
+        assert self.max_age_s is not None
+        now_ms = int(self.clock() * 1000)
+        oldest = now_ms - int(self.max_age_s * 1000)
+        keep = []
+        for position in pending:
+            if state.items[position].timestamp_ms < oldest:
+                state.settle(position, Fate("dead", 0, 0, None, f"vendor.too_old: older than the "
+                                            f"{_span(self.max_age_s)} {self.vendor.kind} accepts", finished_ms=now_ms))
+            else:
+                keep.append(position)
+        return keep
+
     def _send(self, request: Request, report: BatchReport) -> Sent:
         report.requests += 1
         try:
@@ -209,3 +226,11 @@ class BatchDelivery:
         reply = self.vendor.read(request, answer.status, answer.headers, answer.body)
         body = scrub(answer.body[:MAX_BODY_KEPT].decode("utf-8", "replace"), self.secrets)
         return Sent(reply, answer.status, body, f"vendor.status_{answer.status}")
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 7 * 86_400 and seconds % 86_400 == 0:
+        return f"{int(seconds // 86_400)} days"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    return f"{seconds:g} s"

@@ -31,3 +31,6 @@ class Delivery(BaseModel):
     connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0             # read timeout
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4                 # partitions delivered in parallel
+    # Events older than this (by their corrected timestamp) are dead-lettered `vendor.too_old` instead of
+    # being sent to be refused. Default: the vendor's own window (GA4 72 h, Meta CAPI 7 days).
+    max_event_age_s: Annotated[float, Field(gt=0, le=10 * 365 * 86_400)] | None = None

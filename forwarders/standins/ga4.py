@@ -3,6 +3,7 @@ lists what GA4 would have dropped, and why, in `dropped` (tests assert it stays 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from forwarders.vendors.ga4 import MAX_PARAMS, MAX_USER_PROPERTIES, check
 
 MAX_EVENTS = 25
 MAX_BODY = 130_000
+MAX_AGE_US = 72 * 3600 * 1_000_000  # GA4 drops events backdated by more than 72 hours
 
 
 class GA4StandIn(StandIn):
@@ -42,10 +44,14 @@ class GA4StandIn(StandIn):
             return "client_id and 1 to 25 events are required"
         if len(body.get("user_properties") or {}) > MAX_USER_PROPERTIES:
             return "over 25 user properties"
+        oldest = int(time.time() * 1_000_000) - MAX_AGE_US
         for event in events:
             problem = check({"client_id": body["client_id"], **event})
             if problem or len(event.get("params") or {}) > MAX_PARAMS:
                 return problem or "too many params"
+            stamp = event.get("timestamp_micros") or body.get("timestamp_micros")
+            if isinstance(stamp, int) and stamp < oldest:
+                return "timestamp_micros over 72 hours old"
         for event in events:
             self.accept({"client_id": body["client_id"], "user_id": body.get("user_id"), **event}, None)
         return None

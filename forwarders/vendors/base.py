@@ -96,6 +96,7 @@ class Vendor:
     max_bytes: ClassVar[int] = 1_000_000
     default_endpoint: ClassVar[str] = ""
     split_on_reject: ClassVar[bool] = False  # a 4xx for one bad event refuses the whole request
+    max_age_s: ClassVar[float | None] = None  # the oldest event (seconds) the vendor accepts, if it says
 
     def __init__(self, connection: Mapping[str, Any]) -> None:
         try:

@@ -31,6 +31,7 @@ class GA4(Vendor):
     kind = "ga4"
     settings_type: ClassVar[type[Settings]] = GA4Settings
     max_events = 25
+    max_age_s = 72 * 3600.0  # GA4 takes events backdated by up to 72 hours
     max_bytes = 130_000
     default_endpoint = "https://www.google-analytics.com/mp/collect"
 

@@ -32,6 +32,7 @@ class MetaCAPI(Vendor):
     kind = "meta_capi"
     settings_type: ClassVar[type[Settings]] = MetaSettings
     max_events = 1000
+    max_age_s = float(MAX_AGE_S)  # one older event_time refuses the whole request
     max_bytes = 2_000_000
     default_endpoint = "https://graph.facebook.com"
     split_on_reject = True

@@ -104,7 +104,8 @@ def test_a_vendor_that_refuses_whole_batches_is_bisected_to_the_bad_event() -> N
     clock = Clock()
     clock.now = time.time()  # Meta's 7-day window is checked against the real clock
     items = [Item(f"m{i}", {"event_name": "Poison" if i == 5 else "Purchase", "event_time": int(clock.now),
-                            "action_source": "website", "user_data": {"external_id": "a" * 64}}) for i in range(8)]
+                            "action_source": "website", "user_data": {"external_id": "a" * 64}},
+                  timestamp_ms=int(clock.now * 1000)) for i in range(8)]
     delivery = BatchDelivery(vendor, Delivery(), answer, TokenBucket(None), clock=clock.time, sleep=clock.sleep)
     report = delivery.deliver(items)
     assert report.fates[5].state == "dead" and report.fates[5].status == 400
@@ -148,3 +149,40 @@ def test_an_open_bucket_learns_a_rate_when_first_throttled() -> None:
         clock.now += 0.01
     bucket.throttled()
     assert bucket.rate == 20
+
+
+def test_events_older_than_the_vendor_accepts_are_dead_lettered_not_sent() -> None:
+    clock = Clock()
+    clock.now = time.time()  # Meta's own check of event_time uses the real clock
+    sent: list[Request] = []
+    now_ms = int(clock.now * 1000)
+    vendor = vendor_for("meta_capi", {"pixel_id": "1", "access_token": "t"})
+    bucket = TokenBucket(None, clock=clock.time, sleep=clock.sleep)
+    delivery = BatchDelivery(vendor, Delivery(), lambda r: sent.append(r) or Answer(200, {}, b"{}"), bucket,
+                             clock=clock.time, sleep=clock.sleep)
+    day = 86_400_000
+    items = [Item(f"m{i}", {"event_name": "Purchase", "event_time": (now_ms - age) // 1000, "action_source": "website",
+                            "user_data": {"external_id": "a" * 64}}, timestamp_ms=now_ms - age)
+             for i, age in enumerate((0, 6 * day, 8 * day))]
+    report = delivery.deliver(items)
+    assert [report.fates[i].state for i in range(3)] == ["delivered", "delivered", "dead"]
+    assert report.fates[2].reason == "vendor.too_old: older than the 7 days meta_capi accepts"
+    assert len(orjson.loads(sent[0].body)["data"]) == 2
+
+
+def test_the_age_window_is_the_vendors_unless_the_policy_sets_one() -> None:
+    clock = Clock()
+    now_ms = int(clock.now * 1000)
+    ga4 = vendor_for("ga4", {"measurement_id": "G-1", "api_secret": "s"})
+    bucket = TokenBucket(None, clock=clock.time, sleep=clock.sleep)
+    ok = lambda r: Answer(204, {}, b"")  # noqa: E731
+    default = BatchDelivery(ga4, Delivery(), ok, bucket, clock=clock.time, sleep=clock.sleep)
+    assert default.max_age_s == 72 * 3600
+    item = Item("m", {"client_id": "c", "name": "page_view", "params": {}}, timestamp_ms=now_ms - 73 * 3_600_000)
+    assert default.deliver([item]).fates[0].reason == "vendor.too_old: older than the 72 h ga4 accepts"
+    amplitude = make(lambda r: Answer(200, {}, b"{}"), clock)
+    assert amplitude.max_age_s is None
+    assert amplitude.deliver([Item("m", {"event_type": "e", "user_id": "user-1"})]).fates[0].state == "delivered"
+    strict = make(lambda r: Answer(200, {}, b"{}"), clock, max_event_age_s=60)
+    old = Item("m", {"event_type": "e", "user_id": "user-1"}, timestamp_ms=now_ms - 61_000)
+    assert strict.deliver([old]).fates[0].reason == "vendor.too_old: older than the 60 s amplitude accepts"
