@@ -9,13 +9,10 @@ import sys
 from pathlib import Path
 
 from eventrouter import paths
+from eventrouter.ops import add_commands as add_ops_commands
 
 # Commands the pipeline grows into; named here so docker-compose.yml and the README can refer
 # to them. Each says plainly that it is not in this version yet.
-_PLANNED: dict[str, str] = {
-    "replay": "replay, re-route and dead-letter re-injection (issue #6)",
-    "status": "lag per integration, dead letters and the config revision (issue #6)",
-}
 
 
 def _kafka(args: argparse.Namespace) -> int:
@@ -250,16 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--integration", required=True)
     preview.set_defaults(func=_preview)
 
-    for name, what in _PLANNED.items():
-        planned = sub.add_parser(name, help=f"{what}: not in this version yet")
-        planned.add_argument("rest", nargs=argparse.REMAINDER)
-        planned.set_defaults(func=lambda _args, what=what: _not_yet(what))
+    add_ops_commands(sub, _bootstrap_option)
     return parser
-
-
-def _not_yet(what: str) -> int:
-    print(f"eventrouter: {what} is not in this version yet", file=sys.stderr)
-    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

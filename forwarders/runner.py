@@ -96,6 +96,7 @@ class Forwarder:
         self.metrics = metrics or ForwarderMetrics(self.name)
         self.topic, self.retry_topic = topics.integration(self.name), topics.retry(self.name)
         self.dlq = topics.dead_letters(self.name)
+        self.group_id = f"{topics.prefix}-forward-{self.name}"
         self.batch_cap = max(500, self.vendor.max_events)
         self.stopping = threading.Event()
         self._partitions: dict[TopicPartitionKey, _Partition] = {}
@@ -117,11 +118,15 @@ class Forwarder:
                       partitions=partitions, client=self.client)
         self._producer = Producer(producer_settings(self.bootstrap, {
             "linger.ms": 5, **self.client}))
-        self._consumer = Consumer(consumer_settings(self.bootstrap, f"{self.topics.prefix}-forward-{self.name}", {
+        self._consumer = Consumer(consumer_settings(self.bootstrap, self.group_id, {
             "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **self.client}))
+        self._listen()
+        self._pool = ThreadPoolExecutor(self.policy.concurrency, thread_name_prefix=f"deliver-{self.name}")
+
+    def _listen(self) -> None:
+        """Join the integration's consumer group on its topic and its retry topic."""
         self._consumer.subscribe([self.topic, self.retry_topic], on_assign=self._assigned, on_revoke=self._revoked,
                                  on_lost=self._revoked)
-        self._pool = ThreadPoolExecutor(self.policy.concurrency, thread_name_prefix=f"deliver-{self.name}")
 
     def run(self, until: Callable[[], bool] = lambda: False) -> None:
         """Consume and deliver until `stop()` (or SIGTERM in `run_forwarder`) or `until()` is true."""

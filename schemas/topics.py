@@ -37,6 +37,11 @@ class Topics:
     def receipts(self) -> str:
         return f"{self.prefix}.receipts"
 
+    @property
+    def reinjected(self) -> str:
+        """Compacted: which dead letters were re-injected (key: topic/partition/offset), so never twice."""
+        return f"{self.prefix}.reinjected"
+
     def integration(self, name: str) -> str:
         """Avro `Outbound` records for one integration."""
         return f"{self.prefix}.out.{_checked(name)}"

@@ -156,11 +156,14 @@ class Router:
         return EPOCH + dt.timedelta(milliseconds=source.timestamp_ms)
 
     # -- routing: each integration's decision and shape ---------------------------------------------
-    def route(self, admitted: Admitted, replayed: bool = False) -> Routed:
+    def route(self, admitted: Admitted, replayed: bool = False, only: str | None = None) -> Routed:
+        """Each integration's outcome; `only`: that one integration alone (a re-route, a re-injection)."""
         routed = Routed()
         event, source = admitted.event, admitted.source
         parts: OutboundParts | None = None
-        for name in admitted.pipeline.integrations:
+        names = admitted.pipeline.integrations if only is None else \
+            [only] if only in admitted.pipeline.integrations else []
+        for name in names:
             route = self.routes.get(name)
             if route is None:  # disabled integration
                 continue

@@ -23,7 +23,7 @@ NOW_MS = int(time.time() * 1000)
 
 
 def outbound_records(integration: str, kind: str, payloads: Iterable[Mapping[str, Any]], *,
-                     prefix: str = "m") -> list[tuple[bytes, bytes, str]]:
+                     prefix: str = "m", timestamp_ms: int = NOW_MS) -> list[tuple[bytes, bytes, str]]:
     """(key, Outbound bytes, messageId) for each payload, as the router writes them."""
     codec = outbound_codec()
     out = []
@@ -33,7 +33,7 @@ def outbound_records(integration: str, kind: str, payloads: Iterable[Mapping[str
         body = {k: v for k, v in payload.items() if k != "_messageId"}
         value = codec.encode({
             "messageId": message_id, "integration": integration, "kind": kind, "pipeline": "web", "type": "track",
-            "eventName": "Test", "userId": user, "anonymousId": None, "timestamp": NOW_MS, "receivedAt": NOW_MS,
+            "eventName": "Test", "userId": user, "anonymousId": None, "timestamp": timestamp_ms, "receivedAt": NOW_MS,
             "payload": orjson.dumps(body).decode(), "configRevision": 1, "replayed": False,
             "sourceTopic": "t.raw", "sourcePartition": 0, "sourceOffset": i})
         out.append((user.encode(), value, message_id))
@@ -41,13 +41,15 @@ def outbound_records(integration: str, kind: str, payloads: Iterable[Mapping[str
 
 
 def write_outbound(bootstrap: str, topics: Topics, integration: str, kind: str,
-                   payloads: Iterable[Mapping[str, Any]], *, partitions: int = 3) -> list[str]:
+                   payloads: Iterable[Mapping[str, Any]], *, partitions: int = 3, timestamp_ms: int = NOW_MS,
+                   prefix: str = "m") -> list[str]:
     """Write the payloads to the integration's topic; returns their messageIds."""
     topic = topics.integration(integration)
     ensure_topics(bootstrap, [topic], partitions=partitions)
     producer = Producer(producer_settings(bootstrap))
     ids = []
-    for key, value, message_id in outbound_records(integration, kind, payloads):
+    for key, value, message_id in outbound_records(integration, kind, payloads, timestamp_ms=timestamp_ms,
+                                                   prefix=prefix):
         _produce(producer, topic, value, key)
         ids.append(message_id)
     assert producer.flush(30) == 0
