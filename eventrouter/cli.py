@@ -42,7 +42,25 @@ def _kafka(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from eventrouter.demo import run_demo
 
-    return run_demo(paths.home() / "demo-kafka", paths.cache_dir(), count=args.events, keep=args.keep)
+    return run_demo(paths.home() / "demo-kafka", paths.cache_dir(), count=args.events, keep=args.keep,
+                    keep_running=args.keep_running)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from eventrouter.stack import Stack, run_up
+    from schemas import Topics
+    from schemas.config import load_config
+    from schemas.revisions import ConfigStore
+
+    load_config(args.config)  # every problem at once, before anything starts
+    topics = Topics(args.topic_prefix)
+    revision, created = ConfigStore(args.bootstrap_servers, topics).apply(args.config)
+    print(f"config {args.config}: {'applied as' if created else 'already'} revision {revision.number}")
+    folder = args.logs or paths.home() / "up"
+    stack = Stack(args.bootstrap_servers, topics, args.config, folder, workers=args.workers,
+                  gateway_port=None if args.no_gateway else args.gateway_port, partitions=args.partitions)
+    print(f"logs in {folder}")
+    return run_up(stack, every_s=args.progress_every)
 
 
 def _gateway(args: argparse.Namespace) -> int:
@@ -189,7 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: the pipeline end to end on an embedded broker")
     demo.add_argument("--events", type=int, default=600)
     demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="after the summary, keep the whole stack running until Ctrl-C")
     demo.set_defaults(func=_demo)
+
+    up = sub.add_parser("up", help="run the stack in the foreground against a broker: gateway, workers, "
+                                   "a forwarder per integration")
+    up.add_argument("config", type=Path, help="the config file (applied as a revision if it changed)")
+    _bootstrap_option(up)
+    up.add_argument("--workers", type=int, default=1, help="stream worker processes (one consumer group)")
+    up.add_argument("--gateway-port", type=int, default=8088)
+    up.add_argument("--no-gateway", action="store_true")
+    up.add_argument("--partitions", type=int, default=6, help="of the topics the processes create")
+    up.add_argument("--logs", type=Path, default=None, help="a log per process (default: $EVENTROUTER_HOME/up)")
+    up.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
+    up.set_defaults(func=_up)
 
     gateway = sub.add_parser("gateway", help="the Segment-compatible HTTP tracking gateway")
     _bootstrap_option(gateway)

@@ -48,7 +48,8 @@ def sample_calls(count: int) -> list[dict[str, Any]]:
     return calls
 
 
-def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = False) -> int:
+def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = False,
+             keep_running: bool = False) -> int:
     """Start a broker, round-trip `count` events, print a summary. Returns a process exit code."""
     shutil.rmtree(state_dir, ignore_errors=True)
     kafka = LocalKafka(state_dir, cache_dir)
@@ -58,37 +59,52 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
     assert status.bootstrap is not None
     print(f"kafka {status.kafka_version} up at {status.bootstrap} in {time.monotonic() - started:.1f}s", flush=True)
     try:
-        return _round_trip(status.bootstrap, count)
+        return _round_trip(status.bootstrap, count, keep_running)
     finally:
         if keep:
             print(f"broker left running (state in {state_dir}); "
                   f"stop it with: eventrouter kafka stop --state-dir {state_dir}")
         else:
+            # the run is over: what the SDK's and the import's closed clients say about the broker going away
+            # until the interpreter exits is noise, not news
+            logging.getLogger("producers.publisher").setLevel(logging.CRITICAL)
             kafka.stop()
             print("broker stopped")
 
 
-def _round_trip(bootstrap: str, count: int) -> int:
-    """Events in through all three doors (SDK, HTTP gateway, file import), read back from the raw topic."""
-    from eventrouter.demo_delivery import DemoForwarders, DemoVendors
+def _round_trip(bootstrap: str, count: int, keep_running: bool) -> int:
+    """The stack up (stand-ins, worker, forwarders, gateway); events in through all three doors (SDK,
+    HTTP gateway, file import); every one accounted for at each stage."""
+    import tempfile
+
+    from eventrouter.demo_delivery import SECRETS, DemoVendors
+    from eventrouter.stack import Stack, run_up
+    from schemas.revisions import ConfigStore
 
     topics = Topics("demo")
     ensure_topics(bootstrap, [topics.raw, topics.invalid], partitions=3)
     vendors = DemoVendors().start()
-    worker = _DemoWorker(bootstrap, topics, vendors.config())
-    names = ["ga4", "meta", "amplitude", "mixpanel", "braze", "webhook"]
-    forwarders = DemoForwarders(bootstrap, topics, worker.config, names, worker.folder)
+    folder = Path(tempfile.mkdtemp(prefix="eventrouter-demo-"))
+    config = folder / "eventrouter.yaml"
+    config.write_text(vendors.config())
+    revision, _ = ConfigStore(bootstrap, topics).apply(config)
+    print(f"config: revision {revision.number} (six integrations, one per vendor stand-in); logs in {folder}")
+    stack = Stack(bootstrap, topics, config, folder, env=SECRETS).start()
+    print("\n".join(stack.describe()), flush=True)
     try:
-        return _send_route_deliver(bootstrap, topics, count, worker=worker, forwarders=forwarders, vendors=vendors)
+        code = _send_route_deliver(bootstrap, topics, count, stack=stack, vendors=vendors)
+        if keep_running:
+            print("keeping everything running: send events to the gateway, try `eventrouter status "
+                  f"--bootstrap-servers {bootstrap} --topic-prefix {topics.prefix}`; Ctrl-C stops", flush=True)
+            code = max(code, run_up(stack, start=False))
+        return code
     finally:
-        forwarders.stop()
-        worker.stop()
+        stack.stop()
         vendors.stop()
 
 
-def _send_route_deliver(bootstrap: str, topics: Topics, count: int, *, worker: _DemoWorker, forwarders: Any,
-                        vendors: Any) -> int:
-    from eventrouter.demo_delivery import report
+def _send_route_deliver(bootstrap: str, topics: Topics, count: int, *, stack: Any, vendors: Any) -> int:
+    from eventrouter.demo_delivery import account
     from producers import Analytics
 
     calls = sample_calls(count)
@@ -103,12 +119,14 @@ def _send_route_deliver(bootstrap: str, topics: Topics, count: int, *, worker: _
         sdk_stats = analytics.stats()
     print(f"SDK: {third} calls, acked {sdk_stats['acked']}, failed {sdk_stats['failed']}, "
           f"pending {sdk_pending} ({time.monotonic() - t0:.2f}s)", flush=True)
+    print(f"  progress: {stack.progress().line()}", flush=True)
 
     gateway_calls = calls[third:2 * third]
-    accepted, rejected = _through_gateway(bootstrap, topics, gateway_calls)
+    accepted, rejected = _through_gateway(stack.gateway_port, gateway_calls)
     sent.update({c["messageId"]: c for c in gateway_calls})
     print(f"gateway: {len(gateway_calls)} events + 2 invalid in batches of 50: accepted {accepted}, "
-          f"rejected {rejected} (to {topics.invalid}, with reasons)", flush=True)
+          f"rejected {rejected} (answered with reasons)", flush=True)
+    print(f"  progress: {stack.progress().line()}", flush=True)
 
     import_calls = calls[2 * third:]
     published = _through_import(bootstrap, topics, import_calls)
@@ -122,9 +140,8 @@ def _send_route_deliver(bootstrap: str, topics: Topics, count: int, *, worker: _
     print("received per call type: " + ", ".join(f"{k}={v}" for k, v in sorted(per_type.items())))
     lost = len(set(sent) - set(received))
     print(f"summary: sent={len(sent)} received={len(received)} invalid_reported={rejected} lost={lost}")
-    routed_ok, routed = _route(worker, len(received))
-    delivered_ok = report(forwarders, vendors, routed)
-    return 0 if lost == 0 and rejected == 2 and routed_ok and delivered_ok else 1
+    accounted = account(stack, vendors, len(received))
+    return 0 if lost == 0 and rejected == 2 and accounted else 1
 
 
 def _sdk_call(analytics: Any, call: dict[str, Any]) -> dict[str, Any]:
@@ -144,40 +161,30 @@ def _sdk_call(analytics: Any, call: dict[str, Any]) -> dict[str, Any]:
     return dict(message)
 
 
-def _through_gateway(bootstrap: str, topics: Topics, calls: list[dict[str, Any]]) -> tuple[int, int]:
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-
+def _through_gateway(port: int | None, calls: list[dict[str, Any]]) -> tuple[int, int]:
+    """Post the calls to the stack's gateway as a Segment library would: batches of 50, Basic auth."""
     import requests
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    gateway = subprocess.Popen([sys.executable, "-m", "eventrouter", "gateway", "--bootstrap-servers", bootstrap,
-                                "--topic-prefix", topics.prefix, "--write-key", "wk_demo", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     accepted = rejected = 0
-    try:
-        for _ in range(100):
-            try:
-                requests.get(f"{url}/health", timeout=1)
+    for _ in range(300):
+        try:
+            if requests.get(f"{url}/health", timeout=1).ok:
                 break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        batches = [calls[i:i + 50] for i in range(0, len(calls), 50)]
-        batches[-1] = [*batches[-1], {"type": "track", "userId": "u"}, {"type": "identify"}]  # two invalid events
-        for batch in batches:
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    batches = [calls[i:i + 50] for i in range(0, len(calls), 50)]
+    batches[-1] = [*batches[-1], {"type": "track", "userId": "u"}, {"type": "identify"}]  # two invalid events
+    for batch in batches:
+        for attempt in range(50):  # the gateway learns the writeKey from the config topic at start
             reply = requests.post(f"{url}/v1/batch", json={"batch": batch}, auth=("wk_demo", ""), timeout=30)
-            reply.raise_for_status()
-            accepted += reply.json()["accepted"]
-            rejected += len(reply.json()["rejected"])
-    finally:
-        os.kill(gateway.pid, signal.SIGTERM)
-        gateway.wait(30)
+            if reply.status_code != 401 or attempt == 49:
+                break
+            time.sleep(0.2)
+        reply.raise_for_status()
+        accepted += reply.json()["accepted"]
+        rejected += len(reply.json()["rejected"])
     return accepted, rejected
 
 
@@ -215,93 +222,3 @@ def _read_back(bootstrap: str, topic: str, expected: int) -> dict[str, dict[str,
                 received[event["messageId"]] = event
     consumer.close()
     return received
-
-
-class _DemoWorker:
-    """`eventrouter worker` as a subprocess, with the demo config applied as revision 1."""
-
-    def __init__(self, bootstrap: str, topics: Topics, config_text: str) -> None:
-        import socket
-        import subprocess
-        import sys
-        import tempfile
-
-        self.folder = Path(tempfile.mkdtemp(prefix="eventrouter-demo-worker-"))
-        self.config = config = self.folder / "eventrouter.yaml"
-        config.write_text(config_text)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self._log = open(self.folder / "worker.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "eventrouter", "worker", "--bootstrap-servers", bootstrap, "--topic-prefix",
-             topics.prefix, "--config", str(config), "--metrics-port", str(self.port), "--data-dir",
-             str(self.folder / "data"), "--partitions", "3"], stdout=self._log, stderr=subprocess.STDOUT)
-        print(f"stream worker: pid {self.process.pid}, metrics on http://127.0.0.1:{self.port}/metrics", flush=True)
-
-    def metrics(self) -> dict[str, float]:
-        """The Prometheus samples, `name{labels}` -> value; {} while the endpoint is not up."""
-        from streams.metrics import scrape
-
-        return scrape(self.port)
-
-    def stop(self) -> None:
-        import signal
-
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(60)
-        self._log.close()
-
-
-def _route(worker: _DemoWorker, expected: int) -> tuple[bool, dict[str, float]]:
-    """Wait until the worker has read every raw event; print what each integration got and check that
-    every event is accounted for per integration: routed + filtered (by rule) + dead-lettered."""
-    import re
-
-    deadline = time.monotonic() + 120
-    metrics: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        metrics = worker.metrics()
-        if sum(v for k, v in metrics.items() if k.startswith("eventrouter_worker_events_in_total")) >= expected:
-            break
-        if worker.process.poll() is not None:
-            print(f"the worker exited; its log: {worker.folder / 'worker.log'}")
-            return False, {}
-        time.sleep(0.25)
-    time.sleep(0.5)
-    metrics = worker.metrics()
-    label = re.compile(r'(\w+)="([^"]*)"')
-    per: dict[str, dict[str, Any]] = {}
-    read = deduplicated = 0.0
-    for key, value in metrics.items():
-        name = key.split("{")[0]
-        labels = dict(label.findall(key))
-        if name == "eventrouter_worker_events_in_total":
-            read += value
-        elif name == "eventrouter_worker_deduplicated_total":
-            deduplicated += value
-        elif name in ("eventrouter_worker_events_out_total", "eventrouter_worker_filtered_total",
-                      "eventrouter_worker_invalid_total") and labels.get("integration", "-") != "-":
-            row = per.setdefault(labels["integration"], {"routed": 0.0, "filtered": {}, "dead_lettered": 0.0})
-            if name.endswith("out_total"):
-                row["routed"] += value
-            elif name.endswith("filtered_total"):
-                row["filtered"][labels["rule"]] = row["filtered"].get(labels["rule"], 0) + value
-            else:
-                row["dead_lettered"] += value
-    invalid = sum(v for k, v in metrics.items()
-                  if k.startswith("eventrouter_worker_invalid_total") and 'integration="-"' in k)
-    routable = read - invalid - deduplicated
-    print(f"worker: read {read:.0f}, invalid {invalid:.0f}, deduplicated {deduplicated:.0f}, "
-          f"config revision {metrics.get('eventrouter_worker_config_revision', 0):.0f}")
-    balanced = read >= expected
-    for name, row in sorted(per.items()):
-        filtered = sum(row["filtered"].values())
-        total = row["routed"] + filtered + row["dead_lettered"]
-        balanced = balanced and total == routable
-        rules = ", ".join(f"{rule}={n:.0f}" for rule, n in sorted(row["filtered"].items())) or "-"
-        print(f"  {name:<10} routed {row['routed']:>4.0f}  filtered {filtered:>4.0f} ({rules})  "
-              f"dead-lettered {row['dead_lettered']:.0f}")
-    print(f"routing: every event accounted for per integration: {'yes' if balanced else 'NO'}")
-    return balanced, {name: row["routed"] for name, row in per.items()}

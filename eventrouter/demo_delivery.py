@@ -1,17 +1,12 @@
-"""The main job's delivery stage: a stand-in for each vendor (local HTTP servers that enforce the
-vendor's contract), the demo config pointed at them, one `eventrouter forward` process per
-integration, and a report of what each vendor got: delivered, dead-lettered (by reason), still on the
-way. Secrets are demo values passed to the processes as environment variables, as in production."""
+"""The main job's vendors and its account: a stand-in for each vendor (local HTTP servers that enforce
+the vendor's contract), the demo config pointed at them, and, once the events are in, each
+integration's account from the stack's metrics (routed, filtered, playbook errors, delivered,
+dead-lettered by reason) beside what each vendor holds. Secrets are demo values passed to the
+processes as environment variables, as in production."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from forwarders.standins import (
@@ -23,7 +18,6 @@ from forwarders.standins import (
     StandIn,
     WebhookStandIn,
 )
-from schemas import Topics
 
 SECRETS = {"GA4_API_SECRET": "ga4-secret", "META_ACCESS_TOKEN": "meta-token", "AMPLITUDE_API_KEY": "amp-key",
            "MIXPANEL_SECRET": "mp-secret", "BRAZE_API_KEY": "braze-key", "WEBHOOK_SECRET": "hook-secret"}
@@ -70,71 +64,38 @@ class DemoVendors:
             stand_in.stop()
 
 
-class DemoForwarders:
-    """`eventrouter forward NAME` for each integration, as processes; stopped by PID."""
-
-    def __init__(self, bootstrap: str, topics: Topics, config: Path, names: list[str], folder: Path) -> None:
-        import socket
-
-        self.processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
-        self._logs = []
-        for name in names:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            log = open(folder / f"forward-{name}.log", "wb")  # noqa: SIM115 - closed in stop()
-            self._logs.append(log)
-            process = subprocess.Popen(
-                [sys.executable, "-m", "eventrouter", "forward", name, "--bootstrap-servers", bootstrap,
-                 "--topic-prefix", topics.prefix, "--config", str(config), "--metrics-port", str(port),
-                 "--partitions", "3"], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **SECRETS})
-            self.processes[name] = (process, port)
-        print(f"forwarders: {', '.join(f'{n} (pid {p.pid})' for n, (p, _) in self.processes.items())}", flush=True)
-
-    def counts(self, name: str) -> tuple[float, dict[str, float], float]:
-        """(delivered, dead-lettered by reason, moved to the retry topic) from the forwarder's metrics."""
-        from streams.metrics import scrape
-
-        metrics = scrape(self.processes[name][1])
-        delivered = sum(v for k, v in metrics.items() if k.startswith("eventrouter_forwarder_delivered_total"))
-        retried = sum(v for k, v in metrics.items() if k.startswith("eventrouter_forwarder_retried_total"))
-        dead: dict[str, float] = {}
-        for key, value in metrics.items():
-            if key.startswith("eventrouter_forwarder_dead_lettered_total"):
-                reason = dict(re.findall(r'(\w+)="([^"]*)"', key)).get("reason", "?")
-                dead[reason] = dead.get(reason, 0) + value
-        return delivered, dead, retried
-
-    def stop(self) -> None:
-        for process, _port in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process, _port in self.processes.values():
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in self._logs:
-            log.close()
-
-
-def report(forwarders: DemoForwarders, vendors: DemoVendors, routed: dict[str, float], timeout: float = 120) -> bool:
-    """Wait until every routed event is delivered or dead-lettered; print per integration; True if all are."""
+def account(stack: Any, vendors: DemoVendors, expected: int, timeout: float = 120) -> bool:
+    """Wait (printing progress) until the workers have read `expected` events and every routed event is
+    delivered or dead-lettered; print each integration's account; True if every event is accounted for."""
     deadline = time.monotonic() + timeout
-    done: dict[str, Any] = {}
+    last = 0.0
+    progress = stack.progress()
     while time.monotonic() < deadline:
-        done = {name: forwarders.counts(name) for name in routed}
-        if all(d + sum(dead.values()) >= routed[name] for name, (d, dead, _r) in done.items()):
+        progress = stack.progress()
+        routable = progress.read - progress.invalid - progress.deduplicated
+        done = progress.read >= expected and all(
+            lane.routed + lane.filtered + lane.failed >= routable and lane.settled >= lane.routed
+            for lane in progress.lanes.values())
+        if done:
             break
+        if time.monotonic() - last >= 1.0:
+            last = time.monotonic()
+            print(f"  progress: {progress.line()}", flush=True)
         time.sleep(0.25)
-    balanced = True
-    for name, (delivered, dead, retried) in sorted(done.items()):
+    print(f"  progress: {progress.line()}", flush=True)
+    routable = progress.read - progress.invalid - progress.deduplicated
+    print(f"worker: read {progress.read:.0f}, invalid {progress.invalid:.0f}, deduplicated "
+          f"{progress.deduplicated:.0f}")
+    routed_ok = progress.read >= expected
+    delivered_ok = True
+    for name, lane in sorted(progress.lanes.items()):
+        routed_ok = routed_ok and lane.routed + lane.filtered + lane.failed == routable
+        delivered_ok = delivered_ok and lane.settled == lane.routed
         stand_in = vendors.by_name[name]
-        accounted = delivered + sum(dead.values()) == routed[name]
-        balanced = balanced and accounted
-        reasons = ", ".join(f"{r}={n:.0f}" for r, n in sorted(dead.items())) or "-"
-        print(f"  {name:<10} routed {routed[name]:>4.0f}  delivered {delivered:>4.0f} "
-              f"(the vendor holds {len(stand_in.accepted)} in {stand_in.requests} requests)  "
-              f"dead-lettered {sum(dead.values()):.0f} ({reasons})  retried {retried:.0f}")
-    print(f"delivery: every routed event delivered or dead-lettered: {'yes' if balanced else 'NO'}")
-    return balanced
+        reasons = ", ".join(f"{r}={n:.0f}" for r, n in sorted(lane.dead.items())) or "-"
+        print(f"  {name:<10} routed {lane.routed:>4.0f}  filtered {lane.filtered:>4.0f}  playbook errors "
+              f"{lane.failed:.0f}  delivered {lane.delivered:>4.0f} (the vendor holds {len(stand_in.accepted)} in "
+              f"{stand_in.requests} requests)  dead-lettered {sum(lane.dead.values()):.0f} ({reasons})")
+    print(f"routing: every event accounted for per integration: {'yes' if routed_ok else 'NO'}")
+    print(f"delivery: every routed event delivered or dead-lettered: {'yes' if delivered_ok else 'NO'}")
+    return routed_ok and delivered_ok

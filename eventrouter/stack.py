@@ -1,0 +1,250 @@
+"""The pipeline's processes against one broker (`eventrouter up CONFIG`, and the main job): the HTTP
+gateway, stream workers, and a forwarder per integration, each a child process with its own log and
+metrics port, stopped by its PID. `progress()` reads every stage's counters (the raw topic's size, the
+workers' and forwarders' metrics) into one account per integration."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from schemas import Topics
+from schemas.config import load_config
+
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Child:
+    role: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    metrics_port: int | None = None
+
+
+@dataclass
+class Lane:
+    """One integration's account: what the workers routed to it and what became of it."""
+
+    routed: float = 0.0
+    filtered: float = 0.0
+    failed: float = 0.0          # the playbook failed: dead-lettered by the worker
+    delivered: float = 0.0
+    dead: dict[str, float] = field(default_factory=dict)
+    retried: float = 0.0
+    lag: float = 0.0
+
+    @property
+    def settled(self) -> float:
+        return self.delivered + sum(self.dead.values())
+
+
+@dataclass
+class Progress:
+    produced: int = 0            # records in the raw topic
+    read: float = 0.0
+    invalid: float = 0.0         # dead-lettered before routing (decode, validation, writeKey)
+    deduplicated: float = 0.0
+    lanes: dict[str, Lane] = field(default_factory=dict)
+
+    def line(self) -> str:
+        lanes = "  ".join(f"{name} {lane.routed:.0f}>{lane.delivered:.0f}"
+                          + (f" dead {sum(lane.dead.values()):.0f}" if lane.dead else "")
+                          for name, lane in sorted(self.lanes.items()))
+        return (f"produced {self.produced}  read {self.read:.0f}  invalid {self.invalid:.0f}  "
+                f"dedup {self.deduplicated:.0f}  |  routed>delivered: {lanes}")
+
+
+def _sum(metrics: Mapping[str, float], name: str) -> float:
+    return sum(v for k, v in metrics.items() if k.split("{")[0] == name)
+
+
+class Stack:
+    def __init__(self, bootstrap: str, topics: Topics, config: Path, folder: Path, *, gateway_port: int | None = 0,
+                 workers: int = 1, env: Mapping[str, str] | None = None, partitions: int = 3) -> None:
+        self.bootstrap, self.topics, self.config, self.folder = bootstrap, topics, config, folder
+        self.gateway_port = free_port() if gateway_port == 0 else gateway_port
+        self.workers, self.partitions = workers, partitions
+        self.env = {**os.environ, **(env or {})}
+        parsed = load_config(config)
+        named = {name for p in parsed.pipelines for name in p.integrations}
+        self.integrations = [i.name for i in parsed.integrations if i.enabled and i.name in named]
+        self.children: list[Child] = []
+
+    def _spawn(self, role: str, args: list[str], metrics: bool = True) -> Child:
+        port = free_port() if metrics else None
+        log = open(self.folder / f"{role}.log", "ab")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "eventrouter", *args, "--bootstrap-servers", self.bootstrap,
+                   "--topic-prefix", self.topics.prefix, *(["--metrics-port", str(port)] if port else [])]
+        child = Child(role, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env), log, port)
+        self.children.append(child)
+        return child
+
+    def start(self) -> Stack:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for n in range(1, self.workers + 1):
+            self.add_worker(n)
+        for name in self.integrations:
+            self.add_forwarder(name)
+        if self.gateway_port is not None:
+            self._spawn("gateway", ["gateway", "--follow-config", "--port", str(self.gateway_port)], metrics=False)
+        return self
+
+    def add_worker(self, n: int) -> Child:
+        return self._spawn(f"worker-{n}", ["worker", "--config", str(self.config), "--data-dir",
+                                           str(self.folder / f"worker-{n}"), "--partitions", str(self.partitions)])
+
+    def add_forwarder(self, name: str, n: int = 1) -> Child:
+        return self._spawn(f"forward-{name}-{n}" if n > 1 else f"forward-{name}",
+                           ["forward", name, "--config", str(self.config), "--partitions", str(self.partitions)])
+
+    def describe(self) -> list[str]:
+        out = [f"{c.role}: pid {c.process.pid}" + (f", metrics http://127.0.0.1:{c.metrics_port}/metrics"
+                                                      if c.metrics_port else "") for c in self.children]
+        if self.gateway_port is not None:
+            out.append(f"gateway: http://127.0.0.1:{self.gateway_port}/v1/batch (Segment HTTP API)")
+        return out
+
+    def exited(self) -> list[str]:
+        return [f"{c.role} (exit {c.process.returncode}, log {self.folder / (c.role + '.log')})"
+                for c in self.children if c.process.poll() is not None]
+
+    def progress(self) -> Progress:
+        from streams.metrics import scrape
+
+        progress = Progress(produced=_records(self.bootstrap, self.topics.raw))
+        progress.lanes = {name: Lane() for name in self.integrations}
+        for child in self.children:
+            if child.metrics_port is None or child.process.poll() is not None:
+                continue
+            metrics = scrape(child.metrics_port)
+            if child.role.startswith("worker"):
+                self._worker_counts(metrics, progress)
+            elif child.role.startswith("forward-"):
+                self._forwarder_counts(metrics, progress)
+        return progress
+
+    @staticmethod
+    def _worker_counts(metrics: Mapping[str, float], progress: Progress) -> None:
+        progress.read += _sum(metrics, "eventrouter_worker_events_in_total")
+        progress.deduplicated += _sum(metrics, "eventrouter_worker_deduplicated_total")
+        for key, value in metrics.items():
+            name, labels = key.split("{")[0], dict(_LABEL.findall(key))
+            integration = labels.get("integration", "-")
+            if name == "eventrouter_worker_invalid_total" and integration == "-":
+                progress.invalid += value
+                continue
+            lane = progress.lanes.get(integration)
+            if lane is None:
+                continue
+            if name == "eventrouter_worker_events_out_total":
+                lane.routed += value
+            elif name == "eventrouter_worker_filtered_total":
+                lane.filtered += value
+            elif name == "eventrouter_worker_invalid_total":
+                lane.failed += value
+
+    @staticmethod
+    def _forwarder_counts(metrics: Mapping[str, float], progress: Progress) -> None:
+        for key, value in metrics.items():
+            name, labels = key.split("{")[0], dict(_LABEL.findall(key))
+            lane = progress.lanes.get(labels.get("integration", ""))
+            if lane is None:
+                continue
+            if name == "eventrouter_forwarder_delivered_total":
+                lane.delivered += value
+            elif name == "eventrouter_forwarder_dead_lettered_total":
+                lane.dead[labels.get("reason", "?")] = lane.dead.get(labels.get("reason", "?"), 0) + value
+            elif name == "eventrouter_forwarder_retried_total":
+                lane.retried += value
+            elif name == "eventrouter_forwarder_lag":
+                lane.lag += value
+
+    def stop_child(self, child: Child, timeout: float = 60.0) -> int | None:
+        """SIGTERM by PID (the child drains and commits), SIGKILL if it does not exit in time."""
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+        try:
+            child.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait(10)
+        child.log.close()
+        return child.process.returncode
+
+    def stop(self) -> None:
+        """The gateway first (no new events), then the workers, then the forwarders (they deliver what
+        the workers routed last)."""
+        order = sorted(self.children, key=lambda c: (not c.role.startswith("gateway"),
+                                                     not c.role.startswith("worker")))
+        for child in order:
+            self.stop_child(child)
+        self.children = []
+
+
+def _records(bootstrap: str, topic: str) -> int:
+    """Records in a topic (the sum of its partitions' watermark spans); 0 if it does not exist yet."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from schemas.kafka import consumer_settings, partition_count
+
+    count = partition_count(bootstrap, topic, timeout=5.0)
+    if count is None:
+        return 0
+    consumer = Consumer(consumer_settings(bootstrap, "eventrouter-progress", {"enable.auto.commit": False}))
+    try:
+        total = 0
+        for p in range(count):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5.0)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool = True) -> int:
+    """Run in the foreground, printing progress, until SIGTERM/SIGINT (or `until()`); then stop all.
+    `start=False`: the stack runs already (the main job's --keep-running)."""
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if start:
+        stack.start()
+        print("\n".join(stack.describe()), flush=True)
+    code = 0
+    try:
+        last = 0.0
+        while not stopping and not (until and until()):
+            dead = stack.exited()
+            if dead:
+                print("stopped unexpectedly: " + "; ".join(dead), file=sys.stderr, flush=True)
+                code = 1
+                break
+            if time.monotonic() - last >= every_s:
+                last = time.monotonic()
+                print(stack.progress().line(), flush=True)
+            time.sleep(0.2)
+    finally:
+        print("stopping: gateway, workers, forwarders (each drains and commits)", flush=True)
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code
