@@ -99,6 +99,8 @@ class KafkaEngine:
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
         settings = self.settings
+        for sig in (signal.SIGTERM, signal.SIGINT):  # from the start: a stop while starting is a clean stop too
+            signal.signal(sig, self.stop)
         metrics, holder, watcher = start_config(settings)
         log_topic = dedup_topic(settings)
         window_s = holder.router.config.settings.dedup_window_s if holder.router else 86_400
@@ -162,8 +164,6 @@ class KafkaEngine:
             "heartbeat.interval.ms": int(settings.session_timeout_s * 200), "fetch.wait.max.ms": 100,
             "max.poll.interval.ms": 600_000, **settings.client}))
         consumer.subscribe([raw], on_assign=assigned, on_revoke=revoked, on_lost=lost)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self.stop)
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(num_messages=settings.batch_size, timeout=settings.batch_within_s)

@@ -1,0 +1,166 @@
+"""The stack as users run it: `eventrouter up CONFIG` in the foreground against a broker, and scaling
+out and back mid-load (a second and third worker and forwarder added, then stopped), with every event
+accounted for by messageId at the vendor stand-ins (the ledger)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from eventrouter.cli import main
+from eventrouter.stack import Stack, free_port
+from eventrouter.status import status as status_of
+from forwarders.standins import AmplitudeStandIn, MixpanelStandIn
+from producers import Analytics
+from schemas import Topics
+from schemas.revisions import ConfigStore
+from tests.integration.forwarder_helpers import wait_for
+from tests.integration.kafka_helpers import fresh_topics
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+SECRETS = {"AMP_KEY": "amp-key", "MP_SECRET": "mp-secret"}
+CONFIG = """
+pipelines:
+  - {{name: web, write_keys: [wk1], integrations: [amp, mp]}}
+integrations:
+  - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
+     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amp}/2/httpapi"}}}}
+  - {{name: mp, kind: mixpanel, playbook: "starter:mixpanel", delivery: {{linger_ms: 50}},
+     connection: {{project_id: "42", username: sa.user, secret: "${{MP_SECRET}}", endpoint: "{mp}/import"}}}}
+"""
+
+
+@pytest.fixture
+def vendors() -> Iterator[tuple[AmplitudeStandIn, MixpanelStandIn]]:
+    amp, mp = AmplitudeStandIn().start(), MixpanelStandIn().start()
+    yield amp, mp
+    amp.stop()
+    mp.stop()
+
+
+def config_file(tmp_path: Path, amp: AmplitudeStandIn, mp: MixpanelStandIn) -> Path:
+    path = tmp_path / "eventrouter.yaml"
+    path.write_text(CONFIG.format(amp=amp.url, mp=mp.url))
+    return path
+
+
+def track(i: int, tag: str) -> dict[str, Any]:
+    return {"type": "track", "event": "Order Completed", "userId": f"user-{i % 50}", "messageId": f"{tag}-{i}",
+            "properties": {"revenue": 1.5 * i, "seq": i}}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_up_runs_the_stack_until_sigterm_and_status_shows_it(bootstrap: str, tmp_path: Path,
+                                                             vendors: tuple[AmplitudeStandIn, MixpanelStandIn],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    amp, mp = vendors
+    topics = Topics(f"t{uuid.uuid4().hex[:10]}")
+    port = free_port()
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed below
+    up = subprocess.Popen([sys.executable, "-m", "eventrouter", "up", str(config_file(tmp_path, amp, mp)),
+                           "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix, "--gateway-port",
+                           str(port), "--partitions", "3", "--logs", str(tmp_path / "logs"), "--progress-every", "1"],
+                          cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **SECRETS})
+    try:
+        url = f"http://127.0.0.1:{port}/v1/batch"
+        wait_for(lambda: _posts(url, []), timeout=60, what="the gateway")
+        ids = []
+        for start in range(0, 300, 50):
+            batch = [track(i, "up") for i in range(start, start + 50)]
+            assert _posts(url, batch)
+            ids += [e["messageId"] for e in batch]
+        wait_for(lambda: len(amp.keys) >= 300 and len(mp.keys) >= 300, timeout=90, what="300 events at both")
+        wait_for(lambda: all(i.topic.lag == 0 for i in status_of(bootstrap, topics).integrations), timeout=30,
+                 what="the forwarders' commits (every 5 s)")
+        assert main(["status", "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix]) == 0
+        status = capsys.readouterr().out
+        assert re.search(r"^amp\s+amplitude\s+300\s+0\s+0\s+0$", status, re.M), status
+        assert "raw: 300 records, worker lag 0" in status, status
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(120)
+        log.close()
+    out = (tmp_path / "up.log").read_text()
+    assert code == 0, out[-3000:]
+    pids = [int(p) for p in re.findall(r": pid (\d+)", out)]
+    assert len(pids) == 4 and not any(_alive(p) for p in pids), out  # worker, two forwarders, gateway
+    assert re.search(r"produced 300 .*amp 300>300 .*mp 300>300", out), out[-2000:]
+    assert set(amp.keys) == {f"up-{i}" for i in range(300)} and amp.duplicates == 0
+
+
+def _posts(url: str, batch: list[dict[str, Any]]) -> bool:
+    try:
+        reply = requests.post(url, json={"batch": batch}, auth=("wk1", ""), timeout=10)
+    except requests.ConnectionError:
+        return False
+    return reply.status_code == 200
+
+
+def test_scaling_out_to_three_workers_and_forwarders_and_back_mid_load_loses_nothing(
+        bootstrap: str, tmp_path: Path, vendors: tuple[AmplitudeStandIn, MixpanelStandIn]) -> None:
+    amp, mp = vendors
+    topics = fresh_topics(bootstrap, partitions=6)
+    config = config_file(tmp_path, amp, mp)
+    ConfigStore(bootstrap, topics).apply(config)
+    stack = Stack(bootstrap, topics, config, tmp_path / "logs", gateway_port=None, env=SECRETS, partitions=6).start()
+    total, sent = 9000, []
+    done = threading.Event()
+
+    def produce() -> None:  # ~1,000 events/s for ~9 s, through the SDK
+        with Analytics("wk1", bootstrap, topic=topics.raw) as analytics:
+            started = time.monotonic()
+            for i in range(total):
+                event = track(i, "scale")
+                analytics.track(event["userId"], event["event"], event["properties"], message_id=event["messageId"])
+                sent.append(event["messageId"])
+                if i % 100 == 99:
+                    time.sleep(max(0.0, started + (i + 1) / 1000 - time.monotonic()))
+            assert analytics.flush(60) == 0
+        done.set()
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        wait_for(lambda: len(amp.keys) > 500, timeout=60, what="delivery under way")
+        added = [stack.add_worker(2), stack.add_worker(3), stack.add_forwarder("amp", 2), stack.add_forwarder("amp", 3),
+                 stack.add_forwarder("mp", 2), stack.add_forwarder("mp", 3)]
+        for child in added:  # the groups rebalance onto three members each, mid-load
+            wait_for(lambda c=child: "assigned" in (stack.folder / f"{c.role}.log").read_text(), timeout=60,
+                     what=f"{child.role} to take partitions")
+        assert not stack.exited(), stack.exited()
+        for child in added:
+            assert stack.stop_child(child) == 0, child.role  # back to one of each, still mid-load
+            stack.children.remove(child)
+        assert not done.is_set(), "the load outlasted the scale-out and back"
+        done.wait(120)
+        wait_for(lambda: len(amp.keys) >= total and len(mp.keys) >= total, timeout=120,
+                 what=f"{total} events at both vendors")
+        time.sleep(1.0)
+    finally:
+        stack.stop()
+    for stand_in in (amp, mp):
+        lost = set(sent) - set(stand_in.keys)
+        duplicates = stand_in.duplicates
+        print(f"{stand_in.name}: sent={len(sent)} delivered={len(stand_in.keys)} lost={len(lost)} "
+              f"duplicates={duplicates}")
+        assert not lost and set(stand_in.keys) == set(sent)
