@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.gateway
 	$(BIN)/python -m bench.worker
 	$(BIN)/python -m bench.forwarder
+	$(BIN)/python -m bench.chain
 
 clean:
 	rm -rf $(VENV) .eventrouter .pytest_cache .mypy_cache .ruff_cache

@@ -199,9 +199,9 @@ class Stack:
 
 def _records(bootstrap: str, topic: str) -> int:
     """Records in a topic (the sum of its partitions' watermark spans); 0 if it does not exist yet."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer
 
-    from schemas.kafka import consumer_settings, partition_count
+    from schemas.kafka import consumer_settings, partition_count, watermarks
 
     count = partition_count(bootstrap, topic, timeout=5.0)
     if count is None:
@@ -210,7 +210,7 @@ def _records(bootstrap: str, topic: str) -> int:
     try:
         total = 0
         for p in range(count):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5.0)
+            low, high = watermarks(consumer, topic, p, 5.0)
             total += high - low
         return total
     finally:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import Topics
-from schemas.kafka import consumer_settings, partition_count
+from schemas.kafka import consumer_settings, partition_count, watermarks
 from schemas.revisions import ConfigStore
 
 
@@ -67,7 +67,7 @@ def backlog(bootstrap: str, topic: str, group: str, client: Mapping[str, Any] | 
         committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
         records = lag = 0
         for tp in tps:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            low, high = watermarks(consumer, topic, tp.partition, timeout)
             records += high - low
             done = committed.get(tp.partition, -1)
             lag += high - (done if done >= 0 else low)

@@ -66,7 +66,8 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3, *,
     deadline = time.monotonic() + timeout
     while True:
         metadata = admin.list_topics(timeout=timeout).topics
-        if all(n in metadata and metadata[n].error is None and metadata[n].partitions for n in names):
+        if all(n in metadata and metadata[n].error is None and metadata[n].partitions
+               and all(p.leader >= 0 for p in metadata[n].partitions.values()) for n in names):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"topics {names} not in the cluster metadata after {timeout:.0f} s")
@@ -83,3 +84,26 @@ def partition_count(bootstrap: str, topic: str, timeout: float = 30.0,
     if found is None or found.error is not None:
         return None
     return len(found.partitions)
+
+
+_NOT_READY = frozenset({"NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "UNKNOWN_TOPIC_OR_PART",
+                        "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "_UNKNOWN_PARTITION"})
+
+
+def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 30.0) -> tuple[int, int]:
+    """(low, high) offsets of a partition, asking again while a topic just made has no leader yet (a
+    fresh broker answers "not leader" for a moment after the metadata shows the topic)."""
+    import time
+
+    from confluent_kafka import KafkaException, TopicPartition
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if getattr(error, "name", lambda: "")() not in _NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.errors import ConfigurationError, RetryableError
-from schemas.kafka import consumer_settings, partition_count
+from schemas.kafka import consumer_settings, partition_count, watermarks
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -71,7 +71,7 @@ def find_span(bootstrap: str, topic: str, *, since_ms: int | None = None, until_
     consumer = Consumer(consumer_settings(bootstrap, f"span-{uuid.uuid4().hex[:8]}",
                                           {"enable.auto.commit": False, **(client or {})}))
     try:
-        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in range(count)}
+        marks = {p: watermarks(consumer, topic, p, timeout) for p in range(count)}
 
         def at(ms: int | None, offset: int | None, default: int, p: int) -> int:
             low, high = marks[p]

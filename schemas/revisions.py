@@ -30,7 +30,7 @@ import orjson
 
 from schemas.config import Config, config_from_document, resolved_document
 from schemas.errors import ConfigurationError, RetryableError
-from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+from schemas.kafka import consumer_settings, ensure_topics, producer_settings, watermarks
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class ConfigStore:
         consumer = Consumer(consumer_settings(self.bootstrap, f"config-reader-{uuid.uuid4().hex[:8]}",
                                               {"enable.auto.commit": False, **self.client}))
         try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=self.timeout)
+            low, high = watermarks(consumer, self.topic, 0, self.timeout)
             consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
             revisions: list[Revision] = []
             position = low

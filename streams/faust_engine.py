@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from schemas.kafka import watermarks
 from streams.metrics import WorkerMetrics
 from streams.router import Source
 from streams.worker import BatchRouter, Deduplicator, OutputWriter, RouterHolder, WorkerSettings, start_config
@@ -109,7 +110,7 @@ def committed_lookup(settings: WorkerSettings, topic: str) -> Callable[[list[int
             if tp.offset >= 0:
                 out[tp.partition] = tp.offset
             else:
-                out[tp.partition] = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=30)[0]
+                out[tp.partition] = watermarks(consumer, topic, tp.partition, 30)[0]
         return out
     return lookup
 

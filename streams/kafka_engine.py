@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from schemas.kafka import consumer_settings, ensure_topics
+from schemas.kafka import consumer_settings, ensure_topics, watermarks
 from streams.router import Source
 from streams.worker import Batch, BatchRouter, Deduplicator, OutputWriter, WorkerSettings, pack_seen, start_config
 
@@ -51,7 +51,7 @@ class DedupStore(dict[str, Any]):
         consumer = Consumer(consumer_settings(self.settings.bootstrap, f"restore-{uuid.uuid4().hex[:8]}",
                                               {"enable.auto.commit": False, **self.settings.client}))
         try:
-            ends = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1] for p in wanted}
+            ends = {p: watermarks(consumer, self.topic, p, 30)[1] for p in wanted}
             todo = {p for p, end in ends.items() if end > 0}
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in todo])
             count = 0

@@ -1,0 +1,323 @@
+"""The whole chain on this machine: SDK -> Kafka -> stream worker -> three forwarders (Amplitude,
+Mixpanel, Meta CAPI starter kits) -> vendor stand-ins, every process and the broker on the same cores.
+Side by side in one run:
+
+- ours, as fast as the SDK can send (sustained events/s with every event accounted for by messageId at
+  the vendors), then open-loop at fixed rates (latency from each event's scheduled send time to its
+  arrival at each vendor: no coordinated omission);
+- the raw Kafka pass-through of the same Avro bytes (confluent-kafka produce -> consume, no work): the
+  limit here;
+- a naive pipeline: JSON through kafka-python, the same playbooks, one HTTP request per event per vendor.
+
+Per process: CPU-ms per 1,000 events (from /proc) and peak RSS. The stand-ins run in this process.
+
+    python -m bench.chain [--events 40000] [--rates 1000,5000] [--seconds 15] [--naive-events 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.common import cpu_seconds, percentile, rss_mib, start_kafka, track_corpus, write_result
+
+REPO = Path(__file__).resolve().parents[1]
+VENDORS = ("amplitude", "mixpanel", "meta")
+ENV = {"BENCH_AMP_KEY": "amp-key", "BENCH_MP_SECRET": "mp-secret", "BENCH_META_TOKEN": "meta-token"}
+CONFIG = """
+pipelines:
+  - {{name: web, write_keys: [wk_bench], integrations: [amplitude, mixpanel, meta]}}
+integrations:
+  - {{name: amplitude, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
+     connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{amplitude}/2/httpapi"}}}}
+  - {{name: mixpanel, kind: mixpanel, playbook: "starter:mixpanel", delivery: {{linger_ms: 50}},
+     connection: {{project_id: "42", username: sa.user, secret: "${{BENCH_MP_SECRET}}",
+                   endpoint: "{mixpanel}/import"}}}}
+  - {{name: meta, kind: meta_capi, playbook: "starter:meta_capi", delivery: {{linger_ms: 50}},
+     connection: {{pixel_id: "1234567890", access_token: "${{BENCH_META_TOKEN}}", endpoint: "{meta}"}}}}
+"""
+
+
+def events(n: int, tag: str) -> list[dict[str, Any]]:
+    """n server-side `track` calls (what all three starter kits send on), messageId `tag-i`."""
+    out = []
+    for i, (user, _name, properties) in enumerate(track_corpus(n)):
+        out.append({"type": "track", "event": "Order Completed", "userId": user, "properties": properties,
+                    "messageId": f"{tag}-{i}", "context": {"ip": "203.0.113.7", "userAgent": "Mozilla/5.0",
+                                                           "traits": {"email": f"{user}@example.com"}}})
+    return out
+
+
+# -- stand-ins that note when each event arrived ----------------------------------------------------
+def stand_ins() -> dict[str, Any]:
+    from forwarders.standins import AmplitudeStandIn, MetaStandIn, MixpanelStandIn
+
+    def timed(cls: Any) -> Any:
+        class Timed(cls):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                super().__init__()
+                self.arrived: dict[str, float] = {}
+
+            def accept(self, event: dict[str, Any], key: str | None) -> None:
+                super().accept(event, key)
+                if key is not None:  # Meta's key is event_id:event_name
+                    self.arrived.setdefault(key.split(":")[0], time.time())
+        return Timed().start()
+    return {"amplitude": timed(AmplitudeStandIn), "mixpanel": timed(MixpanelStandIn), "meta": timed(MetaStandIn)}
+
+
+# -- children: the load and the baselines --------------------------------------------------------------
+def child_sdk(bootstrap: str, topic: str, n: int, rate: float, tag: str) -> dict[str, Any]:
+    """Open loop: event i is due at t0 + i/rate (rate 0: as fast as possible)."""
+    from producers import Analytics
+
+    corpus = events(n, tag)
+    analytics = Analytics("wk_bench", bootstrap, topic=topic)
+    cpu0, t0 = cpu_seconds(), time.time()
+    for i, e in enumerate(corpus):
+        if rate:
+            wait = t0 + i / rate - time.time()
+            if wait > 0.0005:
+                time.sleep(wait)
+        analytics.track(e["userId"], e["event"], e["properties"], context=e["context"], message_id=e["messageId"])
+    pending = analytics.flush(120)
+    stats = analytics.stats()
+    analytics.close()
+    return {"t0": t0, "sent_s": time.time() - t0, "pending": pending, "acked": stats["acked"],
+            "failed": stats["failed"], "cpu_s": cpu_seconds() - cpu0, "rss_mib": rss_mib()}
+
+
+def child_passthrough(bootstrap: str, n: int) -> dict[str, Any]:
+    """The same Avro bytes produced and consumed by confluent-kafka, nothing else."""
+    import threading
+
+    from confluent_kafka import Consumer, Producer
+
+    from schemas import EventCodec
+    from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+
+    topic = f"pass-{uuid.uuid4().hex[:6]}"
+    ensure_topics(bootstrap, [topic], partitions=6)
+    codec = EventCodec()
+    values = [(e["userId"].encode(), codec.encode({**e, "writeKey": "wk_bench"})) for e in events(n, "p")]
+    consumer = Consumer(consumer_settings(bootstrap, f"pass-{uuid.uuid4().hex[:6]}", {"enable.auto.commit": False}))
+    consumer.subscribe([topic])
+    consumer.consume(timeout=3.0)  # joined before the clock starts
+    cpu0, t0 = cpu_seconds(), time.time()
+
+    def produce() -> None:
+        producer = Producer(producer_settings(bootstrap, {"linger.ms": 5}))
+        for key, value in values:
+            while True:
+                try:
+                    producer.produce(topic, value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush(60)
+    thread = threading.Thread(target=produce)
+    thread.start()
+    seen = 0
+    while seen < n and time.time() - t0 < 300:
+        seen += sum(1 for m in consumer.consume(num_messages=1000, timeout=1.0) if m.error() is None)
+    seconds = time.time() - t0
+    thread.join()
+    consumer.close()
+    return {"events": seen, "seconds": seconds, "cpu_s": cpu_seconds() - cpu0, "rss_mib": rss_mib()}
+
+
+def child_naive(bootstrap: str, n: int, urls: dict[str, str]) -> dict[str, Any]:
+    """kafka-python and JSON; the same playbooks and vendor request shapes, one request per event per vendor."""
+    import orjson
+    import requests
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from forwarders.vendors import Item, vendor_for
+    from schemas.config import parse_config
+    from schemas.kafka import ensure_topics
+    from streams.playbook import Route
+
+    config = parse_config(CONFIG.format(**urls))
+    routes = [(Route(i), vendor_for(i.kind, {k: ENV.get(v[2:-1], v) if isinstance(v, str) and v.startswith("${")
+                                            else v for k, v in i.connection.items()})) for i in config.integrations]
+    topic = f"naive-{uuid.uuid4().hex[:6]}"
+    ensure_topics(bootstrap, [topic], partitions=6)  # the broker does not create topics on first use
+    corpus = events(n, "naive")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, value_serializer=lambda v: json.dumps(v).encode())
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"naive-{uuid.uuid4().hex[:6]}",
+                             auto_offset_reset="earliest", value_deserializer=json.loads)
+    session = requests.Session()
+    cpu0, t0 = cpu_seconds(), time.time()
+    for event in corpus:
+        producer.send(topic, {**event, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    producer.flush()
+    done = 0
+    while done < n and time.time() - t0 < 600:
+        for records in consumer.poll(timeout_ms=1000).values():
+            for record in records:
+                event = record.value
+                for route, vendor in routes:
+                    outcome = route.decide(event)
+                    if outcome.payload is None:
+                        continue
+                    item = Item(event["messageId"], orjson.loads(orjson.dumps(outcome.payload)),
+                                outcome.event_name, timestamp_ms=int(time.time() * 1000))
+                    for request in vendor.build([item]).requests:
+                        session.post(request.url, data=request.body, headers=dict(request.headers), timeout=10)
+                done += 1
+    return {"events": done, "seconds": time.time() - t0, "cpu_s": cpu_seconds() - cpu0, "rss_mib": rss_mib()}
+
+
+def run_child(*args: str, timeout: float = 900) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.chain", "--child", *args], cwd=REPO, capture_output=True,
+                         text=True, timeout=timeout)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"child {args[0]} failed: {out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+# -- ours ----------------------------------------------------------------------------------------------
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    out = {}
+    for role, pid in pids.items():
+        try:
+            out[role] = cpu_seconds(pid)
+        except OSError:
+            out[role] = 0.0
+    return out
+
+
+def run_ours(bootstrap: str, topic: str, pids: dict[str, int], vendors: dict[str, Any], *, n: int, rate: float,
+             tag: str) -> dict[str, Any]:
+    before = _cpu(pids)
+    sdk = run_child("sdk", bootstrap, topic, str(n), str(rate), tag)
+    expected = {f"{tag}-{i}" for i in range(n)}
+    deadline = time.time() + 300
+    while time.time() < deadline and not all(expected <= v.arrived.keys() for v in vendors.values()):
+        time.sleep(0.1)
+    after = _cpu(pids)
+    cpu = {role: after[role] - before[role] for role in pids}
+    cpu["sdk"] = sdk["cpu_s"]
+    t0 = sdk["t0"]
+    latencies: list[float] = []
+    lost = {}
+    per_vendor = {}
+    last = t0
+    for name, stand_in in vendors.items():
+        got = expected & stand_in.arrived.keys()
+        lost[name] = len(expected - got)
+        mine = []
+        for key in got:
+            i = int(key.rsplit("-", 1)[1])
+            arrived = stand_in.arrived[key]
+            mine.append(arrived - (t0 + (i / rate if rate else 0.0)))
+            last = max(last, arrived)
+        latencies += mine
+        per_vendor[name] = f"p50 {percentile(mine, 50) * 1000:.0f} ms, p99 {percentile(mine, 99) * 1000:.0f} ms"
+    seconds = last - t0
+    return {"events": n, "rate": rate, "seconds": round(seconds, 2), "events_per_s": round(n / seconds),
+            "delivered": {k: n - v for k, v in lost.items()}, "lost": sum(lost.values()),
+            "sdk_failed": sdk["failed"], "sdk_acked": sdk["acked"],
+            "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+            "per_vendor": per_vendor,
+            "cpu_ms_per_1k": {role: round(s / n * 1e6, 1) for role, s in cpu.items()},
+            "cpu_ms_per_1k_total": round(sum(cpu.values()) / n * 1e6, 1), "sdk_rss_mib": round(sdk["rss_mib"], 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=40_000, help="the as-fast-as-possible run")
+    parser.add_argument("--rates", default="1000,5000", help="open-loop rates (events/s) for latency")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each fixed-rate run")
+    parser.add_argument("--naive-events", type=int, default=2000)
+    parser.add_argument("--child", nargs="+")
+    args = parser.parse_args()
+    if args.child:
+        kind, rest = args.child[0], args.child[1:]
+        if kind == "sdk":
+            result = child_sdk(rest[0], rest[1], int(rest[2]), float(rest[3]), rest[4])
+        elif kind == "passthrough":
+            result = child_passthrough(rest[0], int(rest[1]))
+        else:
+            result = child_naive(rest[0], int(rest[1]), json.loads(rest[2]))
+        print(json.dumps(result))
+        return
+
+    from eventrouter.stack import Stack
+    from schemas import Topics
+    from schemas.revisions import ConfigStore
+
+    kafka, bootstrap = start_kafka()
+    vendors = stand_ins()
+    folder = Path(tempfile.mkdtemp(prefix="eventrouter-bench-chain-"))
+    urls = {name: s.url for name, s in vendors.items()}
+    config = folder / "eventrouter.yaml"
+    config.write_text(CONFIG.format(**urls))
+    topics = Topics(f"c{uuid.uuid4().hex[:6]}")
+    runs: list[dict[str, Any]] = []
+    try:
+        ConfigStore(bootstrap, topics).apply(config)
+        stack = Stack(bootstrap, topics, config, folder, gateway_port=None, env=ENV, partitions=6).start()
+        broker = kafka.status().nodes[0].pid
+        pids = {c.role: c.process.pid for c in stack.children} | ({"broker": broker} if broker else {})
+        try:
+            ours = {"bootstrap": bootstrap, "topic": topics.raw, "pids": pids, "vendors": vendors}
+            run_ours(**ours, n=2000, rate=0, tag="warm")
+            print("warm-up done", flush=True)
+            runs.append(run_ours(**ours, n=args.events, rate=0, tag="max"))
+            print(runs[-1], flush=True)
+            for rate in (float(r) for r in args.rates.split(",")):
+                runs.append(run_ours(**ours, n=int(rate * args.seconds), rate=rate, tag=f"r{rate:g}"))
+                print(runs[-1], flush=True)
+            rss = {c.role: round(rss_mib(c.process.pid), 1) for c in stack.children}
+            if broker:
+                rss["broker"] = round(rss_mib(broker), 1)
+        finally:
+            stack.stop()
+        passthrough = run_child("passthrough", bootstrap, str(args.events))
+        print("passthrough", passthrough, flush=True)
+        naive = run_child("naive", bootstrap, str(args.naive_events), json.dumps(urls))
+        print("naive", naive, flush=True)
+    finally:
+        kafka.stop()
+        for stand_in in vendors.values():
+            stand_in.stop()
+    top = runs[0]
+    pass_rate = passthrough["events"] / passthrough["seconds"]
+    naive_rate = naive["events"] / naive["seconds"]
+    lines = ["| pipeline (every process and the broker on this machine's 2 cores) | events/s | lost | p50 | p99 "
+             "| CPU-ms per 1k events (all processes) |", "|---|---|---|---|---|---|",
+             f"| eventrouter: SDK -> Kafka -> worker -> 3 forwarders -> 3 vendors, as fast as possible | "
+             f"{top['events_per_s']:,} | {top['lost']} | {top['p50_ms']:.0f} ms | {top['p99_ms']:.0f} ms | "
+             f"{top['cpu_ms_per_1k_total']:.0f} |"]
+    for run in runs[1:]:
+        lines.append(f"| eventrouter, open loop at {run['rate']:,.0f} events/s for {args.seconds:g} s | "
+                     f"{run['events_per_s']:,} | {run['lost']} | {run['p50_ms']:.0f} ms | {run['p99_ms']:.0f} ms | "
+                     f"{run['cpu_ms_per_1k_total']:.0f} |")
+    lines += [f"| raw Kafka pass-through of the same bytes (confluent-kafka, no work) | {pass_rate:,.0f} | - | - | - | "
+              f"{passthrough['cpu_s'] / passthrough['events'] * 1e6:.0f} (one process; broker not counted) |",
+              f"| naive: JSON + kafka-python + one request per event per vendor, same playbooks | {naive_rate:,.0f} "
+              f"| - | - | - | {naive['cpu_s'] / naive['events'] * 1e6:.0f} (one process; broker not counted) |",
+              "", f"ours / naive: {top['events_per_s'] / naive_rate:.1f}x; ours / raw pass-through: "
+              f"{top['events_per_s'] / pass_rate:.2f}", "",
+              "| process | " + " | ".join(top["cpu_ms_per_1k"]) + " |",
+              "|---|" + "---|" * len(top["cpu_ms_per_1k"]),
+              "| CPU-ms per 1k events (max run) | " + " | ".join(f"{v:.0f}" for v in top["cpu_ms_per_1k"].values())
+              + " |", "| peak RSS MiB | " + " | ".join(str(rss.get(k, top["sdk_rss_mib"] if k == "sdk" else "-"))
+                                                   for k in top["cpu_ms_per_1k"]) + " |"]
+    write_result("chain", {"runs": runs, "passthrough": passthrough, "naive": naive, "rss_mib": rss,
+                           "os": os.uname().release}, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
