@@ -81,6 +81,10 @@ def child_sdk(bootstrap: str, topic: str, n: int, rate: float, tag: str) -> dict
 
     corpus = events(n, tag)
     analytics = Analytics("wk_bench", bootstrap, topic=topic)
+    warm = events(1, f"{tag}warm")[0]  # connected, with its producer id, before the clock starts
+    analytics.track(warm["userId"], warm["event"], warm["properties"], context=warm["context"],
+                    message_id=warm["messageId"])
+    analytics.flush(30)
     cpu0, t0 = cpu_seconds(), time.time()
     for i, e in enumerate(corpus):
         if rate:
@@ -223,6 +227,14 @@ def run_ours(bootstrap: str, topic: str, pids: dict[str, int], vendors: dict[str
             mine.append(arrived - (t0 + (i / rate if rate else 0.0)))
             last = max(last, arrived)
         latencies += mine
+        if rate and name == "amplitude":  # where the slow ones were sent: the worst latency per second of schedule
+            worst: dict[int, float] = {}
+            for key in got:
+                i = int(key.rsplit("-", 1)[1])
+                second = int(i / rate)
+                worst[second] = max(worst.get(second, 0.0), stand_in.arrived[key] - (t0 + i / rate))
+            print(f"  {tag} amplitude worst latency per second (ms): "
+                  + " ".join(f"{worst[k] * 1000:.0f}" for k in sorted(worst)), flush=True)
         per_vendor[name] = f"p50 {percentile(mine, 50) * 1000:.0f} ms, p99 {percentile(mine, 99) * 1000:.0f} ms"
     seconds = last - t0
     return {"events": n, "rate": rate, "seconds": round(seconds, 2), "events_per_s": round(n / seconds),
@@ -237,7 +249,7 @@ def run_ours(bootstrap: str, topic: str, pids: dict[str, int], vendors: dict[str
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=40_000, help="the as-fast-as-possible run")
-    parser.add_argument("--rates", default="1000,5000", help="open-loop rates (events/s) for latency")
+    parser.add_argument("--rates", default="1000,3000,5000", help="open-loop rates (events/s) for latency")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each fixed-rate run")
     parser.add_argument("--naive-events", type=int, default=2000)
     parser.add_argument("--child", nargs="+")

@@ -131,8 +131,10 @@ class Forwarder:
     def run(self, until: Callable[[], bool] = lambda: False) -> None:
         """Consume and deliver until `stop()` (or SIGTERM in `run_forwarder`) or `until()` is true."""
         last_lag = 0.0
+        # a quarter of the linger between looks at the buffers: a batch leaves at most that late
+        wait = min(0.05, max(0.005, self.policy.linger_ms / 4000))
         while not self.stopping.is_set() and not until():
-            messages = self._consumer.consume(num_messages=self.batch_cap, timeout=0.05)
+            messages = self._consumer.consume(num_messages=self.batch_cap, timeout=wait)
             self._take(messages)
             self._settle()             # what finished batches need written, without waiting for it
             self._dispatch()           # the partitions' next batches are under way while Kafka acknowledges
