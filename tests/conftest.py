@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from eventrouter.localkafka import LocalKafka
+from tests.figures import Figures, table
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,3 +65,17 @@ def topic_name(request: pytest.FixtureRequest) -> str:
     """A topic name unique to this test (and this run)."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
     return f"t.{base}.{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Figures:
+    """Report a fault-table row's figures; the run ends with a table of all of them."""
+    return Figures(request.node.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = table()
+    if lines:
+        terminalreporter.section("reliability figures (../shared/reference/reliability.md rows)")
+        for line in lines:
+            terminalreporter.write_line(line)
