@@ -11,6 +11,7 @@ from pathlib import Path
 from forwarders.standins import AmplitudeStandIn, MixpanelStandIn
 from forwarders.standins.server import Answer, Incoming
 from streams.metrics import scrape
+from tests.figures import Figures
 from tests.integration.forwarder_helpers import ForwarderProcess, wait_for, write_outbound
 from tests.integration.kafka_helpers import fresh_topics
 from tests.integration.test_forwarders import amplitude_events
@@ -56,7 +57,7 @@ def _config(folder: Path, amp: str, mp: str) -> Path:
 
 
 def test_sigkill_between_the_vendors_2xx_and_the_commit_resends_with_the_same_keys(
-        bootstrap: str, tmp_path: Path) -> None:
+        bootstrap: str, tmp_path: Path, figures: Figures) -> None:
     amplitude = KillAfterAccepting().start()
     mixpanel = MixpanelStandIn().start()
     topics = fresh_topics(bootstrap)
@@ -82,11 +83,13 @@ def test_sigkill_between_the_vendors_2xx_and_the_commit_resends_with_the_same_ke
     resent = amplitude.duplicates
     print(f"sigkill between 2xx and commit: sent={len(ids)} lost={lost} accepted before the kill={accepted_before} "
           f"resent={resent} (same insert_id each time)")
+    figures.report("forwarder killed after the vendor's 2xx but before the offset commit (SIGKILL a forwarder)",
+                   sent=len(ids), lost=lost, accepted_before_kill=accepted_before, resent_same_key=resent)
     assert lost == 0
     assert resent == accepted_before > 0  # each accepted-but-uncommitted event once more, under its insert_id
 
 
-def test_a_hung_vendor_does_not_delay_another(bootstrap: str, tmp_path: Path) -> None:
+def test_a_hung_vendor_does_not_delay_another(bootstrap: str, tmp_path: Path, figures: Figures) -> None:
     amplitude = AmplitudeStandIn().start()
     mixpanel = MixpanelStandIn().start()
     amplitude.hang(100, 25.0)
@@ -105,6 +108,7 @@ def test_a_hung_vendor_does_not_delay_another(bootstrap: str, tmp_path: Path) ->
         assert not amplitude.accepted
         print(f"isolation: mixpanel delivered 1000 in {took:.1f} s while amplitude hung "
               f"({amplitude.requests} requests without an answer)")
+        figures.report("one integration down", other_delivered=1000, other_took_s=took, lost=0)
     finally:
         amplitude.clear()
         if mp is not None:
@@ -116,7 +120,7 @@ def test_a_hung_vendor_does_not_delay_another(bootstrap: str, tmp_path: Path) ->
 
 
 def test_sigterm_drains_the_batches_under_way_and_the_next_forwarder_sends_the_rest_once(
-        bootstrap: str, tmp_path: Path) -> None:
+        bootstrap: str, tmp_path: Path, figures: Figures) -> None:
     amplitude = AmplitudeStandIn().start()
     mixpanel = MixpanelStandIn().start()
     amplitude.delay = 0.3  # a slow vendor: batches are under way when SIGTERM comes
@@ -137,6 +141,8 @@ def test_sigterm_drains_the_batches_under_way_and_the_next_forwarder_sends_the_r
         mixpanel.stop()
     print(f"sigterm mid-backlog: sent={len(ids)} delivered before the stop={delivered_first} "
           f"lost={len(set(ids) - set(amplitude.keys))} duplicates={amplitude.duplicates}")
+    figures.report("SIGTERM a forwarder mid-load", sent=len(ids), delivered_before_stop=delivered_first,
+                   lost=len(set(ids) - set(amplitude.keys)), duplicates=amplitude.duplicates)
     assert set(ids) <= set(amplitude.keys) and amplitude.duplicates == 0
 
 

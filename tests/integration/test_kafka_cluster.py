@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 from eventrouter.localkafka import LocalKafka
 from schemas import EventCodec
 from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+from tests.figures import Figures
 from tests.unit.schemas.test_codec import full_message
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cluster, pytest.mark.slow]
@@ -24,7 +25,7 @@ def test_three_brokers_form_one_cluster(kafka_cluster: LocalKafka) -> None:
     assert sorted(md.brokers) == [1, 2, 3]
 
 
-def test_acked_events_survive_losing_a_broker(kafka_cluster: LocalKafka, topic_name: str) -> None:
+def test_acked_events_survive_losing_a_broker(kafka_cluster: LocalKafka, topic_name: str, figures: Figures) -> None:
     bootstrap = kafka_cluster.status().bootstrap
     assert bootstrap is not None
     ensure_topics(bootstrap, [topic_name], partitions=3)
@@ -64,3 +65,4 @@ def test_acked_events_survive_losing_a_broker(kafka_cluster: LocalKafka, topic_n
                 seen.add(codec.decode(m.value())["messageId"])
     consumer.close()
     assert seen == acked  # sets, not counts: nothing acknowledged was lost
+    figures.report("one broker of three killed under load (producer)", acked=len(acked), lost=len(acked - seen))

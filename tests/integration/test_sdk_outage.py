@@ -17,6 +17,7 @@ from eventrouter.localkafka import LocalKafka
 from producers import Analytics
 from schemas import EventCodec
 from tests.conftest import _start
+from tests.figures import Figures
 from tests.integration.kafka_helpers import consume_all, fresh_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -35,7 +36,7 @@ def _bootstrap(kafka: LocalKafka) -> str:
     return bootstrap
 
 
-def test_broker_stopped_10s_under_load_loses_nothing_acknowledged(own_broker: LocalKafka) -> None:
+def test_broker_stopped_10s_under_load_loses_nothing_acknowledged(own_broker: LocalKafka, figures: Figures) -> None:
     bootstrap = _bootstrap(own_broker)
     topics = fresh_topics(bootstrap)
     reported: set[str] = set()
@@ -75,9 +76,12 @@ def test_broker_stopped_10s_under_load_loses_nothing_acknowledged(own_broker: Lo
     assert acknowledged <= received  # nothing acknowledged is lost
     assert set(attempted) == received | reported  # and whatever did not arrive was reported
     assert reported == set()  # a 10 s outage is well inside the 120 s delivery timeout: all delivered
+    figures.report("broker stopped for 10 s under load, then restarted", attempted=len(attempted),
+                   during_outage=len(attempted) - stopped_at, lost=len(acknowledged - received), reported=len(reported))
 
 
-def test_broker_down_longer_than_the_delivery_timeout_reports_every_event(own_broker: LocalKafka) -> None:
+def test_broker_down_longer_than_the_delivery_timeout_reports_every_event(own_broker: LocalKafka,
+                                                                          figures: Figures) -> None:
     bootstrap = _bootstrap(own_broker)
     topics = fresh_topics(bootstrap)
     reports: list[tuple[Exception, list[dict[str, Any]]]] = []
@@ -96,4 +100,6 @@ def test_broker_down_longer_than_the_delivery_timeout_reports_every_event(own_br
     assert sorted(m["messageId"] for _e, batch in reports for m in batch) == sorted(ids)
     assert all("not acknowledged by Kafka" in str(e) for e, _batch in reports)
     assert analytics.stats()["failed"] == 200
+    figures.report("broker down longer than the producer's message timeout", attempted=200,
+                   reported_to_caller=sum(len(b) for _e, b in reports), vanished=0)
     analytics.close()

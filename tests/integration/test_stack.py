@@ -26,6 +26,7 @@ from forwarders.standins import AmplitudeStandIn, MixpanelStandIn
 from producers import Analytics
 from schemas import Topics
 from schemas.revisions import ConfigStore
+from tests.figures import Figures
 from tests.integration.forwarder_helpers import wait_for
 from tests.integration.kafka_helpers import fresh_topics
 
@@ -117,7 +118,7 @@ def _posts(url: str, batch: list[dict[str, Any]]) -> bool:
 
 
 def test_scaling_out_to_three_workers_and_forwarders_and_back_mid_load_loses_nothing(
-        bootstrap: str, tmp_path: Path, vendors: tuple[AmplitudeStandIn, MixpanelStandIn]) -> None:
+        bootstrap: str, tmp_path: Path, vendors: tuple[AmplitudeStandIn, MixpanelStandIn], figures: Figures) -> None:
     amp, mp = vendors
     topics = fresh_topics(bootstrap, partitions=6)
     config = config_file(tmp_path, amp, mp)
@@ -164,3 +165,5 @@ def test_scaling_out_to_three_workers_and_forwarders_and_back_mid_load_loses_not
         print(f"{stand_in.name}: sent={len(sent)} delivered={len(stand_in.keys)} lost={len(lost)} "
               f"duplicates={duplicates}")
         assert not lost and set(stand_in.keys) == set(sent)
+        figures.report("scale out from 1 to 3 workers and forwarders mid-load, then back", vendor=stand_in.name,
+                       sent=len(sent), lost=len(lost), duplicates=duplicates)

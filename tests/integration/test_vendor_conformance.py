@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.figures import Figures
 from tests.integration.forwarder_helpers import ForwarderProcess, ForwarderThread, integration, wait_for, write_outbound
 from tests.integration.kafka_helpers import fresh_topics
 from tests.integration.vendor_cases import KINDS, SECRETS, case
@@ -22,7 +23,8 @@ def _payloads(vendor_case, n: int, prefix: str) -> list[dict[str, object]]:  # t
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_429_with_retry_after_is_waited_out_and_every_event_arrives_once(bootstrap: str, kind: str) -> None:
+def test_429_with_retry_after_is_waited_out_and_every_event_arrives_once(bootstrap: str, kind: str,
+                                                                        figures: Figures) -> None:
     vendor = case(kind)
     topics = fresh_topics(bootstrap, partitions=1)
     ids = write_outbound(bootstrap, topics, kind, kind, _payloads(vendor, 60, "ra"), partitions=1)
@@ -36,11 +38,15 @@ def test_429_with_retry_after_is_waited_out_and_every_event_arrives_once(bootstr
     times = vendor.stand_in.times
     assert sorted(vendor.accepted_ids()) == sorted(ids)
     assert times[1] - times[0] >= 1.0 and times[2] - times[1] >= 1.0
+    figures.report("vendor 429 with Retry-After", vendor=kind, retry_after_s=1.0,
+                   least_gap_s=min(times[1] - times[0], times[2] - times[1]), lost=0,
+                   duplicates=len(vendor.accepted_ids()) - len(set(vendor.accepted_ids())))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_vendor_failing_for_good_dead_letters_every_event_once_the_budget_is_spent(bootstrap: str,
-                                                                                     kind: str) -> None:
+                                                                                     kind: str,
+                                                                                     figures: Figures) -> None:
     vendor = case(kind)
     topics = fresh_topics(bootstrap, partitions=1)
     ids = write_outbound(bootstrap, topics, kind, kind, _payloads(vendor, 5, "dl"), partitions=1)
@@ -55,10 +61,13 @@ def test_a_vendor_failing_for_good_dead_letters_every_event_once_the_budget_is_s
     assert sorted(d["messageId"] for d in dead) == sorted(ids)
     assert {(d["reason"], d["vendorStatus"]) for d in dead} == {("retries_exhausted", 500)}
     assert all(d["attempts"] >= 2 and SECRETS[kind] not in (d["vendorBody"] or "") for d in dead)
+    figures.report("vendor 5xx until the retry budget is spent", vendor=kind, lost=0,
+                   dead_letters={"retries_exhausted": len(dead)}, least_attempts=min(d["attempts"] for d in dead))
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_sigkill_between_the_2xx_and_the_commit_loses_nothing(bootstrap: str, kind: str, tmp_path: Path) -> None:
+def test_sigkill_between_the_2xx_and_the_commit_loses_nothing(bootstrap: str, kind: str, tmp_path: Path,
+                                                              figures: Figures) -> None:
     vendor = case(kind)
     topics = fresh_topics(bootstrap)
     config = tmp_path / "eventrouter.yaml"
@@ -92,6 +101,9 @@ def test_sigkill_between_the_2xx_and_the_commit_loses_nothing(bootstrap: str, ki
     resent = {m for m, n in counts.items() if n > 1}
     print(f"{kind}: sigkill after the vendor's 2xx: sent={len(ids)} lost={len(set(ids) - set(counts))} "
           f"accepted before the kill={len(accepted_before)} resent={len(resent)}")
+    figures.report("forwarder killed after the vendor's 2xx but before the offset commit (SIGKILL a forwarder)",
+                   vendor=kind, sent=len(ids), lost=len(set(ids) - set(counts)),
+                   accepted_before_kill=len(accepted_before), resent_same_key=len(resent))
     assert set(ids) <= set(counts)                      # nothing lost
     assert resent == accepted_before and max(counts.values()) == 2  # what was accepted, once more (same key)
     assert first.process.returncode == -signal.SIGKILL

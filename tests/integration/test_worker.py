@@ -19,6 +19,7 @@ import pytest
 from schemas import EventCodec
 from schemas.config import starter_names
 from schemas.revisions import ConfigStore
+from tests.figures import Figures
 from tests.integration.kafka_helpers import fresh_topics
 from tests.integration.worker_helpers import (
     WorkerProcess,
@@ -87,7 +88,7 @@ def test_valid_events_reach_exactly_the_right_topics_in_the_golden_shape(bootstr
 
 
 def test_each_invalid_input_is_dead_lettered_with_its_reason_while_the_worker_goes_on(
-        bootstrap: str, tmp_path: Path) -> None:
+        bootstrap: str, tmp_path: Path, figures: Figures) -> None:
     config = SIMPLE + """
   - name: broken
     kind: webhook
@@ -137,6 +138,14 @@ def test_each_invalid_input_is_dead_lettered_with_its_reason_while_the_worker_go
             {e["messageId"] for e in after}
         assert len(outbound(bootstrap, topics.integration("amp"), 10)) == 10
         assert worker.process.poll() is None
+        decode = {r: n for r, n in reasons.items() if r.startswith("decode.")}
+        figures.report("malformed Avro: random bytes, truncated, unknown fingerprint, empty", dead_letters=decode,
+                       worker_alive=True, good_after=10)
+        figures.report("missing ids; track without event; unparsable timestamp; unknown writeKey", lost=0,
+                       dead_letters={r: n for r, n in reasons.items() if r.split(".")[0] in ("auth", "invalid",
+                                                                                                "limit")})
+        figures.report("a playbook raising on a value", dead_letters={"playbook.expression": 10},
+                       other_integrations_delivered=10)
     finally:
         worker.stop()
 
@@ -167,7 +176,7 @@ def test_consent_and_the_integrations_map_hold(bootstrap: str, tmp_path: Path) -
         worker.stop()
 
 
-def test_duplicates_are_dropped_across_a_worker_restart(bootstrap: str, tmp_path: Path) -> None:
+def test_duplicates_are_dropped_across_a_worker_restart(bootstrap: str, tmp_path: Path, figures: Figures) -> None:
     topics = fresh_topics(bootstrap)
     config = _write(tmp_path, SIMPLE)
     first = [_track(i) for i in range(300)]
@@ -188,6 +197,8 @@ def test_duplicates_are_dropped_across_a_worker_restart(bootstrap: str, tmp_path
         ids = Counter(r["messageId"] for r in records)
         assert len(records) == 400 and set(ids) == {e["messageId"] for e in first + fresh}
         assert again.metric("eventrouter_worker_deduplicated_total") == 200
+        figures.report("the same messageId twice within the window", sent=650, repeats_after_restart=200,
+                       delivered_once=400, duplicates=0, lost=0)
     finally:
         again.stop()
 
@@ -224,7 +235,7 @@ def test_a_config_applied_while_running_takes_effect_without_a_restart(bootstrap
     not os.environ.get("EVENTROUTER_FAUST_SIGKILL"),
     reason="the Faust engine can stall after a member dies: README, 'Engines'"))])
 def test_two_workers_share_the_load_and_sigkill_of_one_loses_nothing(bootstrap: str, tmp_path: Path,
-                                                                     engine: str) -> None:
+                                                                     engine: str, figures: Figures) -> None:
     topics = fresh_topics(bootstrap)
     config = _write(tmp_path, SIMPLE)
     store = ConfigStore(bootstrap, topics)
@@ -256,13 +267,16 @@ def test_two_workers_share_the_load_and_sigkill_of_one_loses_nothing(bootstrap: 
         duplicates = sum(n - 1 for n in got.values())
         assert two.metric("eventrouter_worker_events_in_total") > 0
         print(f"\nsigkill of one of two workers: sent={len(events)} lost=0 duplicates={duplicates}")
+        figures.report("SIGKILL a stream worker mid-load", engine=engine, sent=len(events), lost=0,
+                       duplicates=duplicates)
     finally:
         one.stop()
         two.stop()
 
 
 def test_sigterm_mid_load_drains_and_commits_so_a_new_worker_duplicates_nothing(bootstrap: str,
-                                                                                 tmp_path: Path) -> None:
+                                                                                 tmp_path: Path,
+                                                                                 figures: Figures) -> None:
     topics = fresh_topics(bootstrap)
     config = _write(tmp_path, SIMPLE)
     events = [_track(i) for i in range(8000)]
@@ -287,5 +301,7 @@ def test_sigterm_mid_load_drains_and_commits_so_a_new_worker_duplicates_nothing(
         # nothing was read twice: the second worker started exactly where the first one committed
         assert second.metric("eventrouter_worker_deduplicated_total") == 0
         assert 0 < second.metric("eventrouter_worker_events_in_total") < len(events)
+        figures.report("SIGTERM a stream worker mid-load", sent=len(events), read_before_stop=int(seen), lost=0,
+                       duplicates=0)
     finally:
         second.stop()

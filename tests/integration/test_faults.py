@@ -1,0 +1,270 @@
+"""Rows of the fault table not covered elsewhere: a vendor failing for a while then recovering, a vendor
+that takes seconds per request, the gateway SIGKILLed mid-load, and the secrets canary. Each reports
+its figures (tests/figures.py) and compares sets of messageIds."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from forwarders.standins import AmplitudeStandIn
+from forwarders.standins.server import Answer, Incoming, json_answer
+from schemas import EventCodec, Topics, deadletter_codec
+from streams.metrics import scrape
+from tests.figures import Figures
+from tests.integration.forwarder_helpers import ForwarderProcess, ForwarderThread, integration, wait_for, write_outbound
+from tests.integration.kafka_helpers import consume_all, fresh_topics
+from tests.integration.test_forwarders import amplitude_events
+from tests.integration.worker_helpers import WorkerProcess, free_port, send_events
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+
+
+class DownFor(AmplitudeStandIn):
+    """Answers 500 to everything until `until` (monotonic), then works."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.until = time.monotonic() + seconds
+
+    def answer(self, incoming: Incoming) -> Answer:
+        if time.monotonic() < self.until:
+            return json_answer(500, {"code": 500, "error": "internal"})
+        return super().answer(incoming)
+
+
+def test_a_vendor_down_for_a_while_then_back_gets_everything_and_nothing_is_dead_lettered(
+        bootstrap: str, figures: Figures) -> None:
+    stand_in = DownFor(8.0).start()
+    topics = fresh_topics(bootstrap)
+    ids = write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(1000))
+    spec = integration("amp", "amplitude", {"api_key": "amp-key", "endpoint": stand_in.url + "/2/httpapi"},
+                       max_attempts=3, max_retry_window_s=3600, max_backoff_s=2.0)
+    runner = ForwarderThread(bootstrap, topics, spec)
+    try:
+        wait_for(lambda: set(ids) <= set(stand_in.keys), timeout=90, what="every event once the vendor is back")
+        recovered = time.monotonic() - stand_in.until
+        time.sleep(1.0)
+        dead = runner.forwarder.metrics.dead._metrics
+    finally:
+        runner.stop()
+        stand_in.stop()
+    failures = stand_in.statuses[500]
+    figures.report("vendor 500 for a while, then 200", down_s=8.0, failed_requests=failures, lost=0,
+                   dead_letters=len(dead), duplicates=stand_in.duplicates, recovery_s=recovered)
+    assert failures >= 3, "the forwarder kept trying while the vendor was down"
+    assert not dead and stand_in.duplicates == 0
+    assert recovered < 5.0, "delivered within a few seconds of the vendor's return"
+
+
+def test_a_vendor_taking_3s_per_request_causes_no_rebalance_and_the_lag_drains(
+        bootstrap: str, tmp_path: Path, figures: Figures) -> None:
+    stand_in = AmplitudeStandIn().start()
+    stand_in.delay = 3.0
+    topics = fresh_topics(bootstrap)
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(f"""
+integrations:
+  - name: amp
+    kind: amplitude
+    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{stand_in.url}/2/httpapi"}}
+    delivery: {{linger_ms: 50, batch_size: 100, timeout_s: 10}}
+    playbook: "starter:amplitude"
+""")
+    ids = write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(1500))
+    forwarder = ForwarderProcess(bootstrap, topics, config, "amp", tmp_path, env={"AMP_KEY": "amp-key"})
+    lags: list[float] = []
+    try:
+        started = time.monotonic()
+
+        def drained() -> bool:
+            lag = sum(v for k, v in scrape(forwarder.port).items() if k.startswith("eventrouter_forwarder_lag"))
+            lags.append(lag)
+            return set(ids) <= set(stand_in.keys)
+        wait_for(drained, timeout=120, what="the backlog delivered at 3 s per request")
+        took = time.monotonic() - started
+        time.sleep(5.5)  # one more lag measurement (every 5 s)
+        final_lag = sum(v for k, v in scrape(forwarder.port).items() if k.startswith("eventrouter_forwarder_lag"))
+    finally:
+        forwarder.stop()
+        stand_in.stop()
+    assignments = forwarder.log().count(": assigned ")
+    figures.report("vendor 3 s per request", events=len(ids), requests=stand_in.requests, took_s=took,
+                   most_lag=max(lags), final_lag=final_lag, assignments=assignments, lost=0,
+                   duplicates=stand_in.duplicates)
+    assert assignments == 1, "no rebalance: the consumer kept polling while requests took 3 s"
+    assert max(lags) > 0 and final_lag == 0 and stand_in.duplicates == 0
+
+
+def test_sigkill_of_the_gateway_mid_load_loses_nothing_it_acknowledged(bootstrap: str, tmp_path: Path,
+                                                                        figures: Figures) -> None:
+    topics = fresh_topics(bootstrap)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([sys.executable, "-m", "eventrouter", "gateway", "--bootstrap-servers", bootstrap,
+                                    "--topic-prefix", topics.prefix, "--write-key", "wk", "--port", str(port)],
+                                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _healthy(url), timeout=30, what="the gateway")
+        return process
+
+    gateway = start()
+    acked: set[str] = set()
+    answered_error = 0
+    stop = threading.Event()
+    batches = [[{"type": "track", "event": "E", "userId": f"u{i % 13}", "messageId": f"g-{n}-{i}"}
+                for i in range(20)] for n in range(10_000)]
+
+    def client() -> None:  # what Segment's libraries do: a batch not answered 200 is sent again later
+        nonlocal answered_error
+        pending = list(batches)
+        while pending and not stop.is_set():
+            batch = pending[0]
+            try:
+                reply = requests.post(f"{url}/v1/batch", json={"batch": batch}, auth=("wk", ""), timeout=10)
+                ok = reply.status_code == 200
+            except requests.RequestException:
+                ok = False
+            if ok:
+                acked.update(e["messageId"] for e in batch)
+                pending.pop(0)
+            else:
+                answered_error += 1
+                time.sleep(0.1)
+
+    sender = threading.Thread(target=client, daemon=True)
+    sender.start()
+    wait_for(lambda: len(acked) >= 2000, timeout=60, what="load under way")
+    gateway.send_signal(signal.SIGKILL)
+    gateway.wait(10)
+    killed_at = len(acked)
+    down = time.monotonic()
+    time.sleep(1.0)
+    gateway = start()
+    recovery = time.monotonic() - down
+    try:
+        wait_for(lambda: len(acked) >= killed_at + 4000, timeout=120, what="load after the restart")
+        stop.set()
+        sender.join(30)
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(30)
+    codec = EventCodec()
+    received: dict[str, int] = {}
+    for message in consume_all(bootstrap, topics.raw, len(acked), timeout=60, settle=1.0):
+        key = codec.decode(message.value())["messageId"]
+        received[key] = received.get(key, 0) + 1
+    lost = acked - set(received)
+    duplicates = sum(n - 1 for n in received.values()) + len(set(received) - acked)
+    figures.report("SIGKILL the gateway mid-load; restart", acked=len(acked), acked_before_kill=killed_at,
+                   lost=len(lost), duplicates=duplicates, failed_requests=answered_error, recovery_s=recovery)
+    assert not lost, f"{len(lost)} acknowledged events lost"
+    assert answered_error > 0, "the client saw the gateway go away"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+CANARY_SECRET = f"CANARY-s3cr3t-{uuid.uuid4().hex[:8]}"
+CANARY_EMAIL = f"canary-{uuid.uuid4().hex[:6]}@example.com"
+
+
+def test_the_canary_secret_and_email_appear_in_no_log_dead_letter_or_error(bootstrap: str, tmp_path: Path,
+                                                                          figures: Figures) -> None:
+    """A vendor that echoes the key it was sent (Amplitude does), a playbook that raises, invalid
+    events, a literal secret in a config file: the secret is in no log line, no dead letter (any byte
+    of it) and no error text; the email, which the events carry, is in no log line and no dead letter's
+    message or vendor body (a dead letter keeps the original event's bytes, by design)."""
+    stand_in = AmplitudeStandIn(api_key="the-right-key").start()  # ours is wrong: 400 echoing our key
+    topics = fresh_topics(bootstrap)
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(f"""
+pipelines:
+  - {{name: web, write_keys: [wk1], integrations: [amp, broken]}}
+integrations:
+  - name: amp
+    kind: amplitude
+    connection: {{api_key: "${{CANARY_KEY}}", endpoint: "{stand_in.url}/2/httpapi"}}
+    delivery: {{linger_ms: 50}}
+    playbook: "starter:amplitude"
+  - name: broken
+    kind: webhook
+    connection: {{url: "https://crm.example/hook", secret: "${{CANARY_KEY}}"}}
+    playbook: {{global: {{mappings: [{{expr: "context.traits.email * 2", to: v}}]}}}}
+""")
+    env = {"CANARY_KEY": CANARY_SECRET}
+    worker = WorkerProcess(bootstrap, topics, tmp_path, config=config)
+    forwarder = ForwarderProcess(bootstrap, topics, config, "amp", tmp_path, env=env)
+    try:
+        worker.wait_for_revision(1)
+        good = [_event(i) for i in range(20)]
+        bad = [{**_event(100), "userId": None}, {**_event(101), "writeKey": CANARY_SECRET}]
+        send_events(bootstrap, topics, good + bad)
+        vendor_letters = consume_all(bootstrap, topics.dead_letters("amp"), 20, timeout=60, settle=1.0)
+        worker_letters = consume_all(bootstrap, topics.invalid, 22, timeout=60, settle=1.0)
+    finally:
+        forwarder.stop()
+        worker.stop()
+        stand_in.stop()
+    codec = deadletter_codec()
+    letters = [codec.decode(m.value()) for m in vendor_letters + worker_letters]
+    texts = [worker.log(), forwarder.log()] + [f"{d['message']} {d.get('vendorBody')}" for d in letters]
+    errors = _config_errors(tmp_path)
+    raw_letters = b"".join(m.value() for m in vendor_letters + worker_letters)
+    secret_hits = sum(t.count(CANARY_SECRET) for t in [*texts, errors]) + raw_letters.count(CANARY_SECRET.encode())
+    email_hits = sum(t.count(CANARY_EMAIL) for t in [*texts, errors])
+    reasons = sorted({d["reason"] for d in letters})
+    figures.report("canary secret and canary email in config and events; errors forced", secret_found=secret_hits,
+                   email_found=email_hits, dead_letters=len(letters), reasons="/".join(reasons))
+    assert any(d["vendorStatus"] == 400 for d in letters), "the vendor refused the key and echoed it"
+    assert {"playbook.expression", "invalid.identity", "auth.unknown_write_key"} <= set(reasons)
+    assert secret_hits == 0 and email_hits == 0
+
+
+def _event(i: int) -> dict[str, Any]:
+    return {"type": "track", "event": "Order Completed", "userId": f"user-{i}", "writeKey": "wk1",
+            "messageId": f"canary-{i}-{uuid.uuid4().hex[:6]}", "properties": {"revenue": 1.0},
+            "context": {"traits": {"email": CANARY_EMAIL}}}
+
+
+def _config_errors(folder: Path) -> str:
+    """What `config validate` and a forwarder with an unusable connection print, with the canary in them."""
+    literal = folder / "literal.yaml"
+    literal.write_text(f"""
+integrations:
+  - {{name: amp, kind: amplitude, connection: {{api_key: "{CANARY_SECRET}"}}, playbook: "starter:amplitude"}}
+""")
+    bad_url = folder / "bad-url.yaml"
+    bad_url.write_text("""
+integrations:
+  - {name: hook, kind: webhook, connection: {url: "${HOOK_URL}", secret: "${CANARY_KEY}"}, playbook: {}}
+""")
+    out = []
+    env = {**os.environ, "CANARY_KEY": CANARY_SECRET, "HOOK_URL": f"http://10.0.0.1/hook?token={CANARY_SECRET}"}
+    for args in (["config", "validate", str(literal)], ["forward", "hook", "--config", str(bad_url),
+                                                        "--bootstrap-servers", "127.0.0.1:9", "--topic-prefix",
+                                                        Topics(f"c{uuid.uuid4().hex[:6]}").prefix]):
+        done = subprocess.run([sys.executable, "-m", "eventrouter", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=60, env=env)
+        assert done.returncode != 0, done.stdout + done.stderr
+        out.append(done.stdout + done.stderr)
+    text = "\n".join(out)
+    assert re.search(r"secret|literal|\$\{", text, re.I), text  # the error says what is wrong...
+    return text  # ...and the caller checks it never says the value
