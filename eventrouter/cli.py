@@ -20,9 +20,19 @@ def _kafka(args: argparse.Namespace) -> int:
 
     kafka = LocalKafka(args.state_dir or paths.kafka_state_dir(), paths.cache_dir(), version=args.kafka_version)
     if args.action == "start":
-        status = kafka.start(nodes=args.nodes, port=args.port)
+        users = dict(u.split(":", 1) for u in args.scram or [] if ":" in u)
+        if len(users) != len(args.scram or []):
+            print("eventrouter: --scram takes USER:PASSWORD", file=sys.stderr)
+            return 2
+        status = kafka.start(nodes=args.nodes, port=args.port, scram_users=users or None, tls=args.tls)
         for node in status.nodes:
             print(f"node {node.node_id}: pid {node.pid} at {node.bootstrap}", file=sys.stderr)
+        if users:
+            user = next(iter(users))
+            client = kafka.state_dir / "client.properties"
+            client.write_text(kafka.client_properties(user, "${EVENTROUTER_KAFKA_PASSWORD}"))
+            print(f"SASL/SCRAM{' over TLS' if args.tls else ''}: clients need --kafka-config {client} and "
+                  f"EVENTROUTER_KAFKA_PASSWORD set to {user}'s password", file=sys.stderr)
         print(status.bootstrap)
         return 0
     if args.action == "stop":
@@ -194,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="eventrouter", description="Kafka-native server-side event router")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    parser.add_argument("--kafka-config", type=Path, default=None,
+                        help="Kafka security settings (a librdkafka properties file: security.protocol, sasl.*, "
+                             "ssl.*; ${ENV} values) for every client of this process and the ones it starts")
     sub = parser.add_subparsers(dest="command", required=True)
 
     kafka = sub.add_parser("kafka", help="run a real Apache Kafka (KRaft) broker locally, no Docker")
@@ -202,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("--port", type=int, default=None, help="client port of node 1 (default: a free port)")
     kafka.add_argument("--state-dir", type=Path, default=None, help="default: $EVENTROUTER_HOME/kafka")
     kafka.add_argument("--kafka-version", default=DEFAULT_KAFKA_VERSION)
+    kafka.add_argument("--scram", action="append", metavar="USER:PASSWORD",
+                       help="SASL/SCRAM-SHA-512 on the client listener with this user (repeatable)")
+    kafka.add_argument("--tls", action="store_true", help="with --scram: TLS too (a certificate for 127.0.0.1)")
     kafka.set_defaults(func=_kafka)
 
     demo = sub.add_parser("demo", help="the main job: the pipeline end to end on an embedded broker")
@@ -288,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     from schemas import EventRouterError
 
     args = build_parser().parse_args(argv)
+    if args.kafka_config is not None:
+        from schemas.kafka import KAFKA_CONFIG_ENV
+
+        os.environ[KAFKA_CONFIG_ENV] = str(args.kafka_config.resolve())  # inherited by the processes it starts
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -78,6 +78,7 @@ class _Partition:
     tickets: deque[_Ticket] = field(default_factory=deque)  # settled batches, oldest first
     resume_at: float | None = None   # retry topic: paused until this monotonic time
     full: bool = False               # paused: buffer over its bound
+    done: int | None = None          # the next offset not yet settled (delivered, dead-lettered, retried)
 
 
 class Forwarder:
@@ -217,6 +218,8 @@ class Forwarder:
                 item = _Undecodable(exc, message.value() or b"")
             if not state.buffer:
                 state.since = now
+            if state.done is None:
+                state.done = message.offset()
             state.buffer.append(item)
             state.offsets.append(message.offset())
             if len(state.buffer) >= 4 * self.batch_cap and not state.full:
@@ -271,6 +274,7 @@ class Forwarder:
                     raise RuntimeError(f"{self.name}: {len(ticket.errors)} records not written ({ticket.errors[0]})")
                 if ticket.offset is not None:
                     ready.append(ticket.offset)
+                    state.done = ticket.offset[1]
         if ready:
             self._consumer.store_offsets(offsets=[TopicPartition(t, p, offset) for (t, p), offset in ready])
 
@@ -335,9 +339,10 @@ class Forwarder:
             log.warning("%s: records still unacknowledged after 5 s; waiting for Kafka", self.name)
 
     def _update_lag(self) -> None:
-        """Lag from the high watermarks librdkafka caches from each fetch. Never ask the broker here: a
-        ListOffsets request waits behind the connection's long-polling fetch (up to fetch.wait.max.ms),
-        and one per partition stalled the consuming loop for seconds (measured: one batch per 6 s)."""
+        """Lag: records not yet settled (read ahead into the buffer counts as not settled), from the high
+        watermarks librdkafka caches from each fetch. Never ask the broker here: a ListOffsets request
+        waits behind the connection's long-polling fetch (up to fetch.wait.max.ms), and one per partition
+        stalled the consuming loop for seconds (measured: one batch per 6 s)."""
         from confluent_kafka import TopicPartition
 
         tps = [TopicPartition(t, p) for t, p in self._partitions]
@@ -346,7 +351,9 @@ class Forwarder:
             lag = 0
             for tp in positions:
                 _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
-                lag += max(0, high - tp.offset) if tp.offset >= 0 and high >= 0 else 0
+                done = self._partitions[(tp.topic, tp.partition)].done
+                start = done if done is not None else tp.offset
+                lag += max(0, high - start) if start >= 0 and high >= 0 else 0
             self.metrics.lag.set(lag)
         except Exception as exc:  # noqa: BLE001 - a metric: never stop delivery for it
             log.info("%s: lag not measured: %s", self.name, exc)

@@ -3,10 +3,61 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 log = logging.getLogger(__name__)
+
+
+KAFKA_CONFIG_ENV: Final = "EVENTROUTER_KAFKA_CONFIG"
+_SECURITY_KEYS: Final = ("security.protocol", "sasl.", "ssl.", "enable.ssl.certificate.verification")
+
+
+def security_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The librdkafka security settings every client of ours adds (producers, consumers, admin): from the
+    properties file named by $EVENTROUTER_KAFKA_CONFIG (`eventrouter --kafka-config FILE` sets it), e.g.
+
+        security.protocol=SASL_SSL
+        sasl.mechanism=SCRAM-SHA-512
+        sasl.username=eventrouter
+        sasl.password=${KAFKA_PASSWORD}
+        ssl.ca.location=/etc/kafka/ca.pem
+
+    Values may be ${ENV} references (resolved here, never logged). Only security settings are taken;
+    anything else in the file is a ConfigurationError naming the key."""
+    from schemas.errors import ConfigurationError
+    from schemas.secrets import resolve_secrets
+
+    env = os.environ if environ is None else environ
+    path = env.get(KAFKA_CONFIG_ENV)
+    if not path:
+        return {}
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"{KAFKA_CONFIG_ENV}={path}: {exc.strerror}") from None
+    settings: dict[str, str] = {}
+    problems = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.startswith(_SECURITY_KEYS):
+            problems.append(f"line {number}: {key or line[:40]!r} is not a Kafka security setting")
+            continue
+        settings[key] = value.strip()
+    if problems:
+        raise ConfigurationError(f"{path}: " + "; ".join(problems))
+    resolved: dict[str, str] = resolve_secrets(settings, env)
+    return resolved
+
+
+def admin_settings(bootstrap: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, **security_settings(), **(overrides or {})}
 
 
 def producer_settings(bootstrap: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -19,6 +70,7 @@ def producer_settings(bootstrap: str, overrides: Mapping[str, Any] | None = None
         "linger.ms": 10,
         "partitioner": "murmur2_random",
         "message.timeout.ms": 120_000,
+        **security_settings(),
     }
     settings.update(overrides or {})
     return settings
@@ -33,6 +85,7 @@ def consumer_settings(bootstrap: str, group: str, overrides: Mapping[str, Any] |
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
+        **security_settings(),
     }
     settings.update(overrides or {})
     return settings
@@ -45,7 +98,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3, *,
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(client or {})})
+    admin = AdminClient(admin_settings(bootstrap, client))
     wanted = [NewTopic(t, num_partitions=partitions, config=dict(config or {})) for t in topics]
     if not wanted:
         return
@@ -79,7 +132,7 @@ def partition_count(bootstrap: str, topic: str, timeout: float = 30.0,
     """The topic's number of partitions, or None if it does not exist."""
     from confluent_kafka.admin import AdminClient
 
-    metadata = AdminClient({"bootstrap.servers": bootstrap, **(client or {})}).list_topics(topic, timeout=timeout)
+    metadata = AdminClient(admin_settings(bootstrap, client)).list_topics(topic, timeout=timeout)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:
         return None

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from schemas.kafka import watermarks
+from schemas.errors import ConfigurationError
+from schemas.kafka import consumer_settings, security_settings, watermarks
 from streams.metrics import WorkerMetrics
 from streams.router import Source
 from streams.worker import BatchRouter, Deduplicator, OutputWriter, RouterHolder, WorkerSettings, start_config
@@ -103,8 +104,8 @@ def committed_lookup(settings: WorkerSettings, topic: str) -> Callable[[list[int
     def lookup(partitions: list[int]) -> dict[int, int]:
         nonlocal consumer
         if consumer is None:
-            consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": settings.app_id,
-                                 "enable.auto.commit": False, **settings.client})
+            consumer = Consumer(consumer_settings(settings.bootstrap, settings.app_id,
+                                                  {"enable.auto.commit": False, **settings.client}))
         out = {}
         for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30):
             if tp.offset >= 0:
@@ -121,6 +122,9 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
     import faust
     from faust.types import TP
 
+    if security_settings():
+        raise ConfigurationError("the faust engine does not take the Kafka security settings of "
+                                 "$EVENTROUTER_KAFKA_CONFIG; use the default engine (--engine kafka)")
     app = faust.App(
         settings.app_id, broker=f"kafka://{settings.bootstrap}", datadir=str(settings.data_dir),
         web_enabled=False, topic_replication_factor=settings.replication_factor,

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from eventrouter.localkafka.config import (
@@ -24,6 +24,7 @@ from eventrouter.localkafka.config import (
 )
 from eventrouter.localkafka.errors import StartError
 from eventrouter.localkafka.fetch import ensure_jars, libs_dir, require_java
+from eventrouter.localkafka.security import Security, new_security
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,10 @@ class LocalKafka:
         except (OSError, ValueError):
             return None
         nodes = tuple(NodeSpec(**n) for n in raw["nodes"])
+        security = raw.get("security")
         spec = ClusterSpec(cluster_id=raw["cluster_id"], nodes=nodes,
+                           security=Security(tuple(tuple(u) for u in security["users"]), security["broker_password"],
+                                             security["tls_dir"], security["store_password"]) if security else None,
                            auto_create_topics=raw.get("auto_create_topics", False))
         pids = {int(k): int(v) for k, v in raw.get("pids", {}).items()}
         return spec, pids
@@ -110,6 +114,7 @@ class LocalKafka:
             "bootstrap": spec.bootstrap,
             "auto_create_topics": spec.auto_create_topics,
             "nodes": [asdict(n) for n in spec.nodes],
+            "security": asdict(spec.security) if spec.security else None,
             "pids": {str(k): v for k, v in pids.items()},
         }
         tmp = self._state_file.with_suffix(".tmp")
@@ -128,8 +133,11 @@ class LocalKafka:
         return str(self._node_dir(node_id) / "server.properties") in cmdline
 
     # ---- lifecycle --------------------------------------------------------------------
-    def start(self, nodes: int = 1, port: int | None = None, timeout: float = 120.0) -> ClusterStatus:
-        """Start the cluster (fetching jars on first use); return once every broker answers metadata."""
+    def start(self, nodes: int = 1, port: int | None = None, timeout: float = 120.0, *,
+              scram_users: dict[str, str] | None = None, tls: bool = False) -> ClusterStatus:
+        """Start the cluster (fetching jars on first use); return once every broker answers metadata.
+        `scram_users`: SASL/SCRAM-SHA-512 on the client listener with these users (and TLS if `tls`);
+        `client_properties()` then gives a client's settings."""
         java = require_java()
         libs = ensure_jars(self.cache_dir, self.version)
         loaded = self._load()
@@ -138,6 +146,8 @@ class LocalKafka:
             self._wait_ready(spec, {}, timeout)
             return self.status()
         spec = loaded[0] if loaded is not None and len(loaded[0].nodes) == nodes else self._new_spec(nodes, port)
+        if scram_users and spec.security is None:
+            spec = replace(spec, security=new_security(scram_users, self.state_dir / "tls" if tls else None))
         busy = [n.port for n in spec.nodes if _port_open(n.port)] + [
             n.controller_port for n in spec.nodes if _port_open(n.controller_port)]
         if busy:
@@ -178,7 +188,8 @@ class LocalKafka:
             [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", classpath,
              f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
              "kafka.tools.StorageTool", "format", f"--cluster-id={spec.cluster_id}",
-             "-c", str(node_dir / "server.properties"), "--ignore-formatted"],
+             "-c", str(node_dir / "server.properties"), "--ignore-formatted",
+             *(spec.security.scram_arguments() if spec.security else [])],
             capture_output=True, text=True, timeout=120,
         )
         if proc.returncode != 0:
@@ -214,7 +225,8 @@ class LocalKafka:
         while not all(_port_open(n.port) for n in spec.nodes) and time.monotonic() < deadline:
             check_alive()
             time.sleep(0.1)
-        admin = AdminClient({"bootstrap.servers": spec.bootstrap, "socket.timeout.ms": 2000},
+        admin = AdminClient({"bootstrap.servers": spec.bootstrap, "socket.timeout.ms": 2000,
+                             **(spec.security.admin_client() if spec.security else {})},
                             logger=logging.getLogger("eventrouter.localkafka.client"))
         while time.monotonic() < deadline:
             check_alive()
@@ -226,6 +238,12 @@ class LocalKafka:
                 last_err = exc
             time.sleep(0.2)
         raise StartError(f"kafka not ready after {timeout:.0f}s ({last_err}):\n{self.log_tail(spec.nodes[0].node_id)}")
+
+    def client_properties(self, user: str, password: str) -> str:
+        """A client's security settings for $EVENTROUTER_KAFKA_CONFIG ("" when the cluster has none)."""
+        loaded = self._load()
+        security = loaded[0].security if loaded is not None else None
+        return security.client_properties(user, password) if security else ""
 
     def log_tail(self, node_id: int, chars: int = 3000) -> str:
         try:

@@ -6,6 +6,8 @@ import base64
 import uuid
 from dataclasses import dataclass
 
+from eventrouter.localkafka.security import Security
+
 DEFAULT_KAFKA_VERSION = "4.4.0"
 
 
@@ -30,6 +32,7 @@ class ClusterSpec:
     cluster_id: str
     nodes: tuple[NodeSpec, ...]
     auto_create_topics: bool = False
+    security: Security | None = None  # SASL/SCRAM (and TLS) on the client listener
 
     @property
     def bootstrap(self) -> str:
@@ -60,15 +63,16 @@ def server_properties(spec: ClusterSpec, node: NodeSpec) -> str:
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in spec.nodes)
     rf = spec.replication_factor
     isr = spec.min_insync_replicas
+    name = spec.security.protocol if spec.security else "PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "listeners": f"{name}://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"{name}://127.0.0.1:{node.port}",
+        "inter.broker.listener.name": name,
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{name}:{name}",
         "log.dirs": node.log_dir,
         "num.partitions": "1",
         "default.replication.factor": str(rf),
@@ -88,6 +92,7 @@ def server_properties(spec: ClusterSpec, node: NodeSpec) -> str:
         "auto.create.topics.enable": "true" if spec.auto_create_topics else "false",
         # Raw topics keep events with old event times (backfill): retention is by size/operator.
         "log.retention.hours": "168",
+        **(spec.security.broker_properties() if spec.security else {}),
     }
     return "".join(f"{k}={v}\n" for k, v in props.items())
 

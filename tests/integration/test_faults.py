@@ -215,7 +215,7 @@ integrations:
     try:
         worker.wait_for_revision(1)
         good = [_event(i) for i in range(20)]
-        bad = [{**_event(100), "userId": None}, {**_event(101), "writeKey": CANARY_SECRET}]
+        bad = [{**_event(100), "userId": None}, {**_event(101), "writeKey": "wk-unknown"}]
         send_events(bootstrap, topics, good + bad)
         vendor_letters = consume_all(bootstrap, topics.dead_letters("amp"), 20, timeout=60, settle=1.0)
         worker_letters = consume_all(bootstrap, topics.invalid, 22, timeout=60, settle=1.0)
