@@ -156,6 +156,7 @@ def _worker(args: argparse.Namespace) -> int:
         config_file=args.config, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         batch_size=args.batch_size,
         partitions=args.partitions, replication_factor=args.replication_factor, store=args.store, engine=args.engine,
+        schema_registry=args.schema_registry,
         log_level="INFO" if args.verbose else "WARNING")
     return run_worker(settings)
 
@@ -278,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--engine", choices=["kafka", "faust"], default="kafka",
                         help="kafka: confluent-kafka consumer group (default); faust: faust-streaming (see README)")
     worker.add_argument("--store", default="memory://", help="faust engine: the dedup table's store")
+    worker.add_argument("--schema-registry", default=None, metavar="URL",
+                        help="a Confluent-compatible schema registry, for records framed with its schema ids")
     worker.set_defaults(func=_worker)
 
     forward = sub.add_parser("forward", help="deliver one integration's topic to its vendor")

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Final
@@ -165,7 +166,8 @@ def to_bool(value: Any) -> bool | None:
 
 
 def normalise(value: Any, how: str) -> str | None:
-    """What vendors hash (Meta CAPI's rules): trimmed and lowercased text; e-mail likewise; phone digits only."""
+    """What vendors hash (Meta CAPI's rules): trimmed and lowercased text; e-mail likewise; phone digits only.
+    Text is put in Unicode NFC first, so an address typed as "é" and as "e" + combining accent hashes the same."""
     text = to_text(value)
     if text is None:
         return None
@@ -173,6 +175,8 @@ def normalise(value: Any, how: str) -> str | None:
         return text
     if how == "phone":
         return re.sub(r"\D", "", text) or None
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
     return text.strip().lower() or None
 
 

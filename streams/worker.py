@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from schemas import Topics
+from schemas import EventCodec, SchemaRegistryClient, Topics
 from schemas.config import Config
 from schemas.kafka import ensure_topics, partition_count, producer_settings
 from schemas.revisions import ConfigStore, Revision, RevisionWatcher
@@ -55,6 +55,7 @@ class WorkerSettings:
     log_level: str = "WARNING"
     session_timeout_s: float = 10.0      # a worker that died is replaced after this long
     engine: str = "kafka"                # "kafka" (confluent-kafka, the default) or "faust"
+    schema_registry: str | None = None   # a Confluent-compatible registry: records framed with its ids decode
 
     @property
     def app_id(self) -> str:
@@ -70,9 +71,11 @@ class RouterHolder:
         self.metrics = metrics
         self.router: Router | None = None
         self.ready = threading.Event()
+        registry = SchemaRegistryClient(settings.schema_registry) if settings.schema_registry else None
+        self.codec = EventCodec(registry=registry)  # one for every revision: it caches the writers it has seen
 
     def take(self, revision: Revision, config: Config) -> None:
-        router = Router(config, revision.number, self.settings.topics)
+        router = Router(config, revision.number, self.settings.topics, codec=self.codec)
         ensure_topics(self.settings.bootstrap, router.integration_topics(), partitions=self.partitions,
                       client=self.settings.client)
         self.router = router

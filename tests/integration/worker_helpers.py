@@ -60,14 +60,15 @@ class WorkerProcess(LoggedProcess):
     """One `eventrouter worker` subprocess; stopped by its PID."""
 
     def __init__(self, bootstrap: str, topics: Topics, folder: Path, name: str = "w1", *,
-                 config: Path | None = None, batch_size: int = 200, engine: str = "kafka") -> None:
+                 config: Path | None = None, batch_size: int = 200, engine: str = "kafka",
+                 extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         args = ["-v", "worker", "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix, "--metrics-port",
                 str(self.port), "--data-dir", str(folder / f"{name}-data"), "--batch-size", str(batch_size),
                 "--partitions", "3", "--engine", engine]
         if config is not None:
             args += ["--config", str(config)]
-        super().__init__(args, folder / f"{name}.log")
+        super().__init__([*args, *extra], folder / f"{name}.log")
 
     def metrics(self) -> dict[str, float]:
         """The Prometheus samples, `name{labels}` -> value; {} while the endpoint is not up."""

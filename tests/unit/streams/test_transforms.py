@@ -95,3 +95,13 @@ def test_every_transform_maps_a_missing_value_to_none() -> None:
     for name in TRANSFORMS:
         mapping = Mapping_.model_validate({"from": "a", "to": "b", "transform": name, **options.get(name, {})})
         assert compile_transform(mapping)(None) is None, name
+
+
+def test_nfc_and_nfd_forms_of_an_email_hash_the_same() -> None:
+    import unicodedata
+
+    from streams.transforms import sha256
+
+    email = "José@Example.com "
+    assert sha256(unicodedata.normalize("NFD", email), "email") == sha256(unicodedata.normalize("NFC", email), "email")
+    assert sha256("ada@example.com", "email") == sha256(" ADA@example.com", "email")
