@@ -23,11 +23,13 @@ from forwarders.standins import (
     WebhookStandIn,
 )
 from schemas import Topics
+from tests.figures import Figures
 from tests.integration.forwarder_helpers import ForwarderThread, integration, wait_for, write_outbound
 from tests.integration.kafka_helpers import consume_all, fresh_topics
 from tests.integration.worker_helpers import dead_letters
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+SOME_REFUSED = "vendor 400 / 401 / 403 / 413 on some events"
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ def test_amplitude_batches_to_its_limit_and_delivers_every_event_once(bootstrap:
     assert samples.get_sample_value("eventrouter_forwarder_latency_seconds_count", {"integration": "amp"}) == 5000
 
 
-def test_413_splits_the_batch(bootstrap: str, amplitude: AmplitudeStandIn) -> None:
+def test_413_splits_the_batch(bootstrap: str, amplitude: AmplitudeStandIn, figures: Figures) -> None:
     topics = fresh_topics(bootstrap, partitions=1)
     ids = write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(400), partitions=1)
     amplitude.fail(1, 413, body=b'{"code":413,"error":"Payload too large"}')
@@ -84,6 +86,8 @@ def test_413_splits_the_batch(bootstrap: str, amplitude: AmplitudeStandIn) -> No
         runner.stop()
     assert sorted(e["insert_id"] for e in amplitude.accepted) == sorted(ids)
     assert amplitude.batches[0] == 0 and max(amplitude.batches[1:]) <= 200  # refused whole, then halves
+    figures.report(SOME_REFUSED, case="413: split", sent=400, lost=0, duplicates=amplitude.duplicates,
+                   requests_after_413=len(amplitude.batches) - 1)
 
 
 def test_429_waits_for_retry_after(bootstrap: str, amplitude: AmplitudeStandIn) -> None:
@@ -102,20 +106,23 @@ def test_429_waits_for_retry_after(bootstrap: str, amplitude: AmplitudeStandIn) 
     assert runner.forwarder.limiter.rate is not None  # throttled: the open bucket now paces requests
 
 
-def test_a_hung_vendor_times_out_and_is_retried(bootstrap: str, amplitude: AmplitudeStandIn) -> None:
+def test_a_hung_vendor_times_out_and_is_retried(bootstrap: str, amplitude: AmplitudeStandIn, figures: Figures) -> None:
     topics = fresh_topics(bootstrap, partitions=1)
     write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(20), partitions=1)
     amplitude.hang(1, 4.0)
     runner = run_amplitude(bootstrap, topics, amplitude, timeout_s=1.0)
     try:
-        wait_for(lambda: len(amplitude.accepted) >= 20, what="20 events after the hang")
+        took = wait_for(lambda: len(amplitude.accepted) >= 20, what="20 events after the hang")
     finally:
         runner.stop()
     assert amplitude.duplicates == 0
+    figures.report("vendor hangs or answers after the read timeout", hang_s=4.0, read_timeout_s=1.0,
+                   delivered_after_s=took, lost=0, duplicates=amplitude.duplicates)
 
 
 def test_amplitude_partial_failure_dead_letters_only_the_refused_events(bootstrap: str,
-                                                                         amplitude: AmplitudeStandIn) -> None:
+                                                                         amplitude: AmplitudeStandIn,
+                                                                         figures: Figures) -> None:
     topics = fresh_topics(bootstrap, partitions=1)
     events = amplitude_events(30)
     for i in (3, 17):
@@ -132,6 +139,8 @@ def test_amplitude_partial_failure_dead_letters_only_the_refused_events(bootstra
     assert {d["reason"] for d in dead} == {"vendor.invalid"} and {d["vendorStatus"] for d in dead} == {400}
     assert all(d["attempts"] == 1 and d["integration"] == "amp" for d in dead)
     assert amplitude.duplicates == 0
+    figures.report(SOME_REFUSED, case="400 on 2 of 30", delivered=len(amplitude.accepted), lost=0,
+                   dead_letters={"vendor.invalid/400": len(dead)})
 
 
 def test_mixpanel_failed_records_are_dead_lettered_and_the_imported_never_resent(bootstrap: str) -> None:
@@ -170,7 +179,8 @@ def test_retries_spent_dead_letters_with_the_vendor_status_and_a_scrubbed_body(b
     assert all("amp-key" not in (d["vendorBody"] or "") and "***" in d["vendorBody"] for d in dead)
 
 
-def test_a_wrong_key_is_final_and_never_leaks_into_dead_letters(bootstrap: str, amplitude: AmplitudeStandIn) -> None:
+def test_a_wrong_key_is_final_and_never_leaks_into_dead_letters(bootstrap: str, amplitude: AmplitudeStandIn,
+                                                               figures: Figures) -> None:
     topics = fresh_topics(bootstrap, partitions=1)
     write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(3), partitions=1)
     runner = run_amplitude(bootstrap, topics, amplitude, api_key="canary-Zx81-secret")
@@ -180,6 +190,8 @@ def test_a_wrong_key_is_final_and_never_leaks_into_dead_letters(bootstrap: str, 
         runner.stop()
     assert {d["reason"] for d in dead} == {"vendor.rejected"} and amplitude.requests == 1
     assert not any("canary-Zx81" in repr(d) for d in dead)
+    figures.report(SOME_REFUSED, case="wrong key: final", requests=amplitude.requests, lost=0,
+                   dead_letters={"vendor.rejected": len(dead)}, key_leaked=0)
 
 
 def test_long_waits_move_to_the_retry_topic_and_are_delivered_when_due(bootstrap: str,

@@ -17,6 +17,7 @@ import pytest
 
 from producers import Analytics, DeliveryError, QueueFullError, ValidationError
 from schemas import EventCodec
+from tests.figures import Figures
 from tests.integration.kafka_helpers import consume_all, fresh_topics
 
 pytestmark = pytest.mark.kafka
@@ -117,11 +118,12 @@ for i in range(300):
 """
 
 
-def test_a_process_that_exits_without_flush_loses_nothing(bootstrap: str) -> None:
+def test_a_process_that_exits_without_flush_loses_nothing(bootstrap: str, figures: Figures) -> None:
     topics = fresh_topics(bootstrap)
     subprocess.run([sys.executable, "-c", textwrap.dedent(_CHILD), bootstrap, topics.raw], check=True, timeout=120)
     ids = {m["messageId"] for m in _decoded(bootstrap, topics.raw, 300)}
     assert ids == {f"script-{i}" for i in range(300)}
+    figures.report("process exits without calling flush", sent=300, received=len(ids), lost=300 - len(ids))
 
 
 def _forked_child(analytics: Analytics) -> None:
@@ -192,7 +194,7 @@ def test_awaitable_calls_resolve_on_acknowledgement(bootstrap: str) -> None:
     analytics.close()
 
 
-def test_full_buffer_blocks_then_raises_or_drops_and_reports() -> None:
+def test_full_buffer_blocks_then_raises_or_drops_and_reports(figures: Figures) -> None:
     """No broker at all: the buffer fills; the policy decides; nothing vanishes without a report."""
     reports: list[tuple[Exception, list[dict[str, Any]]]] = []
     dead = "127.0.0.1:9"  # discard port: nothing listens
@@ -218,6 +220,8 @@ def test_full_buffer_blocks_then_raises_or_drops_and_reports() -> None:
     assert failed == {**{f"b-{i}": DeliveryError for i in range(5)}, **{f"d-{i}": DeliveryError for i in range(5)},
                       "d-5": QueueFullError}
     assert blocking.stats()["failed"] == 5 and dropping.stats()["dropped"] == 1
+    figures.report("producer buffer full", block="raised QueueFullError after 0.5 s", drop="reported QueueFullError",
+                   unreported=0)
 
 
 def test_module_level_api_like_analytics_python(bootstrap: str) -> None:
