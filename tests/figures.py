@@ -34,7 +34,7 @@ def table() -> list[str]:
     lines = ["| fault or input | test | figures |", "|---|---|---|"]
     for row in sorted(ROWS, key=lambda r: r.row):
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in row.figures.items())
-        lines.append(f"| {row.row} | {row.test.split('::')[-1]} | {shown} |")
+        lines.append(f"| {row.row} | {row.test.split('::', 1)[-1]} | {shown} |")
     return lines
 
 
