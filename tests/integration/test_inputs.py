@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from forwarders.standins import WebhookStandIn
+from forwarders.standins.server import Answer, Incoming
 from forwarders.vendors import vendor_for
 from producers import Analytics
 from schemas import AvroCodec, SchemaRegistryClient, load_schema
@@ -23,6 +25,7 @@ from schemas.errors import ConfigurationError
 from schemas.kafka import producer_settings
 from schemas.validation import ValidationError
 from tests.figures import Figures
+from tests.integration.forwarder_helpers import ForwarderThread, integration, write_outbound
 from tests.integration.kafka_helpers import fresh_topics
 from tests.integration.worker_helpers import WorkerProcess, dead_letters, outbound, send_events
 from tests.unit.schemas.registry_standin import registry_standin
@@ -166,3 +169,36 @@ def _epoch(text: str) -> float:
 
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
+
+
+class Redirecting(WebhookStandIn):
+    """Answers 302 to an internal address (a metadata service, say) instead of taking the event."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+
+    def answer(self, incoming: Incoming) -> Answer:
+        return Answer(302, b"", {"Location": self.target})
+
+
+def test_a_webhook_redirect_to_an_internal_port_is_not_followed(bootstrap: str, figures: Figures) -> None:
+    internal = WebhookStandIn().start()  # what the redirect points at: it must never be reached
+    hook = Redirecting(f"{internal.url}/admin").start()
+    try:
+        topics = fresh_topics(bootstrap)
+        write_outbound(bootstrap, topics, "hook", "webhook", [{"n": i} for i in range(3)])
+        spec = integration("hook", "webhook", {"url": f"{hook.url}/hook", "secret": "hook-secret",
+                                               "allow_http": True, "allow_private": True})
+        runner = ForwarderThread(bootstrap, topics, spec)
+        try:
+            letters = dead_letters(bootstrap, topics.dead_letters("hook"), 3, settle=0.5)
+        finally:
+            runner.stop()
+    finally:
+        hook.stop()
+        internal.stop()
+    figures.report("webhook URL pointing at an internal address", case="302 to an internal port",
+                   followed=internal.requests, dead_letters={d["reason"]: len(letters) for d in letters})
+    assert internal.requests == 0 and {d["reason"] for d in letters} == {"vendor.redirect"}
+    assert {d["vendorStatus"] for d in letters} == {302}

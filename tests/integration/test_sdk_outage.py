@@ -103,3 +103,69 @@ def test_broker_down_longer_than_the_delivery_timeout_reports_every_event(own_br
     figures.report("broker down longer than the producer's message timeout", attempted=200,
                    reported_to_caller=sum(len(b) for _e, b in reports), vanished=0)
     analytics.close()
+
+
+def test_the_whole_pipeline_rides_out_a_10s_broker_outage(own_broker: LocalKafka, tmp_path: Path,
+                                                          figures: Figures) -> None:
+    """SDK, worker and forwarder running; the only broker stops for 10 s under load: the producers buffer
+    and retry, the consumers reconnect, and every acknowledged event reaches the vendor."""
+    from eventrouter.stack import Stack
+    from forwarders.standins import AmplitudeStandIn
+    from schemas.revisions import ConfigStore
+    from tests.integration.forwarder_helpers import wait_for
+
+    bootstrap = _bootstrap(own_broker)
+    topics = fresh_topics(bootstrap)
+    amplitude = AmplitudeStandIn().start()
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(f"""
+pipelines: [{{name: web, write_keys: [wk1], integrations: [amp]}}]
+integrations:
+  - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
+     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amplitude.url}/2/httpapi"}}}}
+""")
+    ConfigStore(bootstrap, topics).apply(config)
+    stack = Stack(bootstrap, topics, config, tmp_path / "logs", gateway_port=None, env={"AMP_KEY": "amp-key"},
+                  partitions=3).start()
+    reported: set[str] = set()
+    sent: list[str] = []
+    analytics = Analytics("wk1", bootstrap, topic=topics.raw,
+                          on_error=lambda _e, batch: reported.update(m["messageId"] for m in batch))
+    stop = threading.Event()
+
+    def load() -> None:  # ~500 calls/s until told to stop
+        i = 0
+        while not stop.is_set():
+            _ok, message = analytics.track(f"user-{i % 30}", "Order Completed", {"i": i}, message_id=f"out-{i}")
+            sent.append(message["messageId"])
+            i += 1
+            time.sleep(0.002)
+
+    sender = threading.Thread(target=load)
+    try:
+        for role in ("worker-1", "forward-amp"):
+            wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=60, what=role)
+        sender.start()
+        wait_for(lambda: len(amplitude.keys) >= 500, timeout=60, what="delivery under way")
+        own_broker.stop_node(1, kill=True)
+        time.sleep(10)
+        own_broker.restart_node(1)
+        restarted = time.monotonic()
+        time.sleep(3)
+        stop.set()
+        sender.join()
+        assert analytics.flush(120) == 0
+        acked = set(sent) - reported
+        wait_for(lambda: acked <= set(amplitude.keys), timeout=180, what="every acknowledged event at the vendor")
+        recovered = time.monotonic() - restarted
+        assert not stack.exited(), stack.exited()
+    finally:
+        stop.set()
+        analytics.close()
+        stack.stop()
+        amplitude.stop()
+    lost = acked - set(amplitude.keys)
+    figures.report("broker stopped for 10 s under load, then restarted (SDK, worker, forwarder)", sent=len(sent),
+                   acked=len(acked), reported=len(reported), lost=len(lost), duplicates=amplitude.duplicates,
+                   recovery_s=recovered)
+    assert not lost and not reported
