@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 
 from eventrouter.localkafka import LocalKafka
-from eventrouter.stack import Stack
 from forwarders.standins import AmplitudeStandIn
 from producers import Analytics
 from schemas import Topics
 from schemas.kafka import ensure_topics
-from schemas.revisions import ConfigStore
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import wait_for
+from tests.integration.stack_helpers import amplitude_stack, wait_until_assigned
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cluster, pytest.mark.slow]
 
@@ -31,16 +30,7 @@ def test_losing_one_broker_of_three_under_load_loses_nothing_acknowledged(kafka_
     amplitude = AmplitudeStandIn().start()
     topics = Topics(f"b{uuid.uuid4().hex[:8]}")
     ensure_topics(bootstrap, [topics.raw, topics.invalid], partitions=3)
-    config = tmp_path / "eventrouter.yaml"
-    config.write_text(f"""
-pipelines: [{{name: web, write_keys: [wk1], integrations: [amp]}}]
-integrations:
-  - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
-     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amplitude.url}/2/httpapi"}}}}
-""")
-    ConfigStore(bootstrap, topics).apply(config)
-    stack = Stack(bootstrap, topics, config, tmp_path / "logs", gateway_port=None, env={"AMP_KEY": "amp-key"},
-                  partitions=3).start()
+    stack = amplitude_stack(bootstrap, topics, tmp_path, amplitude)
     failed: set[str] = set()
     sent: list[str] = []
     total = 8000
@@ -58,8 +48,7 @@ integrations:
     sender = threading.Thread(target=load, daemon=True)
     killed_at = restarted_at = 0.0
     try:
-        for role in ("worker-1", "forward-amp"):  # both in their groups before the load starts
-            wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=60, what=role)
+        wait_until_assigned(stack)  # both in their groups before the load starts
         sender.start()
         wait_for(lambda: len(amplitude.keys) >= 1000, timeout=90, what="delivery under way")
         kafka_cluster.stop_node(1, kill=True)  # SIGKILL by PID; node 1 is also in the bootstrap list

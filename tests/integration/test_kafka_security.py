@@ -17,15 +17,14 @@ from confluent_kafka import Consumer, Producer
 
 from eventrouter.cli import main
 from eventrouter.localkafka import LocalKafka
-from eventrouter.stack import Stack
 from forwarders.standins import AmplitudeStandIn
 from producers import Analytics
 from schemas import Topics
 from schemas.kafka import KAFKA_CONFIG_ENV, consumer_settings, ensure_topics, producer_settings
-from schemas.revisions import ConfigStore
 from tests.conftest import _cache_dir
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import wait_for
+from tests.integration.stack_helpers import amplitude_stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 PASSWORD = f"pw-{uuid.uuid4().hex[:12]}"
@@ -93,15 +92,7 @@ def test_every_process_takes_the_security_settings(secured: tuple[str, Path], tm
         monkeypatch.setenv(key, value)
     amplitude = AmplitudeStandIn().start()
     topics = Topics(f"s{uuid.uuid4().hex[:8]}")
-    config = tmp_path / "eventrouter.yaml"
-    config.write_text(f"""
-pipelines: [{{name: web, write_keys: [wk1], integrations: [amp]}}]
-integrations:
-  - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
-     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amplitude.url}/2/httpapi"}}}}
-""")
-    ConfigStore(bootstrap, topics).apply(config)
-    stack = Stack(bootstrap, topics, config, tmp_path / "logs", env=env, partitions=3).start()
+    stack = amplitude_stack(bootstrap, topics, tmp_path, amplitude, gateway=True, env=env)
     try:
         with Analytics("wk1", bootstrap, topic=topics.raw) as analytics:
             for i in range(50):

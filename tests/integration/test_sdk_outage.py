@@ -109,24 +109,14 @@ def test_the_whole_pipeline_rides_out_a_10s_broker_outage(own_broker: LocalKafka
                                                           figures: Figures) -> None:
     """SDK, worker and forwarder running; the only broker stops for 10 s under load: the producers buffer
     and retry, the consumers reconnect, and every acknowledged event reaches the vendor."""
-    from eventrouter.stack import Stack
     from forwarders.standins import AmplitudeStandIn
-    from schemas.revisions import ConfigStore
     from tests.integration.forwarder_helpers import wait_for
+    from tests.integration.stack_helpers import amplitude_stack, wait_until_assigned
 
     bootstrap = _bootstrap(own_broker)
     topics = fresh_topics(bootstrap)
     amplitude = AmplitudeStandIn().start()
-    config = tmp_path / "eventrouter.yaml"
-    config.write_text(f"""
-pipelines: [{{name: web, write_keys: [wk1], integrations: [amp]}}]
-integrations:
-  - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
-     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amplitude.url}/2/httpapi"}}}}
-""")
-    ConfigStore(bootstrap, topics).apply(config)
-    stack = Stack(bootstrap, topics, config, tmp_path / "logs", gateway_port=None, env={"AMP_KEY": "amp-key"},
-                  partitions=3).start()
+    stack = amplitude_stack(bootstrap, topics, tmp_path, amplitude)
     reported: set[str] = set()
     sent: list[str] = []
     analytics = Analytics("wk1", bootstrap, topic=topics.raw,
@@ -143,8 +133,7 @@ integrations:
 
     sender = threading.Thread(target=load)
     try:
-        for role in ("worker-1", "forward-amp"):
-            wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=60, what=role)
+        wait_until_assigned(stack)
         sender.start()
         wait_for(lambda: len(amplitude.keys) >= 500, timeout=60, what="delivery under way")
         own_broker.stop_node(1, kill=True)

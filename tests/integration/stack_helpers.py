@@ -1,0 +1,36 @@
+"""The stack (`eventrouter up`'s processes) with one Amplitude integration pointed at a stand-in: what
+the broker-loss, outage and security tests run their load through."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from eventrouter.stack import Stack
+from forwarders.standins import AmplitudeStandIn
+from schemas import Topics
+from schemas.revisions import ConfigStore
+from tests.integration.forwarder_helpers import wait_for
+
+CONFIG = """
+pipelines: [{{name: web, write_keys: [wk1], integrations: [amp]}}]
+integrations:
+  - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
+     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{url}/2/httpapi"}}}}
+"""
+
+
+def amplitude_stack(bootstrap: str, topics: Topics, folder: Path, stand_in: AmplitudeStandIn, *,
+                    gateway: bool = False, env: Mapping[str, str] | None = None) -> Stack:
+    """The config applied as a revision, then a worker, an `amp` forwarder (and the gateway) started."""
+    config = folder / "eventrouter.yaml"
+    config.write_text(CONFIG.format(url=stand_in.url))
+    ConfigStore(bootstrap, topics).apply(config)
+    return Stack(bootstrap, topics, config, folder / "logs", gateway_port=0 if gateway else None,
+                 env={"AMP_KEY": "amp-key", **(env or {})}, partitions=3).start()
+
+
+def wait_until_assigned(stack: Stack, roles: tuple[str, ...] = ("worker-1", "forward-amp")) -> None:
+    """Each of `roles` has joined its consumer group and been given partitions."""
+    for role in roles:
+        wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=60, what=role)
