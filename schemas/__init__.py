@@ -25,7 +25,7 @@ class EventCodec:
     """Segment message dicts <-> framed Avro `Event` bytes."""
 
     def __init__(self, registry: SchemaRegistryClient | None = None) -> None:
-        self.avro = AvroCodec(load_schema("event"), history("event"), registry=registry)
+        self.avro = AvroCodec(load_schema("event"), history("event"), registry=registry, omit_null=True)
 
     def encode(self, message: Mapping[str, Any]) -> bytes:
         return self.avro.encode(to_record(message))

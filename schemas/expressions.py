@@ -119,47 +119,57 @@ def compile_expression(source: str) -> Evaluator:
     return _compile(tree.body)
 
 
-def inline_source(source: str, const: Callable[[Any], str]) -> str | None:
+Field = Callable[[tuple[str, ...]], str]
+
+
+def inline_source(source: str, const: Callable[[Any], str], field: Field | None = None) -> str | None:
     """`source` as one Python expression over `event` and `payload` for generated code (the router's
     playbook sections), or None where only the closures of `compile_expression` can say it. Covers
     what starter kits write: fields, literals, function calls, `a if cond else b`, == and !=, and, or,
-    not. Names and values are constants (`const` binds them), never text of the config. The caller
-    turns TypeError, ValueError and AttributeError raised by a function into ExpressionError."""
+    not. Names and values are constants (`const` binds them), never text of the config. `field`, when
+    given, names the expression that reads an event field (a local the caller has read it into). The
+    caller turns TypeError, ValueError and AttributeError raised by a function into ExpressionError."""
     compile_expression(source)  # the same checks and errors
-    return _inline(ast.parse(source.strip(), mode="eval").body, const)
+    return _inline(ast.parse(source.strip(), mode="eval").body, const, field or _field_text(const))
 
 
-def _inline(node: ast.AST, const: Callable[[Any], str]) -> str | None:
+def _field_text(const: Callable[[Any], str]) -> Field:
+    def text_of(chain: tuple[str, ...]) -> str:
+        text = f"event.get({const(chain[0])})"
+        for key in chain[1:]:  # the walrus name is reused: each level is read before the next assigns it
+            k = const(key)
+            text = f"(_t.get({k}) if type(_t := {text}) is _dict else {const(_get)}(_t, {k}))"
+        return text
+    return text_of
+
+
+def _inline(node: ast.AST, const: Callable[[Any], str], field: Field) -> str | None:
     parts: list[str | None]
     if isinstance(node, ast.Constant):
         return const(node.value)
     if isinstance(node, ast.Name):
         if node.id in _NAMES:
             return const(_NAMES[node.id])
-        return "payload" if node.id == "payload" else f"event.get({const(node.id)})"
+        return "payload" if node.id == "payload" else field((node.id,))
     if isinstance(node, ast.Attribute) and (chain := _field_chain(node)) is not None:
-        text = f"event.get({const(chain[0])})"
-        for key in chain[1:]:  # the walrus name is reused: each level is read before the next assigns it
-            k = const(key)
-            text = f"(_t.get({k}) if type(_t := {text}) is _dict else {const(_get)}(_t, {k}))"
-        return text
+        return field(chain)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS \
             and not node.keywords:
-        parts = [_inline(a, const) for a in node.args]
+        parts = [_inline(a, const, field) for a in node.args]
         return None if None in parts else f"{const(FUNCTIONS[node.func.id])}({', '.join(map(str, parts))})"
     if isinstance(node, ast.IfExp):
-        parts = [_inline(n, const) for n in (node.body, node.test, node.orelse)]
+        parts = [_inline(n, const, field) for n in (node.body, node.test, node.orelse)]
         return None if None in parts else f"({parts[0]} if {parts[1]} else {parts[2]})"
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq | ast.NotEq):
-        parts = [_inline(node.left, const), _inline(node.comparators[0], const)]
+        parts = [_inline(node.left, const, field), _inline(node.comparators[0], const, field)]
         op = "==" if isinstance(node.ops[0], ast.Eq) else "!="
         return None if None in parts else f"({parts[0]} {op} {parts[1]})"
     if isinstance(node, ast.BoolOp):
-        parts = [_inline(v, const) for v in node.values]
+        parts = [_inline(v, const, field) for v in node.values]
         joiner = " and " if isinstance(node.op, ast.And) else " or "
         return None if None in parts else "(" + joiner.join(f"bool({p})" for p in parts) + ")"
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        operand = _inline(node.operand, const)
+        operand = _inline(node.operand, const, field)
         return None if operand is None else f"(not {operand})"
     return None
 

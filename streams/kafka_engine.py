@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from schemas.kafka import consumer_settings, ensure_topics, watermarks
+from schemas.process import quiet_gc
 from streams.router import Source
 from streams.worker import Batch, BatchRouter, Deduplicator, OutputWriter, WorkerSettings, pack_seen, start_config
 
@@ -164,6 +165,7 @@ class KafkaEngine:
             "heartbeat.interval.ms": int(settings.session_timeout_s * 200), "fetch.wait.max.ms": 100,
             "max.poll.interval.ms": 600_000, **settings.client}))
         consumer.subscribe([raw], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+        quiet_gc()
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(num_messages=settings.batch_size, timeout=settings.batch_within_s)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -44,9 +43,9 @@ class PlaybookError(FinalError):
     """A playbook failed on an event (an expression or a function): dead-letter it with this reason."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A vendor-shaped `payload` with its `event_name`, or the rule that filtered the event."""
+class Outcome(NamedTuple):
+    """A vendor-shaped `payload` with its `event_name`, or the rule that filtered the event. (A
+    NamedTuple: one is made per event and integration, and a frozen dataclass costs far more to build.)"""
 
     payload: dict[str, Any] | None = None
     event_name: str | None = None
@@ -111,35 +110,71 @@ def _compile_section(section: Section, where: str) -> SectionFn:
     its default and writes (a path of keys inline, copying containers it does not own, an object onto an
     object merging), as the closures of `_compile_mapping` and `set_path` do; a `join` of several paths
     or a target with list indexes calls those. Names and values from the config are constants of the
-    function's namespace, never part of its source text."""
+    function's namespace, never part of its source text.
+
+    Each event path is read once per call into a local (`context.traits` for a dozen mappings): a
+    section never changes the event. Each payload object written under (`user_data` for a dozen) is
+    found once into a local too, and forgotten when a later write replaces it or one of its parents."""
     consts: dict[str, Any] = {"_dict": dict, "_get_path": get_path, "_ExpressionError": ExpressionError}
-    lines = ["def section(event, payload, owned):", "    if type(event) is not _dict:", "        event = _dict(event)"]
+    head = ["def section(event, payload, owned):", "    if type(event) is not _dict:", "        event = _dict(event)"]
+    lines: list[str] = []
+    reads: dict[tuple[str, ...], str] = {}  # event path -> the local read into
+    nodes: dict[tuple[str, ...], str] = {}  # payload path -> the local holding that owned object, or None
 
     def const(value: Any) -> str:
         name = f"c{len(consts)}"
         consts[name] = value
         return name
 
+    def read(keys: tuple[str, ...]) -> str:
+        name = reads.get(keys)
+        if name is None:
+            up = read(keys[:-1]) if len(keys) > 1 else "event"
+            name = f"r{len(reads)}"
+            if len(keys) == 1:
+                lines.append(f"    {name} = event.get({const(keys[0])})")
+            else:
+                lines.append(f"    {name} = {up}.get({const(keys[-1])}) if type({up}) is _dict else "
+                             f"None if {up} is None else _get_path({up}, {const(keys[-1:])})")
+            reads[keys] = name
+        return name
+
+    def forget(under: tuple[str, ...], indent: str) -> list[str]:
+        """Locals of payload objects at or below `under`: a write there replaced them."""
+        return [f"{indent}{name} = None" for path, name in nodes.items() if path[:len(under)] == under]
+
     def write(keys: tuple[str, ...], value: str, indent: str) -> list[str]:
         out = [f"{indent}node = payload"]
-        for key in keys[:-1]:
-            k = const(key)
-            out += [f"{indent}child = node.get({k})",
-                    f"{indent}if type(child) is not _dict or id(child) not in owned:",
-                    f"{indent}    child = _dict(child) if type(child) is _dict else {{}}",
-                    f"{indent}    owned.add(id(child))",
-                    f"{indent}    node[{k}] = child",
-                    f"{indent}node = child"]
+        parent = keys[:-1]
+        if parent:
+            walk = [f"{indent}    node = payload"]
+            for key in parent:
+                k = const(key)
+                walk += [f"{indent}    child = node.get({k})",
+                         f"{indent}    if type(child) is not _dict or id(child) not in owned:",
+                         f"{indent}        child = _dict(child) if type(child) is _dict else {{}}",
+                         f"{indent}        owned.add(id(child))",
+                         f"{indent}        node[{k}] = child",
+                         f"{indent}    node = child"]
+            local = nodes.get(parent)
+            if local is None:
+                local = nodes[parent] = f"n{len(nodes)}"
+                head.append(f"    {local} = None")
+            out = [f"{indent}node = {local}", f"{indent}if node is None:", *walk, f"{indent}    {local} = node"]
         k = const(keys[-1])
         return [*out, f"{indent}if type({value}) is _dict and type(node.get({k})) is _dict:",
-                f"{indent}    {value} = {{**{value}, **node[{k}]}}", f"{indent}node[{k}] = {value}"]
+                f"{indent}    {value} = {{**{value}, **node[{k}]}}", f"{indent}node[{k}] = {value}",
+                *forget(keys, indent)]
 
     for mapping in section.mappings:
         target = parse_path(mapping.to)
         if isinstance(mapping.from_, list) or not all(isinstance(k, str) for k in target):
             lines.append(f"    {const(_compile_mapping(mapping))}(event, payload, owned)")
+            lines.extend(forget((), "    "))  # it may have written anywhere
             continue
-        inline = inline_source(mapping.expr, const) if mapping.expr is not None else None
+        inline = None
+        if mapping.expr is not None and inline_source(mapping.expr, repr) is not None:
+            inline = inline_source(mapping.expr, const, read)
         if inline is not None:
             lines += ["    try:", f"        v = {inline}", "    except (TypeError, ValueError, AttributeError) as exc:",
                       f"        raise _ExpressionError(f'{{{const(mapping.expr)}}}: {{exc}}') from None"]
@@ -148,10 +183,8 @@ def _compile_section(section: Section, where: str) -> SectionFn:
         else:
             assert isinstance(mapping.from_, str)
             source = parse_path(mapping.from_)
-            if all(isinstance(k, str) for k in source):  # keys into plain dicts inline; anything else: get_path
-                lines.append(f"    v = event.get({const(source[0])})")
-                lines.extend(f"    v = v.get({const(k)}) if type(v) is _dict else None if v is None else "
-                             f"_get_path(v, {const((k,))})" for k in source[1:])
+            if all(isinstance(k, str) for k in source):  # keys into plain dicts inline; anything else: a getter
+                lines.append(f"    v = {read(tuple(str(k) for k in source))}")
             else:
                 lines.append(f"    v = {const(compile_getter(source))}(event)")
         transform = compile_transform(mapping)
@@ -168,9 +201,10 @@ def _compile_section(section: Section, where: str) -> SectionFn:
             lines.extend(write(tuple(str(k) for k in target), "e", "    "))
         else:
             lines.append(f"    {const(compile_setter(path))}(payload, {const(value)}, owned)")
+            lines.extend(forget((), "    "))
     lines.append("    return None")
     namespace = dict(consts)
-    exec(compile("\n".join(lines), f"<playbook section {where}>", "exec"), namespace)  # source of our own making
+    exec(compile("\n".join(head + lines), f"<playbook section {where}>", "exec"), namespace)  # our own source
     function: SectionFn = namespace["section"]
     return function
 
@@ -219,15 +253,20 @@ class CompiledPlaybook:
         key = event_key(event)
         try:
             if self.allow is not None and not self.allow.matches(event, key):
-                return Outcome(filtered_by="filter.allow")
+                return _ALLOW
             if self.deny is not None and self.deny.matches(event, key):
-                return Outcome(filtered_by="filter.deny")
+                return _DENY
             section = self.events.get(key, self.default)
-            for part in (self.global_, section):
-                if part.drop:
-                    return Outcome(filtered_by=f"{part.where}.drop")
-            payload: dict[str, Any] = orjson.loads(orjson.dumps(event)) if self.keep_event else {}
-            owned = {id(payload)} if not self.keep_event else _ids(payload)
+            if self.global_.drop:
+                return Outcome(None, None, f"{self.global_.where}.drop")
+            if section.drop:
+                return Outcome(None, None, f"{section.where}.drop")
+            if self.keep_event:
+                payload: dict[str, Any] = orjson.loads(orjson.dumps(event))
+                owned = _ids(payload)
+            else:
+                payload = {}
+                owned = {id(payload)}
             self.global_.apply(event, payload, owned)
             section.apply(event, payload, owned)
         except ExpressionError as exc:
@@ -239,9 +278,14 @@ class CompiledPlaybook:
             except Exception as exc:  # noqa: BLE001 - user code: whatever it raises is a playbook error
                 raise PlaybookError("playbook.function", f"{type(exc).__name__}: {exc}"[:300]) from None
             if result is None:
-                return Outcome(filtered_by="function")
+                return Outcome(None, None, "function")
             payload = result
-        return Outcome(payload=payload, event_name=name)
+        return Outcome(payload, name)
+
+
+_ALLOW: Final = Outcome(None, None, "filter.allow")
+_DENY: Final = Outcome(None, None, "filter.deny")
+_MAP: Final = Outcome(None, None, "integrations_map")
 
 
 def _ids(value: Any) -> set[int]:
@@ -264,10 +308,11 @@ class Route:
         self._category = integration.consent.lower() if integration.consent else None
 
     def decide(self, event: Mapping[str, Any]) -> Outcome:
-        if self._blocked_by_map(event.get("integrations")):
-            return Outcome(filtered_by="integrations_map")
+        switches = event.get("integrations")
+        if switches and self._blocked_by_map(switches):
+            return _MAP
         if self._category is not None and not self._consented(event.get("context")):
-            return Outcome(filtered_by=f"consent.{self.integration.consent}")
+            return Outcome(None, None, f"consent.{self.integration.consent}")
         return self.playbook.apply(event)
 
     def _blocked_by_map(self, switches: Any) -> bool:

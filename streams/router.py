@@ -102,6 +102,10 @@ class Router:
             i.name: Route(i, allow_code=allow_code) for i in config.integrations if i.enabled and i.name in named}
         self._topic_of = {name: topics.integration(name) for name in self.routes}
         self._integration_parts = {name: integration_part(name, r.integration.kind) for name, r in self.routes.items()}
+        # per pipeline, what routing each event needs of each of its integrations (disabled ones left out)
+        self._targets: dict[str, list[tuple[str, Route, str, bytes]]] = {
+            p.name: [(name, self.routes[name], self._topic_of[name], self._integration_parts[name])
+                     for name in p.integrations if name in self.routes] for p in config.pipelines}
         self._max_future_s = config.settings.max_future_s
         self._pipelines = {key: p for p in config.pipelines for key in p.write_keys}  # a plain dict: hot path
 
@@ -158,42 +162,44 @@ class Router:
     # -- routing: each integration's decision and shape ---------------------------------------------
     def route(self, admitted: Admitted, replayed: bool = False, only: str | None = None) -> Routed:
         """Each integration's outcome; `only`: that one integration alone (a re-route, a re-injection)."""
-        routed = Routed()
-        event, source = admitted.event, admitted.source
+        routed = Routed([], [], [])
+        outputs = routed.outputs
+        event = admitted.event
         parts: OutboundParts | None = None
-        names = admitted.pipeline.integrations if only is None else \
-            [only] if only in admitted.pipeline.integrations else []
-        for name in names:
-            route = self.routes.get(name)
-            if route is None:  # disabled integration
-                continue
+        targets = self._targets[admitted.pipeline.name]
+        if only is not None:
+            targets = [t for t in targets if t[0] == only]
+        for name, route, topic, integration in targets:
             try:
-                outcome = route.decide(event)
-                if outcome.filtered_by is not None:
-                    routed.filtered.append((name, outcome.filtered_by))
+                payload, event_name, filtered_by = route.decide(event)
+                if filtered_by is not None:
+                    routed.filtered.append((name, filtered_by))
                     continue
-                payload = orjson.dumps(outcome.payload)
                 if parts is None:
-                    parts = OutboundParts(
-                        self._outbound.framing(), message_id=event["messageId"], pipeline=admitted.pipeline.name,
-                        call=event["type"], user_id=event.get("userId"), anonymous_id=event.get("anonymousId"),
-                        timestamp_ms=admitted.timestamp_ms, received_ms=admitted.received_ms,
-                        revision=self.revision, replayed=replayed, source_topic=source.topic,
-                        source_partition=source.partition, source_offset=source.offset)
-                value = parts.record(self._integration_parts[name], outcome.event_name, payload)
+                    parts = self._parts(admitted, replayed)
+                value = parts.record(integration, event_name, orjson.dumps(payload))
             except PlaybookError as exc:
                 routed.failed.append((name, exc.reason, self._dead_letter(
-                    source, exc.reason, exc.message, stage="playbook", message_id=event.get("messageId"),
+                    admitted.source, exc.reason, exc.message, stage="playbook", message_id=event.get("messageId"),
                     pipeline=admitted.pipeline.name, integration=name)))
                 continue
             except (TypeError, ValueError, orjson.JSONEncodeError) as exc:  # a payload JSON cannot carry
                 reason = "playbook.output"
                 routed.failed.append((name, reason, self._dead_letter(
-                    source, reason, f"{type(exc).__name__}: {str(exc)[:200]}", stage="playbook",
+                    admitted.source, reason, f"{type(exc).__name__}: {str(exc)[:200]}", stage="playbook",
                     message_id=event.get("messageId"), pipeline=admitted.pipeline.name, integration=name)))
                 continue
-            routed.outputs.append(Output(self._topic_of[name], admitted.key, value, name))
+            outputs.append(Output(topic, admitted.key, value, name))
         return routed
+
+    def _parts(self, admitted: Admitted, replayed: bool) -> OutboundParts:
+        event, source = admitted.event, admitted.source
+        return OutboundParts(
+            self._outbound.framing(), message_id=event["messageId"], pipeline=admitted.pipeline.name,
+            call=event["type"], user_id=event.get("userId"), anonymous_id=event.get("anonymousId"),
+            timestamp_ms=admitted.timestamp_ms, received_ms=admitted.received_ms, revision=self.revision,
+            replayed=replayed, source_topic=source.topic, source_partition=source.partition,
+            source_offset=source.offset)
 
     # -- dead letters ----------------------------------------------------------------------------------
     def _reject(self, source: Source, reason: str, message: str, *, stage: str, message_id: Any = None,

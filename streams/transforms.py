@@ -189,6 +189,28 @@ def sha256(value: Any, how: str = "text") -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+HASH_MEMO: Final = 50_000  # hashes of text remembered per mapping: a user's email comes back with each event
+
+
+def _memo_hash(how: str) -> Transform:
+    """`sha256(v, how)`, remembering the hash of each text seen: the same user's email or id is hashed
+    again with every event they send, and hashing costs more than a lookup."""
+    seen: dict[str, str | None] = {}
+
+    def hashed(value: Any) -> str | None:
+        if type(value) is not str:
+            return sha256(value, how)
+        try:
+            return seen[value]
+        except KeyError:
+            pass
+        if len(seen) >= HASH_MEMO:
+            seen.clear()
+        result = seen[value] = sha256(value, how)
+        return result
+    return hashed
+
+
 def parse_time(value: Any) -> dt.datetime | None:
     if isinstance(value, bool) or value is None:
         return None
@@ -296,8 +318,7 @@ def compile_transform(mapping: Mapping_) -> Transform:
         digits = 2 if mapping.digits is None else mapping.digits
         return lambda v: _truncate_float(v, digits)
     if kind == "hash":
-        how = mapping.normalize or "text"
-        return lambda v: sha256(v, how)
+        return _memo_hash(mapping.normalize or "text")
     if kind == "join":
         sep = "," if mapping.separator is None else mapping.separator
         return lambda v: None if v is None else sep.join(t for x in (v if isinstance(v, list) else [v])
