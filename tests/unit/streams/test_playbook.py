@@ -130,3 +130,45 @@ def test_code_runs_only_where_the_config_allows_it() -> None:
         route("coded").decide(_track("Boom"))
     with pytest.raises(PlaybookError, match="allow_code"):
         Route(CONFIG.integration("coded"), allow_code=False)
+
+
+def test_generated_sections_write_what_the_mappings_one_by_one_write() -> None:
+    """Sections read each event path once and remember the payload objects they write under; whatever
+    the order of reads, writes, object merges and replacements, the payload is what running each
+    mapping's closure in turn makes, and the event is left as it was."""
+    import json
+    import random
+
+    from streams.playbook import _compile_mapping, _compile_section
+
+    rng = random.Random(5)
+    targets = ["a", "a.b", "a.c", "a.b.d", "x", "a.l[1]", "l[0]"]
+    sources = ["p", "p.q", "p.r", "o", "o.k", "t", ["p.q", "t"]]
+    values: list[Any] = [None, "v", 3, {"k": "w", "q": 1}, {"q": {"z": 1}}, [1, 2]]
+    for _ in range(300):
+        mappings: list[dict[str, Any]] = []
+        for _ in range(rng.randrange(1, 8)):
+            source = rng.choice(sources)
+            mapping: dict[str, Any] = {"to": rng.choice(targets)}
+            if isinstance(source, list):
+                mapping.update({"from": source, "transform": "join"})
+            elif rng.random() < 0.2:
+                mapping["expr"] = f"coalesce({source}, t)"
+            else:
+                mapping["from"] = source
+            if rng.random() < 0.2 and "transform" not in mapping:
+                mapping["default"] = rng.choice([{"m": 1}, "d"])
+            mappings.append(mapping)
+        config = parse_config(json.dumps({"integrations": [
+            {"name": "w", "kind": "webhook", "playbook": {"global": {"mappings": mappings}}}]}))
+        section = config.integration("w").playbook.global_
+        event = {"type": "track", "p": rng.choice(values), "o": rng.choice(values), "t": rng.choice(values)}
+        before = copy.deepcopy(event)
+        got: dict[str, Any] = {}
+        _compile_section(section, "global")(event, got, {id(got)})
+        want: dict[str, Any] = {}
+        owned = {id(want)}
+        for mapping_ in section.mappings:
+            _compile_mapping(mapping_)(event, want, owned)
+        assert got == want, mappings
+        assert event == before
