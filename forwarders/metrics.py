@@ -11,7 +11,9 @@ eventrouter_forwarder_rate_limit{integration}                    the token bucke
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from schemas.histogram import BatchHistogram
 
 
 class ForwarderMetrics:
@@ -26,10 +28,9 @@ class ForwarderMetrics:
                                registry=r).labels(integration)
         self.requests = Counter("eventrouter_forwarder_requests", "HTTP requests by status (0: no answer)",
                                 ["integration", "status"], registry=r)
-        self.latency = Histogram("eventrouter_forwarder_latency_seconds", "Outbound record written -> delivered",
-                                 ["integration"], registry=r,
-                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
-                                 ).labels(integration)
+        self.latency = BatchHistogram("eventrouter_forwarder_latency_seconds", "Outbound record written -> delivered",
+                                      ["integration"], (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+                                                        3600), r)
         self.lag = Gauge("eventrouter_forwarder_lag", "Records not yet read, over assigned partitions",
                          ["integration"], registry=r).labels(integration)
         self.rate = Gauge("eventrouter_forwarder_rate_limit", "Requests per second allowed now (0: open)",

@@ -297,8 +297,18 @@ class Forwarder:
                                      source_offset=offset, integration=self.name)
                 self._produce(ticket, self.dlq, self._deadletters.encode(record), None)
                 self.metrics.dead.labels(self.name, bad.error.reason).inc()
+        delivered, latencies = 0, []  # counted and observed once per batch
         for position, fate in report.fates.items():
-            self._account(ticket, items[position], fate)
+            item = items[position]
+            if fate.state == "delivered":
+                delivered += 1
+                if item.written_ms:
+                    latencies.append(max(0.0, fate.finished_ms - item.written_ms) / 1000)
+            else:
+                self._account(ticket, item, fate)
+        if delivered:
+            self.metrics.delivered.inc(delivered)
+            self.metrics.latency.observe_many((self.name,), latencies)
         if items:
             self._produce(ticket, self.topics.receipts,
                           receipt(self.name, items, report.fates, requests=report.requests), self.name.encode())
@@ -308,12 +318,9 @@ class Forwarder:
         state.inflight, state.batch, state.batch_offsets = None, [], []
 
     def _account(self, ticket: _Ticket, item: Item, fate: Fate) -> None:
+        """An item that was not delivered: dead-lettered, or written to the retry topic."""
         user = item.user_id or item.anonymous_id
-        if fate.state == "delivered":
-            self.metrics.delivered.inc()
-            if item.written_ms:
-                self.metrics.latency.observe(max(0.0, fate.finished_ms - item.written_ms) / 1000)
-        elif fate.state == "dead":
+        if fate.state == "dead":
             self._produce(ticket, self.dlq, dead_letter_value(self._deadletters, item, fate, self.name), None)
             self.metrics.dead.labels(self.name, (fate.reason or "").split(":")[0]).inc()
             log.info("%s: dead-lettered %s/%s@%s: %s", self.name, item.topic, item.partition, item.offset,

@@ -204,13 +204,29 @@ def check_message(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
     return size_of(message, limits)
 
 
-def _check_fields(message: Mapping[str, Any]) -> None:
-    """The call, its required fields and identity, object-typed fields, parsable timestamps."""
+def epoch_ms(text: str) -> int:
+    """An ISO-8601 time as milliseconds since the epoch (floored); ValueError when it is not one."""
+    moment = parse_timestamp(text)
+    seconds = moment.timestamp()
+    if -_FLOAT_EXACT_S < seconds < _FLOAT_EXACT_S:  # 1834-2106: the float is within 0.4 us, so round() is exact
+        return round(seconds * 1_000_000) // 1000
+    return (moment - _EPOCH) // _MS
+
+
+_FLOAT_EXACT_S: Final = 2.0**32
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS: Final = dt.timedelta(milliseconds=1)
+
+
+def _check_fields(message: Mapping[str, Any]) -> dict[str, int]:
+    """The call, its required fields and identity, object-typed fields, parsable timestamps (returned,
+    each present one as epoch milliseconds)."""
     check_call(message)
     for field in _OBJECT_FIELDS:
         value = message.get(field)
         if value is not None and not isinstance(value, dict):
             raise ValidationError("invalid.field_type", field, f"must be an object, got {type(value).__name__}")
+    stamps: dict[str, int] = {}
     for field in TIMESTAMP_FIELDS:
         value = message.get(field)
         if value is None:
@@ -218,16 +234,18 @@ def _check_fields(message: Mapping[str, Any]) -> None:
         if not isinstance(value, str):
             raise ValidationError("invalid.timestamp", field, "must be an ISO-8601 string")
         try:
-            parse_timestamp(value)
-        except ValueError:
+            stamps[field] = epoch_ms(value)
+        except (ValueError, OverflowError, OSError):
             raise ValidationError("invalid.timestamp", field, "is not an ISO-8601 timestamp") from None
+    return stamps
 
 
-def check_decoded(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> None:
+def check_decoded(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> dict[str, int]:
     """check_message plus the structure limits (depth, keys, string length), for a message decoded from
     JSON or Avro (so nothing in it needs converting). The walk is skipped when the JSON text is too
-    short to hold a long string or a large object and has too few brackets to be deep."""
-    _check_fields(message)
+    short to hold a long string or a large object and has too few brackets to be deep. Returns the
+    timestamps present as epoch milliseconds."""
+    stamps = _check_fields(message)
     try:
         text = orjson.dumps(message)
     except (TypeError, orjson.JSONEncodeError):
@@ -237,6 +255,7 @@ def check_decoded(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
     if len(text) >= min(limits.string_chars + 2, 2 * limits.keys + 1) \
             or text.count(b"{") + text.count(b"[") > limits.depth:
         clean(dict(message), "", limits)
+    return stamps
 
 
 def check_call(message: Mapping[str, Any]) -> None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from schemas.histogram import BatchHistogram
 
 UNKNOWN = "-"
 
@@ -31,7 +32,7 @@ class BatchTally:
     invalid: Tally[tuple[str, str, str]] = field(default_factory=Tally)
     filtered: Tally[tuple[str, str, str]] = field(default_factory=Tally)
     deduplicated: Tally[str] = field(default_factory=Tally)
-    latency: list[tuple[str, float]] = field(default_factory=list)
+    latency: dict[str, list[float]] = field(default_factory=dict)  # per pipeline: record timestamps (ms), then seconds
 
 
 class WorkerMetrics:
@@ -47,10 +48,10 @@ class WorkerMetrics:
                                 ["pipeline", "integration", "rule"], registry=r)
         self.deduplicated = Counter("eventrouter_worker_deduplicated", "Repeated messageIds dropped",
                                     ["pipeline"], registry=r)
-        self.latency = Histogram("eventrouter_worker_latency_seconds",
-                                 "From the raw record's timestamp to its outputs being acknowledged", ["pipeline"],
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-                                 registry=r)
+        self.latency = BatchHistogram("eventrouter_worker_latency_seconds",
+                                      "From the raw record's timestamp to its outputs being acknowledged",
+                                      ["pipeline"], (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                                      r)
         self.batch_size = Histogram("eventrouter_worker_batch_size", "Records per batch",
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000), registry=r)
         self.assigned = Gauge("eventrouter_worker_assigned_partitions", "Raw topic partitions this worker routes",
@@ -73,12 +74,8 @@ class WorkerMetrics:
             self.filtered.labels(pipeline, integration, rule).inc(n)
         for pipeline, n in tally.deduplicated.items():
             self.deduplicated.labels(pipeline).inc(n)
-        children: dict[str, Any] = {}
-        for pipeline, seconds in tally.latency:
-            child = children.get(pipeline)
-            if child is None:
-                child = children[pipeline] = self.latency.labels(pipeline)
-            child.observe(seconds)
+        for pipeline, seconds in tally.latency.items():
+            self.latency.observe_many((pipeline,), seconds)
 
 
 def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[str, float]:

@@ -14,7 +14,6 @@ from here:
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -26,8 +25,8 @@ from schemas.config import Config, Pipeline
 from schemas.deadletters import dead_letter
 from schemas.direct_outbound import OutboundParts, integration_part
 from schemas.errors import DecodeError
-from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_decoded, parse_timestamp
-from streams.normalize import EPOCH, corrected_timestamp, epoch_ms, iso_ms
+from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_decoded
+from streams.normalize import corrected_ms, iso_ms
 from streams.playbook import PlaybookError, Route
 
 
@@ -131,33 +130,22 @@ class Router:
             return self._reject(source, "auth.pipeline_disabled", f"pipeline {pipeline.name} is disabled",
                                 stage="validate", message_id=message_id, pipeline=pipeline.name)
         try:
-            check_decoded(event, self.limits)
+            stamps = check_decoded(event, self.limits)
         except ValidationError as exc:
             return self._reject(source, exc.reason, exc.message, stage="validate", message_id=message_id,
                                 pipeline=pipeline.name)
         if not message_id:
             return self._reject(source, "invalid.missing_field", "messageId: every event needs one",
                                 stage="validate", pipeline=pipeline.name)
-        received = self._received(event, source)
-        moment = corrected_timestamp(event, received, self._max_future_s)
-        received_ms, timestamp_ms = epoch_ms(received), epoch_ms(moment)
+        # The SDK does not set receivedAt: the time our producer published the record is the closest.
+        received_ms = stamps.get("receivedAt", source.timestamp_ms)
+        timestamp_ms = corrected_ms(stamps, received_ms, self._max_future_s)
         event.pop("writeKey", None)  # a credential of ours: no playbook and no vendor sees it
         event["receivedAt"] = event.get("receivedAt") or iso_ms(received_ms)
         event["timestamp"] = iso_ms(timestamp_ms)
         user = event.get("userId") or event.get("anonymousId")
         return Admitted(source, event, pipeline, f"{pipeline.name}\x1f{message_id}",
                         user.encode() if isinstance(user, str) else None, timestamp_ms, received_ms)
-
-    @staticmethod
-    def _received(event: dict[str, Any], source: Source) -> dt.datetime:
-        text = event.get("receivedAt")
-        if isinstance(text, str):
-            try:
-                return parse_timestamp(text)
-            except ValueError:
-                pass
-        # The SDK does not set receivedAt: the time our producer published the record is the closest.
-        return EPOCH + dt.timedelta(milliseconds=source.timestamp_ms)
 
     # -- routing: each integration's decision and shape ---------------------------------------------
     def route(self, admitted: Admitted, replayed: bool = False, only: str | None = None) -> Routed:

@@ -149,8 +149,15 @@ class OutputWriter:
 
     def _send(self, pending: Sequence[Output]) -> None:
         self._failures.clear()
+        produce = self._producer.produce
         for output in pending:
-            self._produce(output)
+            if output.partition is not None:
+                self._produce(output)
+                continue
+            try:
+                produce(output.topic, output.value, output.key)
+            except BufferError:  # the producer's queue is full: _produce waits for room
+                self._produce(output)
 
     def _failed_again(self, attempt: int) -> tuple[list[Output], int, float]:
         """What to write again after a flush, the attempt number, and how long to wait first."""
@@ -294,6 +301,7 @@ class BatchRouter:
             self.dedup.window_ms = router.config.settings.dedup_window_s * 1000
         batch = Batch(now_ms=int(time.time() * 1000), size=len(sources))
         tally, outputs, marks = batch.tally, batch.outputs, batch.marks
+        latency = tally.latency
         batch_keys = batch.keys
         in_flight: Set[str] = seen or frozenset()
         for source in sources:
@@ -322,7 +330,10 @@ class BatchRouter:
             for integration, reason, dead in routed.failed:
                 tally.invalid[(pipeline, integration, reason)] += 1
                 outputs.append(dead)
-            tally.latency.append((pipeline, source.timestamp_ms))
+            stamps = latency.get(pipeline)
+            if stamps is None:
+                stamps = latency[pipeline] = []
+            stamps.append(source.timestamp_ms)
         return batch
 
     def dedup_changes(self, batch: Batch) -> list[Output]:
@@ -340,7 +351,7 @@ class BatchRouter:
     def finish(self, batch: Batch) -> BatchTally:
         done = time.time()
         tally = batch.tally
-        tally.latency = [(p, max(0.0, done - ts / 1000)) for p, ts in tally.latency]
+        tally.latency = {p: [max(0.0, done - ts / 1000) for ts in stamps] for p, stamps in tally.latency.items()}
         self.metrics.add(tally)
         self.metrics.batch_size.observe(batch.size)
         return tally

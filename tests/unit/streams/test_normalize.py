@@ -1,0 +1,36 @@
+"""Event time in epoch milliseconds: exact parsing and Segment's clock-skew correction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from schemas.validation import epoch_ms
+from streams.normalize import EPOCH, corrected_ms, iso_ms
+
+MS = dt.timedelta(milliseconds=1)
+
+
+def test_epoch_ms_is_exact_to_the_millisecond_floored() -> None:
+    rng = random.Random(9)
+    for _ in range(5000):
+        moment = EPOCH + dt.timedelta(microseconds=rng.choice([rng.randrange(-6 * 10**16, 2 * 10**17),
+                                                                rng.randrange(-2**32 * 10**6, 2**32 * 10**6)]))
+        offset = dt.timezone(dt.timedelta(minutes=rng.randrange(-14 * 60, 14 * 60 + 1)))
+        text = moment.astimezone(offset).isoformat()
+        assert epoch_ms(text) == (moment - EPOCH) // MS, text
+    assert epoch_ms("2026-11-26T10:00:00.123Z") == 1795687200123
+    assert epoch_ms("2026-11-26T10:00:00.123999") == 1795687200123  # naive: UTC
+    assert iso_ms(epoch_ms("2026-11-26T11:00:00.5+01:00")) == "2026-11-26T10:00:00.500Z"
+
+
+def test_clock_skew_is_cancelled_and_the_future_bounded() -> None:
+    received = 1_000_000_000
+    # the sender's clock 2 h ahead: sent and original both 2 h late, the event 3 s before sending
+    skewed = {"originalTimestamp": received + 7_200_000 - 3000, "sentAt": received + 7_200_000}
+    assert corrected_ms(skewed, received) == received - 3000
+    assert corrected_ms({"timestamp": 5, **skewed}, received) == 5  # explicit timestamp wins (backfills)
+    assert corrected_ms({"originalTimestamp": received - 10}, received) == received - 10
+    assert corrected_ms({}, received) == received
+    assert corrected_ms({"timestamp": received + 3_600_001}, received, 3600) == received
+    assert corrected_ms({"timestamp": received + 3_600_000}, received, 3600) == received + 3_600_000
