@@ -13,7 +13,7 @@ import email.utils
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -23,9 +23,9 @@ from schemas.errors import ConfigurationError
 RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One Outbound record as a forwarder sees it: the playbook's payload and the ids around it."""
+class Item(NamedTuple):
+    """One Outbound record as a forwarder sees it: the playbook's payload and the ids around it. (A
+    NamedTuple: one is made per event, and a frozen dataclass of 14 fields costs 4 us to build.)"""
 
     message_id: str
     payload: dict[str, Any]
