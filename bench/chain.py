@@ -252,6 +252,9 @@ def main() -> None:
     parser.add_argument("--rates", default="1000,3000,5000", help="open-loop rates (events/s) for latency")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each fixed-rate run")
     parser.add_argument("--naive-events", type=int, default=2000)
+    parser.add_argument("--warm-up", type=int, default=2_000,
+                        help="events sent before measuring (connections made, caches warm)")
+    parser.add_argument("--ours-only", action="store_true", help="no pass-through, no naive run, no result file")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:
@@ -284,7 +287,7 @@ def main() -> None:
         pids = {c.role: c.process.pid for c in stack.children} | ({"broker": broker} if broker else {})
         try:
             ours = {"bootstrap": bootstrap, "topic": topics.raw, "pids": pids, "vendors": vendors}
-            run_ours(**ours, n=2000, rate=0, tag="warm")
+            run_ours(**ours, n=args.warm_up, rate=0, tag="warm")
             print("warm-up done", flush=True)
             runs.append(run_ours(**ours, n=args.events, rate=0, tag="max"))
             print(runs[-1], flush=True)
@@ -296,6 +299,8 @@ def main() -> None:
                 rss["broker"] = round(rss_mib(broker), 1)
         finally:
             stack.stop()
+        if args.ours_only:
+            return
         passthrough = run_child("passthrough", bootstrap, str(args.events))
         print("passthrough", passthrough, flush=True)
         naive = run_child("naive", bootstrap, str(args.naive_events), json.dumps(urls))
