@@ -33,6 +33,10 @@ def header_int(headers: Headers | None, name: str) -> int | None:
     return None
 
 
+# The Outbound fields an Item is made of: a forwarder's codec decodes only these (outbound_codec(fields=)).
+ITEM_FIELDS: Final = ("messageId", "payload", "eventName", "type", "userId", "anonymousId", "timestamp")
+
+
 def item_from(codec: AvroCodec, value: bytes | None, *, topic: str, partition: int, offset: int, written_ms: int,
               headers: Headers | None = None) -> Item:
     """The Item an Outbound record holds; DecodeError (dead-letter it) when it is not one."""

@@ -25,7 +25,15 @@ from typing import Any
 from forwarders.delivery import BatchDelivery, BatchReport, Fate
 from forwarders.metrics import ForwarderMetrics
 from forwarders.ratelimit import TokenBucket
-from forwarders.records import NOT_BEFORE, dead_letter_value, header_int, item_from, receipt, retry_headers
+from forwarders.records import (
+    ITEM_FIELDS,
+    NOT_BEFORE,
+    dead_letter_value,
+    header_int,
+    item_from,
+    receipt,
+    retry_headers,
+)
 from forwarders.transport import HttpTransport
 from forwarders.vendors import Item, vendor_for
 from schemas import Topics, deadletter_codec, outbound_codec
@@ -104,7 +112,7 @@ class Forwarder:
         self._consumer: Any = None
         self._producer: Any = None
         self._pool: ThreadPoolExecutor | None = None
-        self._outbound, self._deadletters = outbound_codec(), deadletter_codec()
+        self._outbound, self._deadletters = outbound_codec(fields=ITEM_FIELDS), deadletter_codec()
         self.transport = HttpTransport(self.policy.connect_timeout_s, self.policy.timeout_s,
                                        self.policy.concurrency + 2)
         self.limiter = TokenBucket(self.policy.rate_per_s)
@@ -286,7 +294,8 @@ class Forwarder:
             return
         report = state.inflight.result()
         items = [i for i in state.batch if isinstance(i, Item)]
-        undone = [i.offset for p, i in enumerate(items) if report.fates.get(p, Fate("undone", 0, 0)).state == "undone"]
+        fates = report.fates
+        undone = [i.offset for p, i in enumerate(items) if p not in fates or fates[p].state == "undone"]
         next_offset = min(undone) if undone else state.batch_offsets[-1] + 1
         ticket = _Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None)
         state.tickets.append(ticket)

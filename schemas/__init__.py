@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.codec import AvroCodec, history, load_schema, schema_fingerprint
@@ -34,8 +34,9 @@ class EventCodec:
         return from_record(self.avro.decode(data))
 
 
-def outbound_codec(registry: SchemaRegistryClient | None = None) -> AvroCodec:
-    return AvroCodec(load_schema("outbound"), history("outbound"), registry=registry)
+def outbound_codec(registry: SchemaRegistryClient | None = None, fields: Iterable[str] | None = None) -> AvroCodec:
+    """`fields`: decode only these of each record (see AvroCodec)."""
+    return AvroCodec(load_schema("outbound"), history("outbound"), registry=registry, fields=fields)
 
 
 def deadletter_codec(registry: SchemaRegistryClient | None = None) -> AvroCodec:

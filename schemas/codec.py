@@ -60,13 +60,15 @@ class AvroCodec:
 
     def __init__(self, schema: Mapping[str, Any], writers: Iterable[Mapping[str, Any]] = (),
                  registry: SchemaRegistryClient | None = None, subject: str | None = None,
-                 omit_null: bool = False) -> None:
+                 *, omit_null: bool = False, fields: Iterable[str] | None = None) -> None:
         """`omit_null`: decoded records may leave out fields whose value is null (a reader that drops
-        nulls anyway, such as `from_record`, saves the work)."""
+        nulls anyway, such as `from_record`, saves the work). `fields`: decoded records need hold only
+        these (a reader of a few fields of a large record); records of other schema versions, which
+        fastavro resolves, hold every field."""
         self.schema = dict(schema)
         self._parsed = parse_schema(self.schema)
         self._write = compile_writer(self.schema)
-        self._fast_read = compile_reader(self.schema, omit_null)
+        self._fast_read = compile_reader(self.schema, omit_null, fields)
         self.fingerprint = schema_fingerprint(self.schema)
         self._prefix = SINGLE_OBJECT_MAGIC + self.fingerprint
         self._writers: dict[bytes, Any] = {self.fingerprint: self._parsed}

@@ -11,7 +11,7 @@ index, a negative length or text that is not UTF-8 (the codec maps both to its d
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from schemas.compiled import SchemaNames
@@ -35,9 +35,11 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
 
 
 class _Generator(SchemaNames):
-    def __init__(self, omit_null: bool) -> None:
+    def __init__(self, omit_null: bool, only: frozenset[str] | None = None) -> None:
         super().__init__()
         self.omit_null = omit_null
+        self.only = only  # the top record's fields to read; the others are stepped over
+        self.top: str | None = None
         self.functions: dict[str, list[str]] = {}
         self.consts: dict[str, Any] = {"_long": _long, "_f": struct.Struct("<f").unpack_from,
                                        "_d": struct.Struct("<d").unpack_from, "EOFError": EOFError}
@@ -59,8 +61,12 @@ class _Generator(SchemaNames):
 
     @staticmethod
     def read_long(target: str, ind: str) -> list[str]:
+        """One and two bytes inline (lengths of most strings and JSON parts); longer ones call _long."""
         return [f"{ind}b = d[pos]",
                 f"{ind}if b < 128:", f"{ind}    {target} = (b >> 1) ^ -(b & 1)", f"{ind}    pos += 1",
+                f"{ind}elif d[pos + 1] < 128:",
+                f"{ind}    b = (b & 127) | (d[pos + 1] << 7)", f"{ind}    {target} = (b >> 1) ^ -(b & 1)",
+                f"{ind}    pos += 2",
                 f"{ind}else:", f"{ind}    {target}, pos = _long(d, pos)"]
 
     def emit(self, schema: Any, target: str, ns: str, ind: str) -> list[str]:
@@ -107,6 +113,25 @@ class _Generator(SchemaNames):
             return [*lines, f"{ind}else: raise ValueError('bad union index')"]
         raise ValueError(f"unsupported Avro type {kind!r}")
 
+    def skip(self, schema: Any, ns: str, ind: str) -> list[str]:
+        """Lines that step over one value of `schema` at `pos` (checked as reading it would, not kept)."""
+        schema = self.resolve(schema, ns)
+        kind = "union" if isinstance(schema, list) else schema if isinstance(schema, str) else schema["type"]
+        if kind in ("string", "bytes"):
+            n = self.var()
+            return [*self.read_long(n, ind), f"{ind}if {n} < 0: raise ValueError('negative length')",
+                    f"{ind}if pos + {n} > end: raise EOFError", f"{ind}pos += {n}"]
+        if kind == "union":
+            i = self.var()
+            lines = self.read_long(i, ind)
+            for index, branch in enumerate(schema):
+                lines += [f"{ind}{'if' if index == 0 else 'elif'} {i} == {index}:",
+                          *(self.skip(branch, ns, ind + "    ") or [f"{ind}    pass"])]
+            return [*lines, f"{ind}else: raise ValueError('bad union index')"]
+        if kind == "null":
+            return []
+        return self.emit(schema, self.var(), ns, ind)  # read and dropped: numbers, enums, records, blocks
+
     def block(self, schema: Mapping[str, Any], kind: str, target: str, ns: str, ind: str) -> list[str]:
         count, item, key, skip = self.var(), self.var(), self.var(), self.var()
         lines = [f"{ind}{target} = {{}}" if kind == "map" else f"{ind}{target} = []", f"{ind}while True:"]
@@ -132,7 +157,12 @@ class _Generator(SchemaNames):
         self.functions[func] = []
         ns = full.rsplit(".", 1)[0] if "." in full else ""
         lines = [f"def {func}(d, pos, end):", "    r = {}"]
+        if self.top is None:
+            self.top = func
         for field in schema["fields"]:
+            if func == self.top and self.only is not None and field["name"] not in self.only:
+                lines += self.skip(field["type"], ns, "    ")
+                continue
             kind = self.resolve(field["type"], ns)
             if self.omit_null and isinstance(kind, list) and "null" in kind:  # a null leaves the key out
                 i = self.var()
@@ -150,11 +180,13 @@ class _Generator(SchemaNames):
         return func
 
 
-def compile_reader(schema: Mapping[str, Any], omit_null: bool = False) -> Reader:
+def compile_reader(schema: Mapping[str, Any], omit_null: bool = False, only: Iterable[str] | None = None) -> Reader:
     """`read(data, offset) -> (record, end offset)` for records written with `schema` itself.
     `omit_null`: a record field whose value is null is left out of its dict rather than set to None
-    (what a reader that drops the nulls anyway saves building: most of an event's fields are null)."""
-    gen = _Generator(omit_null)
+    (what a reader that drops the nulls anyway saves building: most of an event's fields are null).
+    `only`: the names of the record's fields to return; the others are stepped over (still checked
+    for length and union index, so a truncated or corrupt record is refused as before)."""
+    gen = _Generator(omit_null, frozenset(only) if only is not None else None)
     namespace = str(schema.get("namespace", ""))
     gen.declare(dict(schema), namespace)
     top = gen.record(schema, gen.fullname(schema, namespace))
