@@ -139,6 +139,21 @@ def test_the_reader_that_omits_nulls_leaves_out_exactly_the_null_fields() -> Non
         assert lean == _lean(schema, full(data, 0)[0])
 
 
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s["name"])
+def test_a_reader_of_some_fields_reads_them_and_steps_over_the_rest(schema: dict[str, Any]) -> None:
+    rng = random.Random(17)
+    names = [f["name"] for f in schema["fields"]]
+    for _ in range(100):
+        wanted = set(rng.sample(names, rng.randrange(0, len(names) + 1)))
+        some, full = compile_reader(schema, only=wanted), compile_reader(schema)
+        data = _fastavro(schema, _random(schema, rng, {}))
+        record, end = full(data, 0)
+        assert some(data, 0) == ({k: v for k, v in record.items() if k in wanted}, end)
+        for cut in sorted({len(data) // 3, len(data) - 1}):
+            with pytest.raises((EOFError, ValueError, UnicodeDecodeError)):
+                some(data[:cut], 0)
+
+
 def test_the_generated_reader_refuses_short_or_bad_bytes() -> None:
     schema = SCHEMAS[0]
     read = compile_reader(schema)
