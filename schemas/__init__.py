@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas.codec import AvroCodec, history, load_schema, schema_fingerprint
 from schemas.compat import full_problems, reader_problems
-from schemas.envelope import CALL_TYPES, from_record, to_record
+from schemas.envelope import CALL_TYPES, from_lean_record, from_record, to_record
 from schemas.errors import (
     DECODE_REASONS,
     ConfigurationError,
@@ -31,7 +31,8 @@ class EventCodec:
         return self.avro.encode(to_record(message))
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
-        return from_record(self.avro.decode(data))
+        record, lean = self.avro.read(data)
+        return from_lean_record(record) if lean else from_record(record)
 
 
 def outbound_codec(registry: SchemaRegistryClient | None = None, fields: Iterable[str] | None = None) -> AvroCodec:

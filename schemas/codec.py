@@ -102,6 +102,11 @@ class AvroCodec:
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         """Decode framed bytes into a record dict, or raise DecodeError with a reason code."""
+        return self.read(data)[0]
+
+    def read(self, data: bytes | None) -> tuple[dict[str, Any], bool]:
+        """`decode`, and whether the generated reader made the record (written with this very schema:
+        with `omit_null` its nulls are left out) rather than fastavro (another version, resolved)."""
         if not data:
             raise DecodeError("decode.empty", "empty value")
         if data[:2] == SINGLE_OBJECT_MAGIC:
@@ -136,7 +141,7 @@ class AvroCodec:
         self._registry_writers[schema_id] = writer
         return writer
 
-    def _read(self, data: bytes, offset: int, writer: Any) -> dict[str, Any]:
+    def _read(self, data: bytes, offset: int, writer: Any) -> tuple[dict[str, Any], bool]:
         if writer is self._parsed:  # written with this very schema: the generated reader
             try:
                 fast, end = self._fast_read(bytes(data), offset)
@@ -146,7 +151,7 @@ class AvroCodec:
                 raise DecodeError("decode.corrupt", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
             if end != len(data):
                 raise DecodeError("decode.corrupt", f"{len(data) - end} trailing bytes after the record")
-            return fast
+            return fast, True
         buf = io.BytesIO(data)
         buf.seek(offset)
         reader = None if writer is self._parsed else self._parsed
@@ -163,4 +168,4 @@ class AvroCodec:
             raise DecodeError("decode.corrupt", f"{len(data) - buf.tell()} trailing bytes after the record")
         if not isinstance(record, dict):
             raise DecodeError("decode.corrupt", "body is not a record")
-        return record
+        return record, False
