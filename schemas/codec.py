@@ -107,6 +107,8 @@ class AvroCodec:
     def read(self, data: bytes | None) -> tuple[dict[str, Any], bool]:
         """`decode`, and whether the generated reader made the record (written with this very schema:
         with `omit_null` its nulls are left out) rather than fastavro (another version, resolved)."""
+        if type(data) is bytes and data[:10] == self._prefix:  # the usual record: this schema, no registry
+            return self._read(data, 10, self._parsed)
         if not data:
             raise DecodeError("decode.empty", "empty value")
         if data[:2] == SINGLE_OBJECT_MAGIC:
@@ -144,7 +146,7 @@ class AvroCodec:
     def _read(self, data: bytes, offset: int, writer: Any) -> tuple[dict[str, Any], bool]:
         if writer is self._parsed:  # written with this very schema: the generated reader
             try:
-                fast, end = self._fast_read(bytes(data), offset)
+                fast, end = self._fast_read(data if type(data) is bytes else bytes(data), offset)
             except EOFError as exc:
                 raise DecodeError("decode.truncated", "record body ends early") from exc
             except (ValueError, TypeError) as exc:  # bad union/enum index, negative length, not UTF-8
