@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import itertools
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -120,6 +121,7 @@ def compile_expression(source: str) -> Evaluator:
 
 
 Field = Callable[[tuple[str, ...]], str]
+_TEMPS: Final = itertools.count()  # names of generated code's temporaries, unique in every function
 
 
 def inline_source(source: str, const: Callable[[Any], str], field: Field | None = None) -> str | None:
@@ -153,6 +155,17 @@ def _inline(node: ast.AST, const: Callable[[Any], str], field: Field) -> str | N
         return "payload" if node.id == "payload" else field((node.id,))
     if isinstance(node, ast.Attribute) and (chain := _field_chain(node)) is not None:
         return field(chain)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "coalesce" \
+            and not node.keywords and node.args and not any(isinstance(a, ast.Starred) for a in node.args):
+        parts = [_inline(a, const, field) for a in node.args]
+        if None in parts:
+            return None
+        # _coalesce inline: each argument read once, in order, until one is neither null nor ""
+        text = "None"
+        for part in reversed(parts):
+            temp = f"_k{next(_TEMPS)}"
+            text = f"({temp} if ({temp} := {part}) is not None and {temp} != '' else {text})"
+        return text
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS \
             and not node.keywords:
         parts = [_inline(a, const, field) for a in node.args]

@@ -42,7 +42,9 @@ def test_expressions_evaluate(source: str, value: object) -> None:
 INLINE = ["coalesce(anonymousId, userId)", "coalesce(context.page.url, properties.url)", "userId",
           'event if type == "track" else "PageView"', "lower(trim(context.traits.email))", "len(properties.products)",
           "exists(anonymousId) or not exists(userId)", "properties.nothing.deeper", "context.traits != null",
-          'replace(replace(lower(trim(event)), " ", "_"), "-", "_")', "true and 0", "properties.tags"]
+          'replace(replace(lower(trim(event)), " ", "_"), "-", "_")', "true and 0", "properties.tags",
+          'coalesce(properties.nothing, "", false, 1)', 'coalesce(trim("  "), properties.nothing, "a")',
+          "coalesce(context.traits.email, properties.price, event)", "coalesce(coalesce(null), 0)"]
 
 
 @pytest.mark.parametrize("source", INLINE)
