@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from schemas.compiled import _LENGTHS, _SMALL, _cached_varint, _varint
+from schemas.compiled import _LENGTHS, _SMALL, _varint, long_bytes
 from schemas.direct import optional
 from schemas.envelope import CALL_TYPES
 
@@ -43,13 +43,25 @@ class OutboundParts:
                  anonymous_id: str | None, timestamp_ms: int, received_ms: int, revision: int, replayed: bool,
                  source_topic: str, source_partition: int, source_offset: int) -> None:
         self.head = framing + string(message_id)
-        self.middle = (string(pipeline) + _TYPES[call],
-                       optional(user_id) + optional(anonymous_id) + _cached_varint(timestamp_ms)
-                       + _cached_varint(received_ms))
-        self.tail = (_varint(revision) + (b"\x01" if replayed else b"\x00") + string(source_topic)
-                     + _varint(source_partition) + _varint(source_offset))
+        start = _STARTS.get((pipeline, call))
+        if start is None:
+            start = _STARTS[(pipeline, call)] = string(pipeline) + _TYPES[call]
+        self.middle = (start, optional(user_id) + optional(anonymous_id) + long_bytes(timestamp_ms)
+                       + long_bytes(received_ms))
+        origin = _ORIGINS.get((revision, replayed, source_topic))
+        if origin is None:
+            if len(_ORIGINS) > 1024:
+                _ORIGINS.clear()
+            origin = _ORIGINS[(revision, replayed, source_topic)] = \
+                _varint(revision) + (b"\x01" if replayed else b"\x00") + string(source_topic)
+        self.tail = origin + _varint(source_partition) + long_bytes(source_offset)
 
     def record(self, integration: bytes, event_name: str | None, payload_json: bytes) -> bytes:
         """`integration` from integration_part(); `payload_json` the payload's JSON text (UTF-8)."""
         return b"".join((self.head, integration, self.middle[0], optional(event_name), self.middle[1],
                          _json(payload_json), self.tail))
+
+
+# per (pipeline, call) and per (revision, replayed, source topic): the same few byte strings for every event
+_STARTS: dict[tuple[str, str], bytes] = {}
+_ORIGINS: dict[tuple[int, bool, str], bytes] = {}

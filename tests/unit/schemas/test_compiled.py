@@ -187,3 +187,12 @@ def test_bad_values_raise_encode_error_naming_the_field(field: str, value: Any, 
 def test_missing_required_field_is_named() -> None:
     with pytest.raises(EncodeError, match="messageId: required field missing"):
         _compiled(load_schema("event"), {"type": "track"})
+
+
+def test_long_bytes_are_the_varint_of_every_long() -> None:
+    from schemas.compiled import _varint, long_bytes
+
+    rng = random.Random(23)
+    edges = [0, -1, 1, 2**20, 2**21, -(2**20) - 1, 2**63 - 1, -(2**63), 1_795_687_200_123]
+    for n in edges + [rng.choice([rng.randrange(-2**63, 2**63), rng.randrange(-10**13, 10**13)]) for _ in range(20_000)]:
+        assert long_bytes(n) == _varint(n), n
