@@ -105,13 +105,21 @@ class _Generator(SchemaNames):
         if kind in ("array", "map"):
             return self.block(schema, kind, target, ns, ind)
         if kind == "union":
-            i = self.var()
-            lines = self.read_long(i, ind)
-            for index, branch in enumerate(schema):
-                lines += [f"{ind}{'if' if index == 0 else 'elif'} {i} == {index}:",
-                          *self.emit(branch, target, ns, ind + "    ")]
-            return [*lines, f"{ind}else: raise ValueError('bad union index')"]
+            return self.union(schema, ind, lambda branch, inner: self.emit(branch, target, ns, inner))
         raise ValueError(f"unsupported Avro type {kind!r}")
+
+    def _into(self, target: str, ns: str) -> Callable[[Any, str], list[str]]:
+        """A union branch's lines that set `target`, none for null (the key is left out)."""
+        return lambda branch, inner: [] if branch == "null" else self.emit(branch, target, ns, inner)
+
+    def union(self, schema: list[Any], ind: str, branch_lines: Callable[[Any, str], list[str]]) -> list[str]:
+        """Read the branch index, then each branch's lines (`branch_lines(branch, indent)`)."""
+        i = self.var()
+        lines = self.read_long(i, ind)
+        for index, branch in enumerate(schema):
+            lines += [f"{ind}{'if' if index == 0 else 'elif'} {i} == {index}:",
+                      *(branch_lines(branch, ind + "    ") or [f"{ind}    pass"])]
+        return [*lines, f"{ind}else: raise ValueError('bad union index')"]
 
     def skip(self, schema: Any, ns: str, ind: str) -> list[str]:
         """Lines that step over one value of `schema` at `pos` (checked as reading it would, not kept)."""
@@ -122,12 +130,7 @@ class _Generator(SchemaNames):
             return [*self.read_long(n, ind), f"{ind}if {n} < 0: raise ValueError('negative length')",
                     f"{ind}if pos + {n} > end: raise EOFError", f"{ind}pos += {n}"]
         if kind == "union":
-            i = self.var()
-            lines = self.read_long(i, ind)
-            for index, branch in enumerate(schema):
-                lines += [f"{ind}{'if' if index == 0 else 'elif'} {i} == {index}:",
-                          *(self.skip(branch, ns, ind + "    ") or [f"{ind}    pass"])]
-            return [*lines, f"{ind}else: raise ValueError('bad union index')"]
+            return self.union(schema, ind, lambda branch, inner: self.skip(branch, ns, inner))
         if kind == "null":
             return []
         return self.emit(schema, self.var(), ns, ind)  # read and dropped: numbers, enums, records, blocks
@@ -165,13 +168,7 @@ class _Generator(SchemaNames):
                 continue
             kind = self.resolve(field["type"], ns)
             if self.omit_null and isinstance(kind, list) and "null" in kind:  # a null leaves the key out
-                i = self.var()
-                lines += self.read_long(i, "    ")
-                for index, branch in enumerate(kind):
-                    lines.append(f"    {'if' if index == 0 else 'elif'} {i} == {index}:")
-                    lines += ["        pass"] if branch == "null" else \
-                        self.emit(branch, f"r[{field['name']!r}]", ns, "        ")
-                lines.append("    else: raise ValueError('bad union index')")
+                lines += self.union(kind, "    ", self._into(f"r[{field['name']!r}]", ns))
                 continue
             v = self.var()
             lines += self.emit(field["type"], v, ns, "    ")

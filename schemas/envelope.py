@@ -129,18 +129,10 @@ _NESTED: Final = frozenset(k for k, v in _CONTEXT_SHAPE.items() if isinstance(v,
 def from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """The Avro `Event` record dict -> the Segment message dict it was made from."""
     message = {key: value for key, value in record.items() if value is not None}
-    message.pop("extra", None)
-    for key in _TOP_JSON:
-        text = message.get(key)
-        if text is not None:
-            message[key] = loads(text)
     context = message.get("context")
     if context is not None:
-        message["context"] = _context(context[1] if isinstance(context, tuple) else context)
-    extra = record.get("extra")
-    if extra:
-        message.update(loads(extra))
-    return message
+        message["context"] = _without_nulls(context[1] if isinstance(context, tuple) else context)
+    return from_lean_record(message)
 
 
 def from_lean_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -171,17 +163,15 @@ def _merge_remainder(out: dict[str, Any], remainder: Mapping[str, Any]) -> None:
             out[key] = item
 
 
-def _context(context: Mapping[str, Any]) -> dict[str, Any]:
-    """The typed context parts without their nulls, then the JSON remainder merged in (the inverse of _split)."""
+def _without_nulls(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed context parts without their nulls (tuple notation undone); the JSON remainder (`extra`)
+    is left for from_lean_record to merge in (the inverse of _split)."""
     out: dict[str, Any] = {}
     for key, item in context.items():
-        if item is None or key == "extra":
+        if item is None:
             continue
         if key in _NESTED:
             part = item[1] if isinstance(item, tuple) else item  # tuple notation: as to_record wrote it
             item = {k: v for k, v in part.items() if v is not None}  # noqa: PLW2901
         out[key] = item
-    extra = context.get("extra")
-    if extra:
-        _merge_remainder(out, loads(extra))
     return out

@@ -194,5 +194,6 @@ def test_long_bytes_are_the_varint_of_every_long() -> None:
 
     rng = random.Random(23)
     edges = [0, -1, 1, 2**20, 2**21, -(2**20) - 1, 2**63 - 1, -(2**63), 1_795_687_200_123]
-    for n in edges + [rng.choice([rng.randrange(-2**63, 2**63), rng.randrange(-10**13, 10**13)]) for _ in range(20_000)]:
+    randoms = [rng.choice([rng.randrange(-2**63, 2**63), rng.randrange(-10**13, 10**13)]) for _ in range(20_000)]
+    for n in edges + randoms:
         assert long_bytes(n) == _varint(n), n
