@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
 import random
+import shutil
 import socket
 import tempfile
 import time
@@ -22,7 +24,9 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 def start_kafka() -> tuple[LocalKafka, str]:
     """A single-node broker of the benchmark's own, in a temporary state directory."""
-    kafka = LocalKafka(Path(tempfile.mkdtemp(prefix="eventrouter-bench-")), paths.cache_dir())
+    state = Path(tempfile.mkdtemp(prefix="eventrouter-bench-"))
+    atexit.register(shutil.rmtree, state, ignore_errors=True)  # after the benchmark stopped the broker: its data
+    kafka = LocalKafka(state, paths.cache_dir())
     status = kafka.start(nodes=1)
     assert status.bootstrap is not None
     return kafka, status.bootstrap
