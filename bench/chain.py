@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, percentile, rss_mib, start_kafka, track_corpus, write_result
+from bench.common import cpu_seconds, percentile, produce_all, rss_mib, start_kafka, track_corpus, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 VENDORS = ("amplitude", "mixpanel", "meta")
@@ -119,13 +119,7 @@ def child_passthrough(bootstrap: str, n: int) -> dict[str, Any]:
 
     def produce() -> None:
         producer = Producer(producer_settings(bootstrap, {"linger.ms": 5}))
-        for key, value in values:
-            while True:
-                try:
-                    producer.produce(topic, value, key)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+        produce_all(producer, topic, values, pause=0.05)
         producer.flush(60)
     thread = threading.Thread(target=produce)
     thread.start()

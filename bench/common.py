@@ -96,3 +96,14 @@ def write_result(name: str, result: dict[str, Any], table: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table + "\n")
     print(table)
+
+
+def produce_all(producer: Any, topic: str, records: Sequence[tuple[bytes | None, bytes]], pause: float = 0.1) -> None:
+    """Hand every (key, value) to a confluent-kafka producer, waiting for room when its queue is full."""
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(pause)

@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, free_port, rss_mib, start_kafka, track_corpus, write_result
+from bench.common import cpu_seconds, free_port, produce_all, rss_mib, start_kafka, track_corpus, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 PIN = ["taskset", "-c", "1"]  # the contender's core; emptied by --unpinned
@@ -73,13 +73,7 @@ def preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> N
 
     ensure_topics(bootstrap, [topic], partitions=3)
     producer = Producer(producer_settings(bootstrap, {"linger.ms": 50}))
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.1)
+    produce_all(producer, topic, records)
     assert producer.flush(60) == 0
 
 

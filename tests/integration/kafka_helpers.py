@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
@@ -36,3 +37,13 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0
     finally:
         consumer.close()
     return out
+
+
+def deep_object(depth: int) -> dict[str, Any]:
+    """{"d": {"d": ...}} nested `depth` levels: an event part deeper than any limit allows."""
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(depth):
+        node["d"] = {}
+        node = node["d"]
+    return deep

@@ -10,7 +10,6 @@ import json
 import time
 import unicodedata
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -26,7 +25,7 @@ from schemas.kafka import producer_settings
 from schemas.validation import ValidationError
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import ForwarderThread, integration, write_outbound
-from tests.integration.kafka_helpers import fresh_topics
+from tests.integration.kafka_helpers import deep_object, fresh_topics
 from tests.integration.worker_helpers import WorkerProcess, dead_letters, outbound, send_events
 from tests.unit.schemas.registry_standin import registry_standin
 
@@ -48,11 +47,7 @@ TEXTS = {"emoji": "🎉 party", "zwj": "👩\u200d👩\u200d👧 family", "combi
 
 def test_oversized_and_deep_events_are_refused_at_the_call_at_once(bootstrap: str, figures: Figures) -> None:
     topics = fresh_topics(bootstrap)
-    deep: dict[str, Any] = {}
-    node = deep
-    for _ in range(200):
-        node["d"] = {}
-        node = node["d"]
+    deep = deep_object(200)
     cases = {"33 KB event": {"blob": "x" * 33_000}, "1 MB event": {"blob": "x" * 1_000_000},
              "depth 200": deep, "10k properties": {f"k{i}": i for i in range(10_000)},
              "1 MB string": {"s": "y" * (1 << 20)}}

@@ -18,7 +18,7 @@ import pytest
 from producers import Analytics, DeliveryError, QueueFullError, ValidationError
 from schemas import EventCodec
 from tests.figures import Figures
-from tests.integration.kafka_helpers import consume_all, fresh_topics
+from tests.integration.kafka_helpers import consume_all, deep_object, fresh_topics
 
 pytestmark = pytest.mark.kafka
 CODEC = EventCodec()
@@ -77,11 +77,7 @@ def test_every_call_type_round_trips_with_every_field(bootstrap: str) -> None:
 
 def test_bad_input_is_refused_at_the_call_and_nothing_is_queued(bootstrap: str) -> None:
     topics = fresh_topics(bootstrap)
-    deep: dict[str, Any] = {}
-    node = deep
-    for _ in range(200):
-        node["d"] = {}
-        node = node["d"]
+    deep = deep_object(200)
     bad_calls = [
         ("track", {"user_id": "u"}, "event"),
         ("track", {"event": "E"}, "userId"),
