@@ -50,7 +50,8 @@ def item_from(codec: AvroCodec, value: bytes | None, *, topic: str, partition: i
     return Item(message_id=record["messageId"], payload=payload, event_name=record.get("eventName"),
                 call=record["type"], user_id=record.get("userId"), anonymous_id=record.get("anonymousId"),
                 timestamp_ms=record["timestamp"], partition=partition, offset=offset, raw=value or b"",
-                attempts=header_int(headers, ATTEMPTS) or 0, first_attempt_ms=header_int(headers, FIRST_ATTEMPT),
+                attempts=header_int(headers, ATTEMPTS) or 0 if headers else 0,
+                first_attempt_ms=header_int(headers, FIRST_ATTEMPT) if headers else None,
                 topic=topic, written_ms=written_ms)
 
 

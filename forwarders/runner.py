@@ -212,8 +212,9 @@ class Forwarder:
             state = self._partitions.get(key)
             if state is None or key in sought:
                 continue
-            headers = message.headers()
+            headers = None  # only the retry topic's records carry our er-* headers
             if key[0] == self.retry_topic:
+                headers = message.headers()
                 due = header_int(headers, NOT_BEFORE) or 0
                 if due > now_ms:  # not yet: read it again when it is due
                     sought.add(key)
