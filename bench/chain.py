@@ -186,15 +186,15 @@ def run_child(*args: str, timeout: float = 900) -> dict[str, Any]:
 
 
 # -- ours ----------------------------------------------------------------------------------------------
-def _ends(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    """The high watermark of every partition of `topics` (6 each), to read a run's records from."""
+def _ends(bootstrap: str, topics: list[str], partitions: int) -> dict[tuple[str, int], int]:
+    """The high watermark of every partition of `topics`, to read a run's records from."""
     from confluent_kafka import Consumer
 
     from schemas.kafka import consumer_settings, watermarks
 
     consumer = Consumer(consumer_settings(bootstrap, f"hops-{uuid.uuid4().hex[:6]}"))
     try:
-        return {(t, p): watermarks(consumer, t, p)[1] for t in topics for p in range(6)}
+        return {(t, p): watermarks(consumer, t, p)[1] for t in topics for p in range(partitions)}
     finally:
         consumer.close()
 
@@ -207,7 +207,7 @@ def _written(bootstrap: str, starts: dict[tuple[str, int], int]) -> dict[str, di
     from schemas import EventCodec, outbound_codec
     from schemas.kafka import consumer_settings
 
-    ends = _ends(bootstrap, sorted({t for t, _ in starts}))
+    ends = _ends(bootstrap, sorted({t for t, _ in starts}), 1 + max(p for _, p in starts))
     decoders = {t: (EventCodec() if t.endswith(".raw") else outbound_codec(fields=("messageId",))) for t, _ in starts}
     consumer = Consumer(consumer_settings(bootstrap, f"hops-{uuid.uuid4().hex[:6]}", {"enable.auto.commit": False}))
     consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items() if ends[(t, p)] > o])
@@ -238,6 +238,16 @@ def _hops(scheduled: dict[str, float], written: dict[str, dict[str, float]], arr
             for name, v in spans.items()}
 
 
+def _until_quiet(pid: int | None, timeout: float = 120.0) -> None:
+    """Until process `pid` (the broker: its JIT compiler) uses under 5% of a core for 2 s."""
+    deadline = time.time() + timeout
+    while pid and time.time() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(2.0)
+        if cpu_seconds(pid) - before < 0.1:
+            return
+
+
 def _cpu(pids: dict[str, int]) -> dict[str, float]:
     out = {}
     for role, pid in pids.items():
@@ -249,8 +259,8 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
 
 
 def run_ours(bootstrap: str, topic: str, pids: dict[str, int], vendors: dict[str, Any], *, n: int, rate: float,
-             tag: str, hop_topic: str) -> dict[str, Any]:
-    starts = _ends(bootstrap, [topic, hop_topic])
+             tag: str, hop_topic: str, partitions: int) -> dict[str, Any]:
+    starts = _ends(bootstrap, [topic, hop_topic], partitions)
     before = _cpu(pids)
     sdk = run_child("sdk", bootstrap, topic, str(n), str(rate), tag)
     expected = {f"{tag}-{i}" for i in range(n)}
@@ -303,8 +313,9 @@ def main() -> None:
     parser.add_argument("--rates", default="1000,3000,5000", help="open-loop rates (events/s) for latency")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each fixed-rate run")
     parser.add_argument("--naive-events", type=int, default=2000)
-    parser.add_argument("--warm-up", type=int, default=2_000,
-                        help="events sent before measuring (connections made, caches warm)")
+    parser.add_argument("--warm-up", type=int, default=60_000,
+                        help="events sent as fast as possible, then at 2,000/s, before measuring")
+    parser.add_argument("--partitions", type=int, default=6, help="of every topic of ours (6: the default)")
     parser.add_argument("--ours-only", action="store_true", help="no pass-through, no naive run, no result file")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
@@ -323,7 +334,7 @@ def main() -> None:
     from schemas import Topics
     from schemas.revisions import ConfigStore
 
-    kafka, bootstrap = start_kafka()
+    kafka, bootstrap = start_kafka(full_jit=True)
     vendors = stand_ins()
     folder = Path(tempfile.mkdtemp(prefix="eventrouter-bench-chain-"))
     urls = {name: s.url for name, s in vendors.items()}
@@ -333,18 +344,23 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     try:
         ConfigStore(bootstrap, topics).apply(config)
-        stack = Stack(bootstrap, topics, config, folder, gateway_port=None, env=ENV, partitions=6).start()
+        stack = Stack(bootstrap, topics, config, folder, gateway_port=None, env=ENV,
+                      partitions=args.partitions).start()
         broker = kafka.status().nodes[0].pid
         pids = {c.role: c.process.pid for c in stack.children} | ({"broker": broker} if broker else {})
         try:
             ours: dict[str, Any] = {"bootstrap": bootstrap, "topic": topics.raw, "pids": pids, "vendors": vendors,
-                    "hop_topic": topics.integration("amplitude")}
+                    "hop_topic": topics.integration("amplitude"), "partitions": args.partitions}
+            # The broker's JIT compiles its hot code over the first minutes under load (its CPU per request
+            # at 1k events/s fell fourfold over 40 s): as fast as possible, then steady, then until it is quiet.
             run_ours(**ours, n=args.warm_up, rate=0, tag="warm")
+            run_ours(**ours, n=args.warm_up, rate=2000, tag="warm-steady")
+            _until_quiet(broker)
             print("warm-up done", flush=True)
             runs.append(run_ours(**ours, n=args.events, rate=0, tag="max"))
             print(runs[-1], flush=True)
-            for rate in (float(r) for r in args.rates.split(",")):
-                runs.append(run_ours(**ours, n=int(rate * args.seconds), rate=rate, tag=f"r{rate:g}"))
+            for index, rate in enumerate(float(r) for r in args.rates.split(",")):
+                runs.append(run_ours(**ours, n=int(rate * args.seconds), rate=rate, tag=f"r{rate:g}-{index}"))
                 print(runs[-1], flush=True)
             rss = {c.role: round(rss_mib(c.process.pid), 1) for c in stack.children}
             if broker:

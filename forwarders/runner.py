@@ -16,13 +16,11 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from forwarders.delivery import BatchDelivery, BatchReport, Fate
+from forwarders.delivery import BatchDelivery, Fate
 from forwarders.metrics import ForwarderMetrics
 from forwarders.ratelimit import TokenBucket
 from forwarders.records import (
@@ -34,6 +32,7 @@ from forwarders.records import (
     receipt,
     retry_headers,
 )
+from forwarders.state import PartitionState, Ticket, TopicPartitionKey, Undecodable
 from forwarders.transport import HttpTransport
 from forwarders.vendors import Item, vendor_for
 from schemas import Topics, deadletter_codec, outbound_codec
@@ -44,50 +43,6 @@ from schemas.kafka import consumer_settings, ensure_topics, producer_settings
 from schemas.secrets import resolve_secrets
 
 log = logging.getLogger(__name__)
-
-TopicPartitionKey = tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class _Undecodable:
-    """A record of the topic that is not an Outbound record: dead-lettered, never sent."""
-
-    error: DecodeError
-    value: bytes
-
-
-class _Ticket:
-    """What one settled batch wrote (dead letters, retry records, its receipt): once Kafka has
-    acknowledged all of it, the partition's offset can be stored."""
-
-    __slots__ = ("errors", "offset", "pending")
-
-    def __init__(self, offset: tuple[TopicPartitionKey, int] | None) -> None:
-        self.offset = offset
-        self.pending = 0
-        self.errors: list[str] = []
-
-    def acked(self, error: Any, _message: Any) -> None:  # librdkafka's delivery report, in poll()
-        self.pending -= 1
-        if error is not None:
-            self.errors.append(str(error))
-
-
-@dataclass
-class _Partition:
-    """One assigned partition: records read and not yet delivered, the batch under way, a pause."""
-
-    buffer: list[Item | _Undecodable] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    since: float = 0.0
-    inflight: Future[BatchReport] | None = None
-    batch: list[Item | _Undecodable] = field(default_factory=list)
-    batch_offsets: list[int] = field(default_factory=list)
-    tickets: deque[_Ticket] = field(default_factory=deque)  # settled batches, oldest first
-    resume_at: float | None = None   # retry topic: paused until this monotonic time
-    full: bool = False               # paused: buffer over its bound
-    done: int | None = None          # the next offset not yet settled (delivered, dead-lettered, retried)
-
 
 class Forwarder:
     def __init__(self, bootstrap: str, topics: Topics, integration: Integration, *,
@@ -108,7 +63,7 @@ class Forwarder:
         self.group_id = f"{topics.prefix}-forward-{self.name}"
         self.batch_cap = max(500, self.vendor.max_events)
         self.stopping = threading.Event()
-        self._partitions: dict[TopicPartitionKey, _Partition] = {}
+        self._partitions: dict[TopicPartitionKey, PartitionState] = {}
         self._consumer: Any = None
         self._producer: Any = None
         self._pool: ThreadPoolExecutor | None = None
@@ -182,7 +137,7 @@ class Forwarder:
     # -- rebalances -----------------------------------------------------------------------------------
     def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
         for tp in partitions:
-            self._partitions.setdefault((tp.topic, tp.partition), _Partition())
+            self._partitions.setdefault((tp.topic, tp.partition), PartitionState())
         log.warning("%s: assigned %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
@@ -223,11 +178,11 @@ class Forwarder:
                     state.resume_at = now + (due - now_ms) / 1000
                     continue
             try:
-                item: Item | _Undecodable = item_from(
+                item: Item | Undecodable = item_from(
                     self._outbound, message.value(), topic=key[0], partition=key[1], offset=message.offset(),
                     written_ms=message.timestamp()[1], headers=headers)
             except DecodeError as exc:
-                item = _Undecodable(exc, message.value() or b"")
+                item = Undecodable(exc, message.value() or b"")
             if not state.buffer:
                 state.since = now
             if state.done is None:
@@ -254,18 +209,37 @@ class Forwarder:
 
     # -- delivering -----------------------------------------------------------------------------------
     def _dispatch(self) -> None:
+        """Once a partition's buffer is due (its linger is up, or a batch is full), send it together with
+        the buffers of the other partitions not under way, up to a batch: at a moderate rate one request
+        carries every partition's events (one per partition per linger was ~120 requests a second per
+        forwarder at 5k events/s); a backlog fills a batch per partition, and those go in parallel. A
+        partition has one batch under way at a time, so each partition (and user) stays in order."""
         assert self._pool is not None
+        if self.stopping.is_set():
+            return
         now, linger = time.monotonic(), self.policy.linger_ms / 1000
-        for state in self._partitions.values():
-            if state.inflight is not None or not state.buffer or self.stopping.is_set():
-                continue
-            if len(state.buffer) < self.batch_cap and now - state.since < linger:
-                continue
-            state.batch, state.buffer = state.buffer[:self.batch_cap], state.buffer[self.batch_cap:]
-            state.batch_offsets, state.offsets = state.offsets[:self.batch_cap], state.offsets[self.batch_cap:]
-            state.since = now
-            items = [i for i in state.batch if isinstance(i, Item)]
-            state.inflight = self._pool.submit(self.delivery.deliver, items)
+        while True:
+            idle = [state for state in self._partitions.values() if state.inflight is None and state.buffer]
+            if not any(len(s.buffer) >= self.batch_cap or now - s.since >= linger for s in idle):
+                return
+            idle.sort(key=lambda state: state.since)  # the longest waiting first
+            group: list[PartitionState] = []
+            items: list[Item] = []
+            room = self.batch_cap
+            for state in idle:
+                if room <= 0:
+                    break
+                state.batch, state.buffer = state.buffer[:room], state.buffer[room:]
+                state.batch_offsets, state.offsets = state.offsets[:room], state.offsets[room:]
+                room -= len(state.batch)
+                state.since = now
+                mine = [i for i in state.batch if isinstance(i, Item)]
+                state.span, state.lead = (len(items), len(items) + len(mine)), not group
+                items += mine
+                group.append(state)
+            future = self._pool.submit(self.delivery.deliver, items)
+            for state in group:
+                state.inflight = future
 
     def _settle(self) -> None:
         for key, state in self._partitions.items():
@@ -298,20 +272,21 @@ class Forwarder:
             return
         report = state.inflight.result()
         items = [i for i in state.batch if isinstance(i, Item)]
-        fates = report.fates
+        start, end = state.span
+        fates = {p - start: f for p, f in report.fates.items() if start <= p < end}  # this partition's
         undone = [i.offset for p, i in enumerate(items) if p not in fates or fates[p].state == "undone"]
         next_offset = min(undone) if undone else state.batch_offsets[-1] + 1
-        ticket = _Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None)
+        ticket = Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None)
         state.tickets.append(ticket)
         for bad, offset in zip(state.batch, state.batch_offsets, strict=True):
-            if isinstance(bad, _Undecodable):
+            if isinstance(bad, Undecodable):
                 record = dead_letter(reason=bad.error.reason, message=bad.error.message, stage="deliver",
                                      original=bad.value, source_topic=key[0], source_partition=key[1],
                                      source_offset=offset, integration=self.name)
                 self._produce(ticket, self.dlq, self._deadletters.encode(record), None)
                 self.metrics.dead.labels(self.name, bad.error.reason).inc()
         delivered, latencies = 0, []  # counted and observed once per batch
-        for position, fate in report.fates.items():
+        for position, fate in fates.items():
             item = items[position]
             if fate.state == "delivered":
                 delivered += 1
@@ -322,15 +297,16 @@ class Forwarder:
         if delivered:
             self.metrics.delivered.inc(delivered)
             self.metrics.latency.observe_many((self.name,), latencies)
+        requests = report.requests if state.lead else 0  # the batch's requests, counted once
         if items:
-            self._produce(ticket, self.topics.receipts,
-                          receipt(self.name, items, report.fates, requests=report.requests), self.name.encode())
-        for status, n in report.statuses.items():
+            self._produce(ticket, self.topics.receipts, receipt(self.name, items, fates, requests=requests),
+                          self.name.encode())
+        for status, n in report.statuses.items() if state.lead else ():
             self.metrics.requests.labels(self.name, str(status)).inc(n)
         self.metrics.rate.set(self.limiter.rate or 0)
-        state.inflight, state.batch, state.batch_offsets = None, [], []
+        state.inflight, state.batch, state.batch_offsets, state.lead = None, [], [], False
 
-    def _account(self, ticket: _Ticket, item: Item, fate: Fate) -> None:
+    def _account(self, ticket: Ticket, item: Item, fate: Fate) -> None:
         """An item that was not delivered: dead-lettered, or written to the retry topic."""
         user = item.user_id or item.anonymous_id
         if fate.state == "dead":
@@ -343,7 +319,7 @@ class Forwarder:
             self.metrics.retried.inc()
 
     # -- writing --------------------------------------------------------------------------------------
-    def _produce(self, ticket: _Ticket, topic: str, value: bytes, key: bytes | None,
+    def _produce(self, ticket: Ticket, topic: str, value: bytes, key: bytes | None,
                  headers: list[tuple[str, bytes]] | None = None) -> None:
         while True:
             try:

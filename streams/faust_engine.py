@@ -18,9 +18,10 @@ from typing import Any
 
 from schemas.errors import ConfigurationError
 from schemas.kafka import consumer_settings, security_settings, watermarks
+from streams.dedup import Deduplicator
 from streams.metrics import WorkerMetrics
 from streams.router import Source
-from streams.worker import BatchRouter, Deduplicator, OutputWriter, RouterHolder, WorkerSettings, start_config
+from streams.worker import BatchRouter, OutputWriter, RouterHolder, WorkerSettings, start_config
 
 log = logging.getLogger(__name__)
 

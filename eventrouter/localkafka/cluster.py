@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 _HEAP = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
          "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
+# More JVM options for the broker, after ours (the last of a repeated -XX option wins): the benchmarks give
+# it the JVM's full JIT (a long-running broker's), where tests want the quick start of the first tier only.
+JVM_OPTIONS_ENV = "EVENTROUTER_KAFKA_JVM_OPTS"
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ class LocalKafka:
         node_dir = self._node_dir(node_id)
         with open(node_dir / "broker.log", "ab") as logfile:  # the child keeps its own descriptor
             proc = subprocess.Popen(
-                [java, *_HEAP, "-cp", classpath,
+                [java, *_HEAP, *os.environ.get(JVM_OPTIONS_ENV, "").split(), "-cp", classpath,
                  f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
                  "kafka.Kafka", str(node_dir / "server.properties")],
                 stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

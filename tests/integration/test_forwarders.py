@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,26 @@ def run_amplitude(bootstrap: str, topics: Topics, stand_in: AmplitudeStandIn, **
     spec = integration("amp", "amplitude", {"api_key": delivery.pop("api_key", "amp-key"),
                                             "endpoint": stand_in.url + "/2/httpapi"}, **delivery)
     return ForwarderThread(bootstrap, topics, spec)
+
+
+def test_small_batches_of_several_partitions_share_one_request_and_each_user_stays_in_order(
+        bootstrap: str, amplitude: AmplitudeStandIn) -> None:
+    topics = fresh_topics(bootstrap)
+    ids = write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(600), partitions=3)
+    runner = run_amplitude(bootstrap, topics, amplitude, linger_ms=500)
+    try:
+        wait_for(lambda: len(amplitude.accepted) >= 600, what="600 events at the stand-in")
+    finally:
+        runner.stop()
+    assert sorted(e["insert_id"] for e in amplitude.accepted) == sorted(ids) and amplitude.duplicates == 0
+    # the partitions' events, read within one linger, went together: a request held more than any partition
+    per_partition = Counter(m.partition() for m in consume_all(bootstrap, topics.integration("amp"), 600))
+    assert len(per_partition) > 1 and max(amplitude.batches) > max(per_partition.values()), \
+        (per_partition, amplitude.batches)
+    by_user: dict[str, list[int]] = {}
+    for event in amplitude.accepted:
+        by_user.setdefault(event["user_id"], []).append(event["event_properties"]["n"])
+    assert all(ns == sorted(ns) for ns in by_user.values())
 
 
 def test_amplitude_batches_to_its_limit_and_delivers_every_event_once(bootstrap: str,

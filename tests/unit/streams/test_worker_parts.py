@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.dedup import Deduplicator, pack_seen
 from streams.faust_engine import OffsetGuard
-from streams.worker import Deduplicator, pack_seen
 
 
 def test_a_message_id_is_seen_within_the_window_and_forgotten_after() -> None:
@@ -32,6 +32,26 @@ def test_the_batched_log_writes_one_record_per_partition_and_no_tombstones() -> 
     assert sorted((r.partition, orjson.loads(r.value or b"")["k"]) for r in records) == [(0, ["a", "c"]), (1, ["b"])]
     assert all(r.key is None and orjson.loads(r.value or b"")["t"] == 500 for r in records)
     assert store["c"] == pack_seen(500, 0) and dedup.expire(20_000) == [] and store == {}
+
+
+def test_the_batched_log_gathers_batches_for_its_gather_time_then_writes_one_record_per_partition() -> None:
+    store: dict[str, Any] = {}
+    dedup = Deduplicator(store, "log", window_s=10, per_key=False, gather_ms=250)
+    assert dedup.mark([(0, "a"), (1, "b")], now_ms=1_000) == []
+    assert dedup.seen("a", 1_100) and dedup.seen("b", 1_100)  # seen at once, written later
+    assert dedup.mark([(0, "c")], now_ms=1_200) == []
+    records = dedup.mark([(1, "d")], now_ms=1_250)
+    assert sorted((r.partition, orjson.loads(r.value or b"")) for r in records) == [
+        (0, {"t": 1_000, "k": ["a", "c"]}), (1, {"t": 1_000, "k": ["b", "d"]})]
+    assert dedup.drain() == []
+    assert dedup.mark([(2, "e")], now_ms=1_300) == []
+    assert [(r.partition, orjson.loads(r.value or b"")) for r in dedup.drain()] == [(2, {"t": 1_300, "k": ["e"]})]
+
+
+def test_the_batched_log_writes_at_once_when_a_partition_gathered_a_full_record() -> None:
+    dedup = Deduplicator({}, "log", window_s=10, per_key=False, gather_ms=250)
+    records = dedup.mark([(0, f"k{i}") for i in range(Deduplicator.CHUNK + 1)], now_ms=1_000)
+    assert [len(orjson.loads(r.value or b"")["k"]) for r in records] == [Deduplicator.CHUNK, 1]
 
 
 def test_entries_a_faust_table_recovered_as_lists_are_read_too() -> None:

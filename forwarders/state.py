@@ -1,0 +1,59 @@
+"""What a forwarder keeps per assigned partition while it delivers (forwarders/runner.py): records read
+and not yet delivered, the batch under way, and the tickets that store offsets once Kafka acknowledged
+what a settled batch wrote. Pure."""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from forwarders.delivery import BatchReport
+from forwarders.vendors import Item
+from schemas.errors import DecodeError
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A record of the topic that is not an Outbound record: dead-lettered, never sent."""
+
+    error: DecodeError
+    value: bytes
+
+
+class Ticket:
+    """What one settled batch wrote (dead letters, retry records, its receipt): once Kafka has
+    acknowledged all of it, the partition's offset can be stored."""
+
+    __slots__ = ("errors", "offset", "pending")
+
+    def __init__(self, offset: tuple[TopicPartitionKey, int] | None) -> None:
+        self.offset = offset
+        self.pending = 0
+        self.errors: list[str] = []
+
+    def acked(self, error: Any, _message: Any) -> None:  # librdkafka's delivery report, in poll()
+        self.pending -= 1
+        if error is not None:
+            self.errors.append(str(error))
+
+
+@dataclass
+class PartitionState:
+    """One assigned partition: records read and not yet delivered, the batch under way, a pause."""
+
+    buffer: list[Item | Undecodable] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    since: float = 0.0
+    inflight: Future[BatchReport] | None = None  # shared by the partitions whose batches went together
+    span: tuple[int, int] = (0, 0)  # this partition's items in the batch under way (their positions)
+    lead: bool = False              # the first partition of that batch: it reports the requests
+    batch: list[Item | Undecodable] = field(default_factory=list)
+    batch_offsets: list[int] = field(default_factory=list)
+    tickets: deque[Ticket] = field(default_factory=deque)  # settled batches, oldest first
+    resume_at: float | None = None   # retry topic: paused until this monotonic time
+    full: bool = False               # paused: buffer over its bound
+    done: int | None = None          # the next offset not yet settled (delivered, dead-lettered, retried)

@@ -1,0 +1,91 @@
+"""The dedup state of a worker: the messageIds it has seen within the window, and the records that keep
+them across restarts and rebalances (streams/kafka_engine.py DedupStore reads them back). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from typing import Any
+
+import orjson
+
+from streams.router import Output
+
+
+class Deduplicator:
+    """Seen messageIds per pipeline: a mapping key -> (first seen epoch ms, partition), co-partitioned
+    with the raw topic and written to a topic of its own, so it survives restarts and rebalances.
+
+    Two record formats, by engine. `per_key` (the Faust engine: its table's compacted changelog, one
+    record per messageId, tombstones when they expire). Batched (the confluent-kafka engine's dedup log):
+    one record per partition and batch (or gathering of batches), `{"t": ms, "k": [keys]}`, on a topic whose time retention is
+    the window plus a day, so expiry needs no tombstones and a restore reads a window's worth of records
+    of a few hundred keys each: one produce per batch instead of one per event.
+
+    The records are written by the worker's own producer after the batch's outputs were acknowledged:
+    a messageId is marked seen only once what it produced is durable (a crash in between gives a
+    duplicate downstream, never a loss). `gather_ms` (batched format): the keys of consecutive batches
+    are gathered for that long into one record per partition (each produce request to the broker is one
+    partition's; a record per partition and batch was a quarter of the worker's requests); `drain()`
+    writes what is gathered, before a rebalance or a stop."""
+
+    CHUNK = 2000  # keys per batched record (~100 KB)
+
+    def __init__(self, data: MutableMapping[str, Any], topic: str, window_s: int, *, per_key: bool,
+                 gather_ms: int = 0) -> None:
+        self.data = data
+        self.topic = topic
+        self.window_ms = window_s * 1000
+        self.per_key = per_key
+        self.gather_ms = gather_ms
+        self._gathered: dict[int, list[str]] = {}
+        self._since = 0  # when the first key gathered was seen
+
+    def seen(self, key: str, now_ms: int) -> bool:
+        value = self.data.get(key)
+        return value is not None and now_ms - _unpack(value)[0] < self.window_ms
+
+    def mark(self, marks: Sequence[tuple[int, str]], now_ms: int) -> list[Output]:
+        """Set the keys in the local store; return the records that make them durable."""
+        data = self.data
+        if not self._gathered:
+            self._since = now_ms
+        by_partition = self._gathered
+        for partition, key in marks:
+            data[key] = pack_seen(now_ms, partition)
+            by_partition.setdefault(partition, []).append(key)
+        if self.per_key:
+            self._gathered = {}
+            return [Output(self.topic, orjson.dumps(key), orjson.dumps([now_ms, partition]), partition=partition)
+                    for partition, key in marks]
+        if now_ms - self._since < self.gather_ms and all(len(k) < self.CHUNK for k in by_partition.values()):
+            return []
+        return self.drain()
+
+    def drain(self) -> list[Output]:
+        """The batched records of every key gathered and not yet written (their time: the first one's)."""
+        gathered, self._gathered = self._gathered, {}
+        return [Output(self.topic, None, orjson.dumps({"t": self._since, "k": keys[i:i + self.CHUNK]}),
+                       partition=partition)
+                for partition, keys in gathered.items() for i in range(0, len(keys), self.CHUNK)]
+
+    def expire(self, now_ms: int) -> list[Output]:
+        """Forget keys older than the window; return the tombstones to write (per-key format only)."""
+        old = [(k, _unpack(v)[1]) for k, v in list(self.data.items()) if now_ms - _unpack(v)[0] >= self.window_ms]
+        for key, _partition in old:
+            self.data.pop(key, None)
+        if not self.per_key:
+            return []
+        return [Output(self.topic, orjson.dumps(key), None, partition=partition) for key, partition in old]
+
+
+def pack_seen(seen_ms: int, partition: int) -> int:
+    """A seen-set entry as one int (when << 16 | partition): a dict of str -> int is not tracked by Python's
+    garbage collector, so millions of entries cost no collection time (a list per entry did)."""
+    return (seen_ms << 16) | partition
+
+
+def _unpack(value: Any) -> tuple[int, int]:
+    """(seen ms, partition) of an entry: our packed int, or the [ms, partition] a Faust table recovers."""
+    if type(value) is int:
+        return value >> 16, value & 0xFFFF
+    return int(value[0]), int(value[1])
