@@ -17,9 +17,9 @@ class Deduplicator:
 
     Two record formats, by engine. `per_key` (the Faust engine: its table's compacted changelog, one
     record per messageId, tombstones when they expire). Batched (the confluent-kafka engine's dedup log):
-    one record per partition and batch (or gathering of batches), `{"t": ms, "k": [keys]}`, on a topic whose time retention is
-    the window plus a day, so expiry needs no tombstones and a restore reads a window's worth of records
-    of a few hundred keys each: one produce per batch instead of one per event.
+    one record per partition for the batches of `gather_ms`, `{"t": ms, "k": [keys]}`, on a topic whose
+    time retention is the window plus a day, so expiry needs no tombstones and a restore reads a window's
+    worth of records of a few hundred keys each.
 
     The records are written by the worker's own producer after the batch's outputs were acknowledged:
     a messageId is marked seen only once what it produced is durable (a crash in between gives a
@@ -51,6 +51,8 @@ class Deduplicator:
             self._since = now_ms
         by_partition = self._gathered
         for partition, key in marks:
+            if key in data:  # seen before the window: marked again at the end, so the oldest stay first
+                del data[key]
             data[key] = pack_seen(now_ms, partition)
             by_partition.setdefault(partition, []).append(key)
         if self.per_key:
@@ -69,8 +71,19 @@ class Deduplicator:
                 for partition, keys in gathered.items() for i in range(0, len(keys), self.CHUNK)]
 
     def expire(self, now_ms: int) -> list[Output]:
-        """Forget keys older than the window; return the tombstones to write (per-key format only)."""
-        old = [(k, _unpack(v)[1]) for k, v in list(self.data.items()) if now_ms - _unpack(v)[0] >= self.window_ms]
+        """Forget keys older than the window; return the tombstones to write (per-key format only).
+        Batched format: our own dict, in the order keys were marked (a restore reads the log in order), so
+        only its expired front is read; a scan of 300,000 keys stopped the worker for 135 ms a minute."""
+        if self.per_key:  # a Faust table's store, in whatever order it keeps
+            old = [(k, _unpack(v)[1]) for k, v in list(self.data.items())
+                   if now_ms - _unpack(v)[0] >= self.window_ms]
+        else:
+            old = []
+            for key, value in self.data.items():
+                seen, partition = _unpack(value)
+                if now_ms - seen < self.window_ms:
+                    break
+                old.append((key, partition))
         for key, _partition in old:
             self.data.pop(key, None)
         if not self.per_key:

@@ -54,6 +54,18 @@ def test_the_batched_log_writes_at_once_when_a_partition_gathered_a_full_record(
     assert [len(orjson.loads(r.value or b"")["k"]) for r in records] == [Deduplicator.CHUNK, 1]
 
 
+def test_the_batched_log_expires_its_oldest_keys_from_the_front_and_a_key_marked_again_moves_to_the_end() -> None:
+    store: dict[str, Any] = {}
+    dedup = Deduplicator(store, "log", window_s=10, per_key=False)
+    dedup.mark([(0, "a"), (1, "b")], now_ms=1_000)
+    dedup.mark([(0, "c")], now_ms=5_000)
+    dedup.mark([(0, "a")], now_ms=12_000)  # expired, not yet forgotten, seen again
+    assert list(store) == ["b", "c", "a"]
+    assert dedup.expire(12_000) == [] and list(store) == ["c", "a"]
+    dedup.expire(30_000)
+    assert store == {}
+
+
 def test_entries_a_faust_table_recovered_as_lists_are_read_too() -> None:
     dedup = Deduplicator({"k": [1_000, 3]}, "cl", window_s=10, per_key=True)
     assert dedup.seen("k", 5_000) and not dedup.seen("k", 12_000)
