@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics (0: a free port)")
     worker.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics (0.0.0.0 in a container)")
     worker.add_argument("--data-dir", type=Path, default=None, help="default: $EVENTROUTER_HOME/worker")
-    worker.add_argument("--batch-size", type=int, default=1000)
+    worker.add_argument("--batch-size", type=int, default=300, help="most records per batch (streams/worker.py)")
     worker.add_argument("--partitions", type=int, default=6, help="of the raw topic, if the worker creates it")
     worker.add_argument("--replication-factor", type=int, default=1)
     worker.add_argument("--engine", choices=["kafka", "faust"], default="kafka",

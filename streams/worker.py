@@ -45,7 +45,10 @@ class WorkerSettings:
     config_file: Path | None = None      # applied as a revision at start when it differs from the newest
     metrics_port: int | None = None      # 0: a free port (logged)
     metrics_host: str = "127.0.0.1"
-    batch_size: int = 1000
+    # At most this many records per batch: a batch's outputs are written once all of it is routed, so a
+    # batch of 1,000 (~100 ms of routing) held its first events back that long (chain at 5k/s: the worker's
+    # hop p99 300 ms with 1,000, 197 ms with 300; a backlog still goes through at the same rate).
+    batch_size: int = 300
     batch_within_s: float = 0.02
     partitions: int = 6                  # of the raw topic, when the worker has to create it
     replication_factor: int = 1
