@@ -401,7 +401,14 @@ def main() -> None:
               "|---|" + "---|" * len(top["cpu_ms_per_1k"]),
               "| CPU-ms per 1k events (max run) | " + " | ".join(f"{v:.0f}" for v in top["cpu_ms_per_1k"].values())
               + " |", "| peak RSS MiB | " + " | ".join(str(rss.get(k, top["sdk_rss_mib"] if k == "sdk" else "-"))
-                                                   for k in top["cpu_ms_per_1k"]) + " |"]
+                                                   for k in top["cpu_ms_per_1k"]) + " |",
+              "", "| run (per hop, to Amplitude) | " + " | ".join(top["hops_amplitude"])
+              + " | stand-ins' CPU-ms per 1k (not counted above) |",
+              "|---|" + "---|" * (len(top["hops_amplitude"]) + 1)]
+    for run in runs:
+        label = f"open loop at {run['rate']:,.0f}/s" if run["rate"] else "as fast as possible"
+        lines.append(f"| {label} | " + " | ".join(run["hops_amplitude"].values())
+                     + f" | {run['stand_ins_cpu_ms_per_1k']:.0f} |")
     write_result("chain", {"runs": runs, "passthrough": passthrough, "naive": naive, "rss_mib": rss,
                            "os": os.uname().release}, "\n".join(lines))
 
