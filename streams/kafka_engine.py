@@ -30,11 +30,6 @@ from streams.worker import Batch, BatchRouter, OutputWriter, WorkerSettings, sta
 log = logging.getLogger(__name__)
 
 
-# The dedup log gathers the keys of the batches of this long into one record per partition: fewer produce
-# requests (the broker's CPU goes with their number); a crash forgets at most this much of the seen set.
-DEDUP_GATHER_MS = 250
-
-
 def dedup_topic(settings: WorkerSettings) -> str:
     return f"{settings.app_id}-dedup-log"
 
@@ -117,7 +112,7 @@ class KafkaEngine:
         store = DedupStore(settings, log_topic)
         writer = OutputWriter(settings.bootstrap, settings.client)
         writer.start()
-        dedup = Deduplicator(store, log_topic, window_s, per_key=False, gather_ms=DEDUP_GATHER_MS)
+        dedup = Deduplicator(store, log_topic, window_s, per_key=False)
         batches = BatchRouter(holder, writer, dedup, metrics)
         raw = settings.topics.raw
         owned: set[int] = set()
@@ -148,7 +143,6 @@ class KafkaEngine:
         def revoked(consumer: Any, partitions: list[Any]) -> None:
             mine = [tp.partition for tp in partitions if tp.topic == raw]
             settle()
-            writer.send(dedup.drain())
             writer.flush(30)  # the dedup records in flight, before the next owner reads the log back
             try:
                 consumer.commit(asynchronous=False)
@@ -195,7 +189,6 @@ class KafkaEngine:
         finally:
             log.warning("stopping: committing and leaving the group")
             settle()
-            writer.send(dedup.drain())
             try:
                 consumer.commit(asynchronous=False)
             except Exception as exc:  # noqa: BLE001 - nothing stored to commit

@@ -34,26 +34,6 @@ def test_the_batched_log_writes_one_record_per_partition_and_no_tombstones() -> 
     assert store["c"] == pack_seen(500, 0) and dedup.expire(20_000) == [] and store == {}
 
 
-def test_the_batched_log_gathers_batches_for_its_gather_time_then_writes_one_record_per_partition() -> None:
-    store: dict[str, Any] = {}
-    dedup = Deduplicator(store, "log", window_s=10, per_key=False, gather_ms=250)
-    assert dedup.mark([(0, "a"), (1, "b")], now_ms=1_000) == []
-    assert dedup.seen("a", 1_100) and dedup.seen("b", 1_100)  # seen at once, written later
-    assert dedup.mark([(0, "c")], now_ms=1_200) == []
-    records = dedup.mark([(1, "d")], now_ms=1_250)
-    assert sorted((r.partition, orjson.loads(r.value or b"")) for r in records) == [
-        (0, {"t": 1_000, "k": ["a", "c"]}), (1, {"t": 1_000, "k": ["b", "d"]})]
-    assert dedup.drain() == []
-    assert dedup.mark([(2, "e")], now_ms=1_300) == []
-    assert [(r.partition, orjson.loads(r.value or b"")) for r in dedup.drain()] == [(2, {"t": 1_300, "k": ["e"]})]
-
-
-def test_the_batched_log_writes_at_once_when_a_partition_gathered_a_full_record() -> None:
-    dedup = Deduplicator({}, "log", window_s=10, per_key=False, gather_ms=250)
-    records = dedup.mark([(0, f"k{i}") for i in range(Deduplicator.CHUNK + 1)], now_ms=1_000)
-    assert [len(orjson.loads(r.value or b"")["k"]) for r in records] == [Deduplicator.CHUNK, 1]
-
-
 def test_the_batched_log_expires_its_oldest_keys_from_the_front_and_a_key_marked_again_moves_to_the_end() -> None:
     store: dict[str, Any] = {}
     dedup = Deduplicator(store, "log", window_s=10, per_key=False)
