@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import cpu_seconds, percentile, produce_all, rss_mib, start_kafka, track_corpus, write_result
+from bench.hops import ends, hops, written
 
 REPO = Path(__file__).resolve().parents[1]
 VENDORS = ("amplitude", "mixpanel", "meta")
@@ -186,58 +187,6 @@ def run_child(*args: str, timeout: float = 900) -> dict[str, Any]:
 
 
 # -- ours ----------------------------------------------------------------------------------------------
-def _ends(bootstrap: str, topics: list[str], partitions: int) -> dict[tuple[str, int], int]:
-    """The high watermark of every partition of `topics`, to read a run's records from."""
-    from confluent_kafka import Consumer
-
-    from schemas.kafka import consumer_settings, watermarks
-
-    consumer = Consumer(consumer_settings(bootstrap, f"hops-{uuid.uuid4().hex[:6]}"))
-    try:
-        return {(t, p): watermarks(consumer, t, p)[1] for t in topics for p in range(partitions)}
-    finally:
-        consumer.close()
-
-
-def _written(bootstrap: str, starts: dict[tuple[str, int], int]) -> dict[str, dict[str, float]]:
-    """Per topic, messageId -> when its record was written (Kafka's CreateTime: the SDK's `produce()` for
-    the raw topic, the worker's for an integration's), for records from `starts` to the current end."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from schemas import EventCodec, outbound_codec
-    from schemas.kafka import consumer_settings
-
-    ends = _ends(bootstrap, sorted({t for t, _ in starts}), 1 + max(p for _, p in starts))
-    decoders = {t: (EventCodec() if t.endswith(".raw") else outbound_codec(fields=("messageId",))) for t, _ in starts}
-    consumer = Consumer(consumer_settings(bootstrap, f"hops-{uuid.uuid4().hex[:6]}", {"enable.auto.commit": False}))
-    consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items() if ends[(t, p)] > o])
-    todo = sum(ends[k] - o for k, o in starts.items())
-    out: dict[str, dict[str, float]] = {t: {} for t, _ in starts}
-    deadline = time.time() + 120
-    while todo > 0 and time.time() < deadline:
-        for m in consumer.consume(num_messages=10_000, timeout=1.0):
-            if m.error() is None:
-                todo, name = todo - 1, str(m.topic())
-                out[name][decoders[name].decode(m.value())["messageId"]] = m.timestamp()[1] / 1000
-    consumer.close()
-    return out
-
-
-def _hops(scheduled: dict[str, float], written: dict[str, dict[str, float]], arrived: dict[str, float],
-          raw: str, out: str) -> dict[str, str]:
-    """p50/p99 of each hop for one vendor: the SDK's own lateness, SDK -> worker output, worker -> vendor."""
-    spans: dict[str, list[float]] = {"sdk (scheduled -> produce)": [], "raw -> worker output": [],
-                                     "worker output -> vendor": []}
-    for key, due in scheduled.items():
-        sent, routed, got = written[raw].get(key), written[out].get(key), arrived.get(key)
-        if sent is None or routed is None or got is None:
-            continue
-        for name, span in zip(spans, (sent - due, routed - sent, got - routed), strict=True):
-            spans[name].append(span)
-    return {name: f"p50 {percentile(v, 50) * 1000:.0f} ms, p99 {percentile(v, 99) * 1000:.0f} ms"
-            for name, v in spans.items()}
-
-
 def _until_quiet(pid: int | None, timeout: float = 120.0) -> None:
     """Until process `pid` (the broker: its JIT compiler) uses under 5% of a core for 2 s."""
     deadline = time.time() + timeout
@@ -260,7 +209,7 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
 
 def run_ours(bootstrap: str, topic: str, pids: dict[str, int], vendors: dict[str, Any], *, n: int, rate: float,
              tag: str, hop_topic: str, partitions: int) -> dict[str, Any]:
-    starts = _ends(bootstrap, [topic, hop_topic], partitions)
+    starts = ends(bootstrap, [topic, hop_topic], partitions)
     before, own = _cpu(pids), cpu_seconds()
     sdk = run_child("sdk", bootstrap, topic, str(n), str(rate), tag)
     expected = {f"{tag}-{i}" for i in range(n)}
@@ -295,14 +244,14 @@ def run_ours(bootstrap: str, topic: str, pids: dict[str, int], vendors: dict[str
                   + " ".join(f"{worst[k] * 1000:.0f}" for k in sorted(worst)), flush=True)
         per_vendor[name] = f"p50 {percentile(mine, 50) * 1000:.0f} ms, p99 {percentile(mine, 99) * 1000:.0f} ms"
     seconds = last - t0
-    written = _written(bootstrap, starts)
+    written_at = written(bootstrap, starts)
     scheduled = {f"{tag}-{i}": t0 + (i / rate if rate else 0.0) for i in range(n)}
-    hops = _hops(scheduled, written, vendors["amplitude"].arrived, topic, hop_topic)
+    per_hop = hops(scheduled, written_at, vendors["amplitude"].arrived, topic, hop_topic)
     return {"events": n, "rate": rate, "seconds": round(seconds, 2), "events_per_s": round(n / seconds),
             "delivered": {k: n - v for k, v in lost.items()}, "lost": sum(lost.values()),
             "sdk_failed": sdk["failed"], "sdk_acked": sdk["acked"],
             "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p99_ms": round(percentile(latencies, 99) * 1000, 1),
-            "per_vendor": per_vendor, "hops_amplitude": hops,
+            "per_vendor": per_vendor, "hops_amplitude": per_hop,
             "cpu_ms_per_1k": {role: round(s / n * 1e6, 1) for role, s in cpu.items()},
             "cpu_ms_per_1k_total": round(sum(cpu.values()) / n * 1e6, 1),
             "stand_ins_cpu_ms_per_1k": round(own / n * 1e6, 1),  # this process: the stand-ins, not ours
