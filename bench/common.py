@@ -43,6 +43,17 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(stolen, all) CPU ticks of the whole machine so far, from /proc/stat: what the hypervisor gave other
+    guests while ours waited. A run's share of stolen time says how much of the 2 cores it really had."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields[:8])
+
+
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return round(100 * (after[0] - before[0]) / max(1, after[1] - before[1]), 1)
+
+
 def rss_mib(pid: int | None = None) -> float:
     for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
