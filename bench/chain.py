@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.calibrate import routing_us
 from bench.common import (
     cpu_seconds,
     machine_ticks,
@@ -318,10 +319,11 @@ def main() -> None:
             run_ours(**ours, n=args.warm_up, rate=2000, tag="warm-steady")
             _until_quiet(broker)
             print("warm-up done", flush=True)
-            runs.append(run_ours(**ours, n=args.events, rate=0, tag="max"))
-            print(runs[-1], flush=True)
-            for index, rate in enumerate(float(r) for r in args.rates.split(",")):
-                runs.append(run_ours(**ours, n=int(rate * args.seconds), rate=rate, tag=f"r{rate:g}-{index}"))
+            calibration = (CONFIG.format(**urls), events(2000, "calibrate"))
+            for index, rate in enumerate([0.0, *(float(r) for r in args.rates.split(","))]):
+                speed = routing_us(*calibration)  # the machine's speed just before the run (bench/calibrate.py)
+                runs.append(run_ours(**ours, n=int(rate * args.seconds) if rate else args.events, rate=rate,
+                                     tag=f"r{rate:g}-{index}" if rate else "max") | {"calibration_us": speed})
                 print(runs[-1], flush=True)
             rss = {c.role: round(rss_mib(c.process.pid), 1) for c in stack.children}
             if broker:
@@ -342,18 +344,19 @@ def main() -> None:
     pass_rate = passthrough["events"] / passthrough["seconds"]
     naive_rate = naive["events"] / naive["seconds"]
     lines = ["| pipeline (every process and the broker on this machine's 2 cores) | events/s | lost | p50 | p99 "
-             "| CPU-ms per 1k events (all processes) | CPU stolen by the host |", "|---|---|---|---|---|---|---|",
+             "| CPU-ms per 1k events (all processes) | CPU stolen by the host | machine: routing one event, one core |",
+             "|---|---|---|---|---|---|---|---|",
              f"| eventrouter: SDK -> Kafka -> worker -> 3 forwarders -> 3 vendors, as fast as possible | "
              f"{top['events_per_s']:,} | {top['lost']} | {top['p50_ms']:.0f} ms | {top['p99_ms']:.0f} ms | "
-             f"{top['cpu_ms_per_1k_total']:.0f} | {top['steal_pct']:g}% |"]
+             f"{top['cpu_ms_per_1k_total']:.0f} | {top['steal_pct']:g}% | {top['calibration_us']:g} us |"]
     for run in runs[1:]:
         lines.append(f"| eventrouter, open loop at {run['rate']:,.0f} events/s for {args.seconds:g} s | "
                      f"{run['events_per_s']:,} | {run['lost']} | {run['p50_ms']:.0f} ms | {run['p99_ms']:.0f} ms | "
-                     f"{run['cpu_ms_per_1k_total']:.0f} | {run['steal_pct']:g}% |")
+                     f"{run['cpu_ms_per_1k_total']:.0f} | {run['steal_pct']:g}% | {run['calibration_us']:g} us |")
     lines += [f"| raw Kafka pass-through of the same bytes (confluent-kafka, no work) | {pass_rate:,.0f} | - | - | - | "
-              f"{passthrough['cpu_s'] / passthrough['events'] * 1e6:.0f} (one process; broker not counted) | - |",
+              f"{passthrough['cpu_s'] / passthrough['events'] * 1e6:.0f} (one process; broker not counted) | - | - |",
               f"| naive: JSON + kafka-python + one request per event per vendor, same playbooks | {naive_rate:,.0f} "
-              f"| - | - | - | {naive['cpu_s'] / naive['events'] * 1e6:.0f} (one process; broker not counted) | - |",
+              f"| - | - | - | {naive['cpu_s'] / naive['events'] * 1e6:.0f} (one process; broker not counted) | - | - |",
               "", f"ours / naive: {top['events_per_s'] / naive_rate:.1f}x; ours / raw pass-through: "
               f"{top['events_per_s'] / pass_rate:.2f}", "",
               "| process | " + " | ".join(top["cpu_ms_per_1k"]) + " |",
