@@ -85,6 +85,9 @@ def consumer_settings(bootstrap: str, group: str, overrides: Mapping[str, Any] |
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
+        # Read ahead 16 MiB, a second or more of events at 10k/s (librdkafka's default, 64 MiB, is what a
+        # worker or forwarder that starts on a backlog holds on top of its own memory).
+        "queued.max.messages.kbytes": 16_384,
         **security_settings(),
     }
     settings.update(overrides or {})
