@@ -147,6 +147,13 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _within_ms(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 60000 ms")
+    return value
+
+
 def _worker(args: argparse.Namespace) -> int:
     from schemas import Topics
     from streams.worker import WorkerSettings, run_worker
@@ -154,7 +161,7 @@ def _worker(args: argparse.Namespace) -> int:
     settings = WorkerSettings(
         args.bootstrap_servers, Topics(args.topic_prefix), data_dir=args.data_dir or paths.home() / "worker",
         config_file=args.config, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, batch_within_s=args.batch_within_ms / 1000,
         partitions=args.partitions, replication_factor=args.replication_factor, store=args.store, engine=args.engine,
         schema_registry=args.schema_registry,
         log_level="INFO" if args.verbose else "WARNING")
@@ -274,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics (0.0.0.0 in a container)")
     worker.add_argument("--data-dir", type=Path, default=None, help="default: $EVENTROUTER_HOME/worker")
     worker.add_argument("--batch-size", type=int, default=300, help="most records per batch (streams/worker.py)")
+    worker.add_argument("--batch-within-ms", type=_within_ms, default=50,
+                        help="how long a batch gathers records when fewer than --batch-size are there")
     worker.add_argument("--partitions", type=int, default=6, help="of the raw topic, if the worker creates it")
     worker.add_argument("--replication-factor", type=int, default=1)
     worker.add_argument("--engine", choices=["kafka", "faust"], default="kafka",
