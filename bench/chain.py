@@ -17,8 +17,10 @@ Per process: CPU-ms per 1,000 events (from /proc) and peak RSS. The stand-ins ru
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -299,6 +301,7 @@ def main() -> None:
     kafka, bootstrap = start_kafka(full_jit=True)
     vendors = stand_ins()
     folder = Path(tempfile.mkdtemp(prefix="eventrouter-bench-chain-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the config and the processes' logs
     urls = {name: s.url for name, s in vendors.items()}
     config = folder / "eventrouter.yaml"
     config.write_text(CONFIG.format(**urls))
