@@ -1,6 +1,7 @@
-"""How long the broker may hold a forwarder's fetch: half the batch linger, never for a linger under 10 ms."""
+"""How long the broker may hold a fetch: half of what the consumer gathers anyway (a forwarder's linger, a
+worker's batch), at most 100 ms; never for a gathering under 10 ms."""
 
-from forwarders.runner import fetch_settings
+from schemas.kafka import fetch_settings
 
 
 def test_a_lingering_forwarder_lets_the_broker_gather_records_for_half_the_linger() -> None:
@@ -15,3 +16,7 @@ def test_the_broker_holds_a_fetch_at_most_100_ms_whatever_the_linger() -> None:
 def test_a_forwarder_that_barely_lingers_keeps_librdkafkas_fetch_defaults() -> None:
     assert fetch_settings(0) == {}
     assert fetch_settings(9) == {}
+
+
+def test_the_workers_batch_of_50_ms_lets_the_broker_hold_its_fetch_25_ms() -> None:
+    assert fetch_settings(50)["fetch.wait.max.ms"] == 25
