@@ -65,6 +65,15 @@ def payload(kind: str, i: int, now_s: int) -> dict[str, Any]:
             "custom_data": {"value": 42.5, "currency": "EUR", "contents": [{"id": "p1", "quantity": 2}]}}
 
 
+def outbound(kind: str, i: int, now_ms: int) -> dict[str, Any]:
+    """The Outbound record the worker would write for event i of the benchmark's corpus."""
+    return {"messageId": f"bench-{i}-{uuid.uuid4().hex[:8]}", "integration": kind, "kind": kind, "pipeline": "web",
+            "type": "track", "eventName": "Order Completed", "userId": f"user-{i % 5000:05d}", "anonymousId": None,
+            "timestamp": now_ms, "receivedAt": now_ms,
+            "payload": orjson.dumps(payload(kind, i, now_ms // 1000)).decode(), "configRevision": 1,
+            "replayed": False, "sourceTopic": "b.raw", "sourcePartition": 0, "sourceOffset": i}
+
+
 PARTITIONS = [6]  # of the integration topic: the worker's default (--partitions)
 
 
@@ -79,12 +88,7 @@ def preload(bootstrap: str, topic: str, kind: str, n: int) -> None:
     producer = Producer(producer_settings(bootstrap, {"linger.ms": 50}))
     now_ms = int(time.time() * 1000)
     for i in range(n):
-        value = codec.encode({
-            "messageId": f"bench-{i}-{uuid.uuid4().hex[:8]}", "integration": kind, "kind": kind, "pipeline": "web",
-            "type": "track", "eventName": "Order Completed", "userId": f"user-{i % 5000:05d}", "anonymousId": None,
-            "timestamp": now_ms, "receivedAt": now_ms,
-            "payload": orjson.dumps(payload(kind, i, now_ms // 1000)).decode(),
-            "configRevision": 1, "replayed": False, "sourceTopic": "b.raw", "sourcePartition": 0, "sourceOffset": i})
+        value = codec.encode(outbound(kind, i, now_ms))
         while True:
             try:
                 producer.produce(topic, value, f"user-{i % 5000:05d}".encode())

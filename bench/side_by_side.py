@@ -29,12 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bench.chain import CONFIG as CHAIN_CONFIG
 from bench.chain import ENV, events
 from bench.common import cpu_seconds, start_kafka, write_result
-from bench.forwarder import payload
+from bench.forwarder import outbound
 
 REPO = Path(__file__).resolve().parents[1]
 FORWARDER_CONFIG = """
@@ -88,13 +86,7 @@ def forwarders(bootstrap: str, revs: dict[str, Path], folder: Path) -> tuple[dic
     producer = Producer(producer_settings(bootstrap, {"linger.ms": 5}))  # as the worker writes
 
     def send(i: int) -> None:
-        now_ms = int(time.time() * 1000)
-        value = codec.encode({
-            "messageId": f"s-{i}-{uuid.uuid4().hex[:6]}", "integration": "amplitude", "kind": "amplitude",
-            "pipeline": "web", "type": "track", "eventName": "Order Completed", "userId": f"user-{i % 5000:05d}",
-            "anonymousId": None, "timestamp": now_ms, "receivedAt": now_ms,
-            "payload": orjson.dumps(payload("amplitude", i, now_ms // 1000)).decode(), "configRevision": 1,
-            "replayed": False, "sourceTopic": "s.raw", "sourcePartition": 0, "sourceOffset": i})
+        value = codec.encode(outbound("amplitude", i, int(time.time() * 1000)))
         for topic in topics:
             producer.produce(topic, value, f"user-{i % 5000:05d}".encode())
         producer.poll(0)
