@@ -66,6 +66,7 @@ class StandIn:
         self.delay = 0.0              # every answer this much later (a slow vendor)
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        self._request = threading.local()  # events accepted by the request this thread answers
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -75,6 +76,7 @@ class StandIn:
             self.accepted.append(event)
             if key is not None:
                 self.keys[key] += 1
+        self._request.accepted = getattr(self._request, "accepted", 0) + 1
 
     @property
     def duplicates(self) -> int:
@@ -149,7 +151,9 @@ class StandIn:
             self.requests += 1
             self.times.append(time.monotonic())
             fault = self._faults.pop(0) if self._faults else None
-            before = len(self.accepted)
+        # counted per request, not as len(accepted) before and after: requests answered at the same time
+        # would each count the other's events (a request of 2,000 beside one of 857 was counted as 2,857)
+        self._request.accepted = 0
         pause = (fault.delay if fault else 0.0) + self.delay
         if pause:
             time.sleep(pause)
@@ -162,5 +166,5 @@ class StandIn:
                 answer = json_answer(400, {"error": f"malformed request: {type(exc).__name__}"})
         with self._lock:
             self.statuses[answer.status] += 1
-            self.batches.append(len(self.accepted) - before)
+            self.batches.append(self._request.accepted)
         return answer
