@@ -154,6 +154,13 @@ def _within_ms(text: str) -> int:
     return value
 
 
+def _memory_keys(text: str) -> int:
+    value = int(text)
+    if value < 1_000:
+        raise argparse.ArgumentTypeError(f"{value} is under 1000 (each batch's keys must fit)")
+    return value
+
+
 def _worker(args: argparse.Namespace) -> int:
     from schemas import Topics
     from streams.worker import WorkerSettings, run_worker
@@ -162,6 +169,7 @@ def _worker(args: argparse.Namespace) -> int:
         args.bootstrap_servers, Topics(args.topic_prefix), data_dir=args.data_dir or paths.home() / "worker",
         config_file=args.config, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         batch_size=args.batch_size, batch_within_s=args.batch_within_ms / 1000,
+        dedup_memory_keys=args.dedup_memory_keys,
         partitions=args.partitions, replication_factor=args.replication_factor, store=args.store, engine=args.engine,
         schema_registry=args.schema_registry,
         log_level="INFO" if args.verbose else "WARNING")
@@ -283,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--batch-size", type=int, default=300, help="most records per batch (streams/worker.py)")
     worker.add_argument("--batch-within-ms", type=_within_ms, default=50,
                         help="how long a batch gathers records when fewer than --batch-size are there")
+    worker.add_argument("--dedup-memory-keys", type=_memory_keys, default=100_000,
+                        help="messageIds kept in memory (~130 bytes each); older ones go to --data-dir/dedup")
     worker.add_argument("--partitions", type=int, default=6, help="of the raw topic, if the worker creates it")
     worker.add_argument("--replication-factor", type=int, default=1)
     worker.add_argument("--engine", choices=["kafka", "faust"], default="kafka",

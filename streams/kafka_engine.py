@@ -23,8 +23,9 @@ import orjson
 
 from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, watermarks
 from schemas.process import quiet_gc
-from streams.dedup import Deduplicator, pack_seen
+from streams.dedup import Deduplicator
 from streams.router import Source
+from streams.seen_disk import DiskSeen
 from streams.worker import Batch, BatchRouter, OutputWriter, WorkerSettings, start_config
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,9 @@ class DedupStore(dict[str, Any]):
         self.settings = settings
         self.topic = topic
 
-    def restore(self, partitions: Iterable[int], window_s: int) -> int:
-        """Read each partition of the log to its end; returns the messageIds still within the window."""
+    def restore(self, partitions: Iterable[int], dedup: Deduplicator) -> int:
+        """Read each partition of the log to its end into `dedup`; returns the messageIds still within
+        the window."""
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         wanted = list(partitions)
@@ -57,7 +59,7 @@ class DedupStore(dict[str, Any]):
             todo = {p for p, end in ends.items() if end > 0}
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in todo])
             count = 0
-            now_ms, window_ms = int(time.time() * 1000), window_s * 1000
+            now_ms, window_ms = int(time.time() * 1000), dedup.window_ms
             deadline = time.monotonic() + 300
             while todo and time.monotonic() < deadline:
                 for message in consumer.consume(num_messages=10_000, timeout=0.5):
@@ -71,10 +73,7 @@ class DedupStore(dict[str, Any]):
                         log.error("dedup log %s/%s@%s is not a dedup record; skipped", self.topic, partition, offset)
                         continue
                     if now_ms - seen_at < window_ms:
-                        entry = pack_seen(seen_at, partition or 0)
-                        for key in keys:
-                            self[key] = entry
-                            count += 1
+                        count += dedup.load(seen_at, partition or 0, keys)
                     if offset is not None and partition is not None and offset + 1 >= ends[partition]:
                         todo.discard(partition)
             if todo:
@@ -84,6 +83,8 @@ class DedupStore(dict[str, Any]):
             consumer.close()
 
     def forget(self, partitions: Iterable[int]) -> None:
+        """Memory only: what went to disk stays until it leaves the window. It was seen (and logged), so it
+        cannot make a new event look like a duplicate; a worker given the partition back reads it again."""
         gone = set(partitions)
         for key in [k for k, v in self.items() if v & 0xFFFF in gone]:
             del self[key]
@@ -112,7 +113,11 @@ class KafkaEngine:
         store = DedupStore(settings, log_topic)
         writer = OutputWriter(settings.bootstrap, settings.client)
         writer.start()
-        dedup = Deduplicator(store, log_topic, window_s, per_key=False)
+        overflow = DiskSeen(settings.data_dir / "dedup")
+        dedup = Deduplicator(store, log_topic, window_s, per_key=False, overflow=overflow,
+                             memory_keys=settings.dedup_memory_keys)
+        metrics.dedup_keys.labels("memory").set_function(lambda: len(store))  # read when scraped
+        metrics.dedup_keys.labels("disk").set_function(lambda: overflow.size)
         batches = BatchRouter(holder, writer, dedup, metrics)
         raw = settings.topics.raw
         owned: set[int] = set()
@@ -134,7 +139,7 @@ class KafkaEngine:
         def assigned(consumer: Any, partitions: list[Any]) -> None:
             mine = [tp.partition for tp in partitions if tp.topic == raw]
             started = time.monotonic()
-            count = store.restore(mine, dedup.window_ms // 1000)
+            count = store.restore(mine, dedup)
             owned.update(mine)
             metrics.assigned.set(len(owned))
             log.warning("assigned raw partitions %s (dedup state: %s messageIds in %.1f s)", mine, count,
@@ -196,6 +201,7 @@ class KafkaEngine:
             consumer.close()
             watcher.stop()
             writer.close()
+            overflow.close()
         return 0
 
 

@@ -9,6 +9,7 @@ eventrouter_worker_latency_seconds{pipeline}                     raw record's ti
 eventrouter_worker_batch_size                                    records per batch
 eventrouter_worker_config_revision                               the revision in force
 eventrouter_worker_assigned_partitions                           raw topic partitions this worker has now
+eventrouter_worker_dedup_keys{where}                             messageIds in the dedup window: memory, disk
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class WorkerMetrics:
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000), registry=r)
         self.assigned = Gauge("eventrouter_worker_assigned_partitions", "Raw topic partitions this worker routes",
                               registry=r)
+        self.dedup_keys = Gauge("eventrouter_worker_dedup_keys", "MessageIds the dedup state holds, by where",
+                                ["where"], registry=r)
         self.revision = Gauge("eventrouter_worker_config_revision", "The config revision in force", registry=r)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:

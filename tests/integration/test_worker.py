@@ -203,6 +203,44 @@ def test_duplicates_are_dropped_across_a_worker_restart(bootstrap: str, tmp_path
         again.stop()
 
 
+def test_past_its_memory_limit_the_dedup_state_goes_to_disk_and_still_drops_every_repeat(
+        bootstrap: str, tmp_path: Path, figures: Figures) -> None:
+    topics = fresh_topics(bootstrap)
+    config = _write(tmp_path, SIMPLE)
+    events = [_track(i) for i in range(3000)]
+    limit = ("--dedup-memory-keys", "1000")
+    worker = WorkerProcess(bootstrap, topics, tmp_path, config=config, extra=limit)
+    try:
+        worker.wait_for_revision(1)
+        send_events(bootstrap, topics, events)
+        assert len(outbound(bootstrap, topics.integration("hook"), 3000)) == 3000
+        send_events(bootstrap, topics, events[:1000])  # the oldest: on disk by now
+        deadline = time.monotonic() + 60
+        while worker.metric("eventrouter_worker_deduplicated_total") < 1000 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert worker.metric("eventrouter_worker_deduplicated_total") == 1000
+        in_memory = worker.metric('eventrouter_worker_dedup_keys{where="memory"}')
+        on_disk = worker.metric('eventrouter_worker_dedup_keys{where="disk"}')
+        assert in_memory <= 1000 and in_memory + on_disk == 3000, (in_memory, on_disk)
+        assert list((tmp_path / "w1-data" / "dedup").glob("dedup-*.sqlite"))
+        time.sleep(2)  # let the consumer commit
+    finally:
+        assert worker.stop() == 0
+    assert not list((tmp_path / "w1-data" / "dedup").glob("dedup-*.sqlite"))  # removed on stop
+    again = WorkerProcess(bootstrap, topics, tmp_path, name="w2", config=config, extra=limit)
+    try:  # the restore of 3,000 messageIds spills as well
+        again.wait_for_revision(1)
+        send_events(bootstrap, topics, events[::3] + [_track(5000)])
+        records = outbound(bootstrap, topics.integration("hook"), 3001, settle=2.0)
+        assert len(records) == 3001 and len({r["messageId"] for r in records}) == 3001
+        assert again.metric("eventrouter_worker_deduplicated_total") == 1000
+        assert again.metric('eventrouter_worker_dedup_keys{where="memory"}') <= 1000
+        figures.report("dedup past its memory limit (1,000 messageIds)", sent=5001, repeats=2000,
+                       dropped_as_repeats=2000, delivered_once=3001)
+    finally:
+        again.stop()
+
+
 def test_a_config_applied_while_running_takes_effect_without_a_restart(bootstrap: str, tmp_path: Path) -> None:
     topics = fresh_topics(bootstrap)
     worker = WorkerProcess(bootstrap, topics, tmp_path, config=_write(tmp_path, SIMPLE))

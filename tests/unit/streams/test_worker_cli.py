@@ -15,3 +15,12 @@ def test_a_gathering_time_out_of_range_is_refused_by_name(value: str, capsys: py
     with pytest.raises(SystemExit):
         build_parser().parse_args(["worker", "--batch-within-ms", value])
     assert "--batch-within-ms" in capsys.readouterr().err
+
+
+def test_the_dedup_state_keeps_100k_messageids_in_memory_unless_told_otherwise(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args(["worker"]).dedup_memory_keys == 100_000
+    assert build_parser().parse_args(["worker", "--dedup-memory-keys", "5000"]).dedup_memory_keys == 5000
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["worker", "--dedup-memory-keys", "10"])
+    assert "--dedup-memory-keys" in capsys.readouterr().err
