@@ -54,9 +54,11 @@ def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
     return round(100 * (after[0] - before[0]) / max(1, after[1] - before[1]), 1)
 
 
-def rss_mib(pid: int | None = None) -> float:
+def rss_mib(pid: int | None = None, *, now: bool = False) -> float:
+    """Peak resident memory (VmHWM) so far, or with `now` the current (VmRSS)."""
+    field = "VmRSS:" if now else "VmHWM:"
     for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return 0.0
 

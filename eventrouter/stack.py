@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -76,7 +76,9 @@ def _sum(metrics: Mapping[str, float], name: str) -> float:
 
 class Stack:
     def __init__(self, bootstrap: str, topics: Topics, config: Path, folder: Path, *, gateway_port: int | None = 0,
-                 workers: int = 1, env: Mapping[str, str] | None = None, partitions: int = 3) -> None:
+                 workers: int = 1, env: Mapping[str, str] | None = None, partitions: int = 3,
+                 worker_args: Sequence[str] = ()) -> None:
+        self.worker_args = list(worker_args)  # more `eventrouter worker` options (bench/soak.py)
         self.bootstrap, self.topics, self.config, self.folder = bootstrap, topics, config, folder
         self.gateway_port = free_port() if gateway_port == 0 else gateway_port
         self.workers, self.partitions = workers, partitions
@@ -107,7 +109,8 @@ class Stack:
 
     def add_worker(self, n: int) -> Child:
         return self._spawn(f"worker-{n}", ["worker", "--config", str(self.config), "--data-dir",
-                                           str(self.folder / f"worker-{n}"), "--partitions", str(self.partitions)])
+                                           str(self.folder / f"worker-{n}"), "--partitions", str(self.partitions),
+                                           *self.worker_args])
 
     def add_forwarder(self, name: str, n: int = 1) -> Child:
         return self._spawn(f"forward-{name}-{n}" if n > 1 else f"forward-{name}",
