@@ -343,3 +343,31 @@ def test_sigterm_mid_load_drains_and_commits_so_a_new_worker_duplicates_nothing(
                        duplicates=0)
     finally:
         second.stop()
+
+
+def test_a_restore_reads_the_dedup_log_from_the_windows_start(bootstrap: str, tmp_path: Path) -> None:
+    """The log keeps a day more than the window: records written before the window's start are not read."""
+    from confluent_kafka import Producer
+
+    from schemas.kafka import ensure_topics, producer_settings
+    from streams.dedup import Deduplicator
+    from streams.kafka_engine import DedupStore
+    from streams.worker import WorkerSettings
+
+    topic = f"log-{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, [topic], partitions=2)
+    now_ms = int(time.time() * 1000)
+    producer = Producer(producer_settings(bootstrap))
+    for written_h, keys in ((30, ["old1", "old2"]), (2, ["new1"]), (1, ["new2", "new3"])):
+        for partition in (0, 1):
+            # "t" says 1 h ago for all: only the write time tells the first record is before the window
+            value = json.dumps({"t": now_ms - 3_600_000, "k": [f"{k}-{partition}" for k in keys]}).encode()
+            producer.produce(topic, value, partition=partition, timestamp=now_ms - written_h * 3_600_000)
+    assert producer.flush(30) == 0
+    store = DedupStore(WorkerSettings(bootstrap), topic)
+    dedup = Deduplicator(store, topic, 86_400, per_key=False)
+    assert store.restore([0, 1], dedup) == 6
+    assert sorted(store) == sorted(f"new{i}-{p}" for i in (1, 2, 3) for p in (0, 1))
+    empty = f"log-{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, [empty], partitions=1)
+    assert DedupStore(WorkerSettings(bootstrap), empty).restore([0], dedup) == 0
