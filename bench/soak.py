@@ -127,8 +127,9 @@ def main() -> None:
     for key, arrived in vendors["amplitude"].arrived.items():
         i = int(key.rsplit("-", 1)[1])
         per_minute.setdefault(int(i / args.rate // 60), []).append(arrived - (t0 + i / args.rate))
-    minutes = sorted({int(at // 60) for at, _ in samples})
-    last_in = {m: next(s for at, s in reversed(samples) if int(at // 60) == m) for m in minutes}
+    minute = lambda at: int(max(0.0, at - 1) // 60)  # noqa: E731 - a sample at 600 s ends minute 10
+    minutes = sorted({minute(at) for at, _ in samples})
+    last_in = {m: next(s for at, s in reversed(samples) if minute(at) == m) for m in minutes}
     roles = list(samples[-1][1])
     first = last_in[minutes[1] if len(minutes) > 1 else minutes[0]]
     lines = [f"Soak: {args.rate:,.0f} events/s for {args.minutes:g} min, worker options "

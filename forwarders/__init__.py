@@ -1,1 +1,5 @@
 """One consumer per integration topic: batching, delivery, retries, dead letters (issue #5)."""
+
+from schemas.native import use_compiled
+
+use_compiled(__name__, __path__)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from schemas.native import use_compiled
+
+use_compiled(__name__, __path__)  # before any module of the package is imported
+
 from collections.abc import Iterable, Mapping
 from typing import Any
 

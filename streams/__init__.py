@@ -1,1 +1,5 @@
 """The Faust router: decode, validate, dedupe, apply playbooks, route to integration topics (issue #4)."""
+
+from schemas.native import use_compiled
+
+use_compiled(__name__, __path__)

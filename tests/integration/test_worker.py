@@ -230,7 +230,7 @@ def test_past_its_memory_limit_the_dedup_state_goes_to_disk_and_still_drops_ever
     again = WorkerProcess(bootstrap, topics, tmp_path, name="w2", config=config, extra=limit)
     try:  # the restore of 3,000 messageIds spills as well
         again.wait_for_revision(1)
-        send_events(bootstrap, topics, events[::3] + [_track(5000)])
+        send_events(bootstrap, topics, [*events[::3], _track(5000)])
         records = outbound(bootstrap, topics.integration("hook"), 3001, settle=2.0)
         assert len(records) == 3001 and len({r["messageId"] for r in records}) == 3001
         assert again.metric("eventrouter_worker_deduplicated_total") == 1000

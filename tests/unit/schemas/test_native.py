@@ -1,0 +1,67 @@
+"""Compiled modules are used only when built from exactly the sources there are now (schemas/native.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from schemas import native
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sources: dict[str, str], python: str) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"python": python, "sources": sources}))
+    monkeypatch.setattr(native, "MANIFEST", manifest)
+    monkeypatch.setattr(native, "_verdict", None)
+    monkeypatch.delenv("EVENTROUTER_PURE", raising=False)
+
+
+def test_a_build_of_these_very_sources_is_current(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _manifest(tmp_path, monkeypatch, {"schemas/topics.py": native.source_hash(REPO / "schemas/topics.py")},
+              sys.version)
+    assert native.compiled_current()
+
+
+@pytest.mark.parametrize("case", ["edited source", "another python", "missing source", "pure asked"])
+def test_anything_else_runs_plain_python(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    digest = native.source_hash(REPO / "schemas/topics.py")
+    sources = {"schemas/topics.py": "0" * 64 if case == "edited source" else digest}
+    if case == "missing source":
+        sources["schemas/gone.py"] = digest
+    _manifest(tmp_path, monkeypatch, sources, "2.7.18" if case == "another python" else sys.version)
+    if case == "pure asked":
+        monkeypatch.setenv("EVENTROUTER_PURE", "1")
+    assert not native.compiled_current()
+
+
+def test_no_build_is_plain_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native, "MANIFEST", tmp_path / "absent.json")
+    monkeypatch.setattr(native, "_verdict", None)
+    assert not native.compiled_current()
+
+
+def test_on_ci_the_hot_path_runs_compiled() -> None:
+    """`make test` builds it first; on CI (a C compiler there) a build that failed or went unused fails here."""
+    if not os.environ.get("CI") and not native.MANIFEST.exists():
+        pytest.skip("no compiled build here (`make native`)")
+    probe = "import streams.router, forwarders.records; print(streams.router.__file__, forwarders.records.__file__)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "EVENTROUTER_PURE"}).stdout.split()
+    assert all(path.endswith(".so") for path in out), out
+
+
+def test_the_unit_tests_pass_as_plain_python_too() -> None:
+    """What runs from a wheel or the Docker image (no build): the same tests, nothing compiled."""
+    if os.environ.get("EVENTROUTER_PURE") == "1":
+        pytest.skip("already plain Python")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/unit"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "EVENTROUTER_PURE": "1"})  # this test skips itself in there
+    assert done.returncode == 0, done.stdout[-3000:]
