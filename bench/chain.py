@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.calibrate import routing_us
+from bench.calibrate import machine_us
 from bench.common import (
     cpu_seconds,
     machine_ticks,
@@ -324,7 +324,7 @@ def main() -> None:
             print("warm-up done", flush=True)
             calibration = (CONFIG.format(**urls), events(2000, "calibrate"))
             for index, rate in enumerate([0.0, *(float(r) for r in args.rates.split(","))]):
-                speed = routing_us(*calibration)  # the machine's speed just before the run (bench/calibrate.py)
+                speed = machine_us(*calibration)  # the machine's speed just before the run (bench/calibrate.py)
                 runs.append(run_ours(**ours, n=int(rate * args.seconds) if rate else args.events, rate=rate,
                                      tag=f"r{rate:g}-{index}" if rate else "max") | {"calibration_us": speed})
                 print(runs[-1], flush=True)

@@ -148,10 +148,10 @@ def main() -> None:
                                               for _, v in sorted(per_minute.items())) + " |",
               "", "CPU-ms per 1k events over the soak: " + ", ".join(
                   f"{role} {s / result['sent'] * 1e6:.0f}" for role, s in cpu.items())]
-    name = "soak" if not args.worker_args else "soak_" + "".join(c if c.isalnum() else "_" for c in args.worker_args)
-    write_result(name.strip("_")[:60], {"rate": args.rate, "minutes": args.minutes, "worker_args": args.worker_args,
-                                        "sent": result["sent"], "lost": lost, "dedup_keys": dedup, "cpu_s": cpu,
-                                        "samples": samples}, "\n".join(lines))
+    slug = "_".join("".join(c if c.isalnum() else " " for c in args.worker_args).split())
+    write_result(f"soak_{slug}"[:60] if slug else "soak",
+                 {"rate": args.rate, "minutes": args.minutes, "worker_args": args.worker_args, "sent": result["sent"],
+                  "lost": lost, "dedup_keys": dedup, "cpu_s": cpu, "samples": samples}, "\n".join(lines))
 
 
 if __name__ == "__main__":
