@@ -5,9 +5,11 @@ minutes share the drift.
 
     python -m bench.side_by_side forwarder c84a7d1 HEAD [--rate 5000] [--windows 4] [--seconds 15]
     python -m bench.side_by_side worker c84a7d1 HEAD [--rate 2500]
+    python -m bench.side_by_side worker .:pure .     # this checkout as plain Python, and compiled
 
 Each revision is checked out in a git worktree of its own (`.` is the checkout as it is, uncommitted
-changes included) and its process runs from there, against one broker of this checkout's. `forwarder`:
+changes included) and its process runs from there, against one broker of this checkout's. Only `.` has
+a compiled hot path (`make native`; worktrees run plain Python); `.:pure` runs this checkout without it. `forwarder`:
 an Amplitude forwarder per revision (linger 25 ms) reading a topic of its own, all fed the same Outbound
 records, delivering to one counting stand-in. `worker`: a worker per revision (the chain's three starter
 kits), each fed the same `track` calls by an SDK of this checkout's. Reported per window: CPU-us per event
@@ -44,12 +46,18 @@ integrations:
 """
 
 
-def checkout(rev: str, under: Path) -> Path:
+def checkout(spec: str, under: Path) -> Path:
+    rev = spec.removesuffix(":pure")
     if rev == ".":
         return REPO
-    path = under / rev.replace("/", "_")
+    path = under / spec.replace("/", "_").replace(":", "_")
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(path), rev], check=True)
     return path
+
+
+def env_of(spec: str) -> dict[str, str]:
+    """`REV:pure`: that revision with its compiled modules left unused (schemas/native.py)."""
+    return {**os.environ, **ENV, **({"EVENTROUTER_PURE": "1"} if spec.endswith(":pure") else {})}
 
 
 def paced(rate: float, stop: threading.Event, send: Callable[[int], None]) -> None:
@@ -81,7 +89,7 @@ def forwarders(bootstrap: str, revs: dict[str, Path], folder: Path) -> tuple[dic
         [sys.executable, "-m", "eventrouter", "forward", "amplitude", "--bootstrap-servers", bootstrap,
          "--topic-prefix", prefixes[rev], "--config", str(config), "--partitions", "6"], cwd=path,
         stdout=(folder / f"forward-{prefixes[rev]}.log").open("wb"), stderr=subprocess.STDOUT,
-        env={**os.environ, **ENV}) for rev, path in revs.items()}
+        env=env_of(rev)) for rev, path in revs.items()}
     codec = outbound_codec()
     producer = Producer(producer_settings(bootstrap, {"linger.ms": 5}))  # as the worker writes
 
@@ -116,7 +124,7 @@ def workers(bootstrap: str, revs: dict[str, Path], folder: Path) -> tuple[dict[s
             [sys.executable, "-m", "eventrouter", "worker", "--config", str(config), "--data-dir",
              str(folder / topics.prefix), "--partitions", "6", "--bootstrap-servers", bootstrap, "--topic-prefix",
              topics.prefix], cwd=path, stdout=(folder / f"worker-{topics.prefix}.log").open("wb"),
-            stderr=subprocess.STDOUT, env={**os.environ, **ENV})
+            stderr=subprocess.STDOUT, env=env_of(rev))
         sdks.append(Analytics("wk_bench", bootstrap, topic=topics.raw))
     corpus = events(20_000, "s")
 
@@ -144,8 +152,8 @@ def main() -> None:
     revs: dict[str, Path] = {}
     stop = threading.Event()
     try:
-        for rev in args.revs:
-            revs[rev] = checkout(rev, folder)
+        for spec in args.revs:
+            revs[spec] = checkout(spec, folder)
         processes, send, close = (forwarders if args.role == "forwarder" else workers)(bootstrap, revs, folder)
         feeder = threading.Thread(target=paced, args=(args.rate, stop, send), daemon=True)
         feeder.start()
