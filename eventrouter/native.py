@@ -38,7 +38,11 @@ MODULES = (
     "streams/router.py",
     "streams/transforms.py",
     "streams/worker.py",
+    "forwarders/delivery.py",
     "forwarders/records.py",
+    "forwarders/replay.py",
+    "forwarders/runner.py",
+    "forwarders/state.py",
 )
 PACKAGES = ("schemas", "streams", "forwarders", "producers", "eventrouter")
 
