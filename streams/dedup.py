@@ -121,7 +121,6 @@ class Deduplicator:
             return []
         return [Output(self.topic, orjson.dumps(key), None, partition=partition) for key, partition in old]
 
-
     def _spill(self) -> None:
         """Past the memory limit: the oldest keys go to the overflow until memory holds half the limit."""
         data = self.data
