@@ -11,7 +11,7 @@ records) and the forwarders' per-record decode and delivery loop. Routing one ch
 76-96 us as Python, 51-62 us compiled (bench/calibrate.py, same minutes); side by side, a worker at 2.5k
 events/s 164.5 -> 131.5 us per event, a forwarder at 5k/s 42.5 -> 36.5. A class that interpreted code
 subclasses must be compiled with it (replay.py's ReplayForwarder); modules whose names tests replace, and
-the vendor modules (mypyc's C for their pydantic settings classes does not compile), stay Python.
+the vendor modules (mypyc does not handle their pydantic settings classes), stay Python.
 """
 
 from __future__ import annotations
