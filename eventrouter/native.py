@@ -49,6 +49,19 @@ MODULES = (
 PACKAGES = ("schemas", "streams", "forwarders", "producers", "eventrouter")
 
 
+def generated() -> dict[str, str]:
+    """The Avro readers of the hot path, generated from the schemas and compiled with the modules above (the
+    same code the codec otherwise execs, 4-5x faster compiled): path -> source. The worker reads Events
+    (EventCodec), the forwarders the Outbound fields of an Item, replay and dead letters whole Outbounds."""
+    from forwarders.records import ITEM_FIELDS
+    from schemas.codec import load_schema
+    from schemas.compiled_reader import module_source, reader_key
+
+    specs = [("event", True, None), ("outbound", False, ITEM_FIELDS), ("outbound", False, None)]
+    return {f"schemas/_aot_{reader_key(schema, omit_null, only)}.py": module_source(schema, omit_null, only)
+            for name, omit_null, only in specs for schema in [load_schema(name)]}
+
+
 def build() -> bool:
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="eventrouter-native-"))
@@ -56,7 +69,11 @@ def build() -> bool:
         for package in PACKAGES:  # mypyc type-checks what the modules import, so all of it goes along
             shutil.copytree(ROOT / package, scratch / package, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "pyproject.toml", scratch)  # the mypy settings
-        done = subprocess.run([sys.executable, "-m", "mypyc", *MODULES], cwd=scratch, capture_output=True, text=True)
+        readers = generated()
+        for path, source in readers.items():
+            (scratch / path).write_text(source)
+        done = subprocess.run([sys.executable, "-m", "mypyc", *MODULES, *readers], cwd=scratch, capture_output=True,
+                              text=True)
         if done.returncode != 0:
             print(f"compiled modules not built (plain Python is used): {(done.stdout + done.stderr)[-2000:]}",
                   file=sys.stderr)
@@ -68,9 +85,10 @@ def build() -> bool:
             target = FOLDER / so.relative_to(scratch)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(so), target)
-        MANIFEST.write_text(json.dumps({"python": sys.version, "sources": {m: source_hash(ROOT / m) for m in MODULES}},
-                                       indent=1))
-        print(f"compiled {len(MODULES)} modules in {time.monotonic() - started:.0f} s into {FOLDER}")
+        MANIFEST.write_text(json.dumps({"python": sys.version, "sources": {m: source_hash(ROOT / m) for m in MODULES},
+                                        "generated": sorted(readers)}, indent=1))
+        print(f"compiled {len(MODULES)} modules and {len(readers)} Avro readers in "
+              f"{time.monotonic() - started:.0f} s into {FOLDER}")
         return True
     except OSError as exc:
         print(f"compiled modules not built (plain Python is used): {exc}", file=sys.stderr)
@@ -80,12 +98,13 @@ def build() -> bool:
 
 
 def current() -> bool:
-    """The build is there, of these sources, and of this list of modules."""
+    """The build is there, of these sources, and of this list of modules and generated readers."""
     try:
-        listed = set(json.loads(MANIFEST.read_text())["sources"])
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest = json.loads(MANIFEST.read_text())
+        listed, readers = set(manifest["sources"]), set(manifest.get("generated", ()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    return compiled_current() and listed == set(MODULES)
+    return compiled_current() and listed == set(MODULES) and readers == set(generated())
 
 
 if __name__ == "__main__":

@@ -10,13 +10,21 @@ index, a negative length or text that is not UTF-8 (the codec maps both to its d
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import json
+import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from schemas.compiled import SchemaNames
+from schemas.native import compiled_current
 
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "string", "bytes"}
+_TYPES = {"boolean": "bool", "int": "int", "long": "int", "float": "float", "double": "float", "string": "str",
+          "bytes": "bytes", "fixed": "bytes", "enum": "str", "record": "dict[str, Any]", "map": "dict[str, Any]",
+          "array": "list[Any]", "null": "None"}
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
 
@@ -42,8 +50,14 @@ class _Generator(SchemaNames):
         self.top: str | None = None
         self.functions: dict[str, list[str]] = {}
         self.consts: dict[str, Any] = {"_long": _long, "_f": struct.Struct("<f").unpack_from,
-                                       "_d": struct.Struct("<d").unpack_from, "EOFError": EOFError}
+                                       "_d": struct.Struct("<d").unpack_from, "EOFError": EOFError, "Any": Any}
         self.counter = 0
+        self.types: dict[str, str] = {}  # local -> its Python type, declared at the top of its function
+
+    def note(self, target: str, kind: str) -> None:
+        """Record a local's type (a local given two types is Any); subscript targets need none."""
+        if target.isidentifier():
+            self.types[target] = kind if self.types.get(target, kind) == kind else "Any"
 
     def resolve(self, schema: Any, namespace: str) -> Any:
         if isinstance(schema, str) and schema not in _PRIMITIVES:
@@ -59,9 +73,9 @@ class _Generator(SchemaNames):
         self.counter += 1
         return f"v{self.counter}"
 
-    @staticmethod
-    def read_long(target: str, ind: str) -> list[str]:
+    def read_long(self, target: str, ind: str) -> list[str]:
         """One and two bytes inline (lengths of most strings and JSON parts); longer ones call _long."""
+        self.note(target, "int")
         return [f"{ind}b = d[pos]",
                 f"{ind}if b < 128:", f"{ind}    {target} = (b >> 1) ^ -(b & 1)", f"{ind}    pos += 1",
                 f"{ind}elif d[pos + 1] < 128:",
@@ -73,6 +87,7 @@ class _Generator(SchemaNames):
         """Lines that read one value of `schema` at `pos` into local `target`."""
         schema = self.resolve(schema, ns)
         kind = "union" if isinstance(schema, list) else schema if isinstance(schema, str) else schema["type"]
+        self.note(target, _TYPES.get(kind, "Any"))
         if kind == "null":
             return [f"{ind}{target} = None"]
         if kind == "boolean":
@@ -105,7 +120,9 @@ class _Generator(SchemaNames):
         if kind in ("array", "map"):
             return self.block(schema, kind, target, ns, ind)
         if kind == "union":
-            return self.union(schema, ind, lambda branch, inner: self.emit(branch, target, ns, inner))
+            lines = self.union(schema, ind, lambda branch, inner: self.emit(branch, target, ns, inner))
+            self.note(target, "Any")
+            return lines
         raise ValueError(f"unsupported Avro type {kind!r}")
 
     def _into(self, target: str, ns: str) -> Callable[[Any, str], list[str]]:
@@ -173,8 +190,52 @@ class _Generator(SchemaNames):
             v = self.var()
             lines += self.emit(field["type"], v, ns, "    ")
             lines += [f"    r[{field['name']!r}] = {v}"]
-        self.functions[func] = [*lines, "    return r, pos"]
+        body = lines[2:]
+        used = sorted(set(re.findall(r"\b(v\d+)\b", "\n".join(body))), key=lambda v: int(v[1:]))
+        self.functions[func] = [f"def {func}(d: bytes, pos: int, end: int) -> tuple[dict[str, Any], int]:",
+                                "    r: dict[str, Any] = {}", "    b: int",
+                                *(f"    {v}: {self.types.get(v, 'Any')}" for v in used), *body, "    return r, pos"]
         return func
+
+
+def reader_source(schema: Mapping[str, Any], omit_null: bool = False,
+                  only: Iterable[str] | None = None) -> tuple[str, str, dict[str, Any]]:
+    """(source, name of the top record's function, the names it uses) of the reader `compile_reader` makes.
+    The source is typed (annotated locals), so mypyc can compile it ahead of time (`module_source`)."""
+    gen = _Generator(omit_null, frozenset(only) if only is not None else None)
+    namespace = str(schema.get("namespace", ""))
+    gen.declare(dict(schema), namespace)
+    top = gen.record(schema, gen.fullname(schema, namespace))
+    return "\n".join(line for lines in gen.functions.values() for line in lines), top, gen.consts
+
+
+def reader_key(schema: Mapping[str, Any], omit_null: bool = False, only: Iterable[str] | None = None) -> str:
+    """What names a reader built ahead of time: the schema and the options, hashed."""
+    spec = json.dumps([schema, omit_null, sorted(only) if only is not None else None], sort_keys=True)
+    return hashlib.sha256(spec.encode()).hexdigest()[:20]
+
+
+def module_source(schema: Mapping[str, Any], omit_null: bool = False, only: Iterable[str] | None = None) -> str:
+    """A module of the reader, for `eventrouter.native` to compile as `schemas/_aot_<reader_key>.py`."""
+    source, top, _ = reader_source(schema, omit_null, only)
+    return "\n".join([
+        f'"""Avro reader of {top}, generated by schemas/compiled_reader.py."""',
+        "", "from __future__ import annotations", "", "import struct", "from typing import Any", "",
+        "from schemas.compiled_reader import _long", "",
+        '_f = struct.Struct("<f").unpack_from', '_d = struct.Struct("<d").unpack_from', "", "",
+        source.replace("\ndef ", "\n\n\ndef "), "", "", f"READ = {top}", ""])
+
+
+def _ahead_of_time(key: str) -> Callable[[bytes, int, int], tuple[dict[str, Any], int]] | None:
+    """The compiled reader of that key, when the current native build has one (schemas/native.py)."""
+    if not compiled_current():
+        return None
+    try:
+        module = importlib.import_module(f"schemas._aot_{key}")
+    except ImportError:
+        return None
+    found: Callable[[bytes, int, int], tuple[dict[str, Any], int]] = module.READ
+    return found
 
 
 def compile_reader(schema: Mapping[str, Any], omit_null: bool = False, only: Iterable[str] | None = None) -> Reader:
@@ -182,19 +243,19 @@ def compile_reader(schema: Mapping[str, Any], omit_null: bool = False, only: Ite
     `omit_null`: a record field whose value is null is left out of its dict rather than set to None
     (what a reader that drops the nulls anyway saves building: most of an event's fields are null).
     `only`: the names of the record's fields to return; the others are stepped over (still checked
-    for length and union index, so a truncated or corrupt record is refused as before)."""
-    gen = _Generator(omit_null, frozenset(only) if only is not None else None)
-    namespace = str(schema.get("namespace", ""))
-    gen.declare(dict(schema), namespace)
-    top = gen.record(schema, gen.fullname(schema, namespace))
-    source = "\n".join(line for lines in gen.functions.values() for line in lines)
-    scope = dict(gen.consts)
-    exec(compile(source, f"<avro reader {top}>", "exec"), scope)  # source of our own making, from the .avsc
-    record_reader = scope[top]
+    for length and union index, so a truncated or corrupt record is refused as before).
+    The native build compiles the readers the hot path uses (eventrouter/native.py); any other is exec'd."""
+    record_reader = _ahead_of_time(reader_key(schema, omit_null, only))
+    if record_reader is None:
+        source, top, scope = reader_source(schema, omit_null, only)
+        scope = dict(scope)
+        exec(compile(source, f"<avro reader {top}>", "exec"), scope)  # source of our own making, from the .avsc
+        record_reader = scope[top]
+    reader = record_reader
 
     def read(data: bytes, offset: int) -> tuple[dict[str, Any], int]:
         try:
-            result: tuple[dict[str, Any], int] = record_reader(data, offset, len(data))
+            result: tuple[dict[str, Any], int] = reader(data, offset, len(data))
         except IndexError:
             raise EOFError("record body ends early") from None
         return result
