@@ -8,8 +8,9 @@ minutes share the drift.
     python -m bench.side_by_side worker .:pure .     # this checkout as plain Python, and compiled
 
 Each revision is checked out in a git worktree of its own (`.` is the checkout as it is, uncommitted
-changes included) and its process runs from there, against one broker of this checkout's. Only `.` has
-a compiled hot path (`make native`; worktrees run plain Python); `.:pure` runs this checkout without it. `forwarder`:
+changes included) and its process runs from there, against one broker of this checkout's. A worktree of a
+revision that has a compiled hot path gets it built first (eventrouter/native.py, ~90 s), so compiled runs
+against compiled; `REV:pure` runs a revision without it. `forwarder`:
 an Amplitude forwarder per revision (linger 25 ms) reading a topic of its own, all fed the same Outbound
 records, delivering to one counting stand-in. `worker`: a worker per revision (the chain's three starter
 kits), each fed the same `track` calls by an SDK of this checkout's. Reported per window: CPU-us per event
@@ -52,6 +53,8 @@ def checkout(spec: str, under: Path) -> Path:
         return REPO
     path = under / spec.replace("/", "_").replace(":", "_")
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(path), rev], check=True)
+    if not spec.endswith(":pure") and (path / "eventrouter" / "native.py").exists():
+        subprocess.run([sys.executable, "-m", "eventrouter.native"], cwd=path, check=True)
     return path
 
 
