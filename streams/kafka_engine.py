@@ -29,6 +29,7 @@ from streams.seen_disk import DiskSeen
 from streams.worker import Batch, BatchRouter, OutputWriter, WorkerSettings, start_config
 
 log = logging.getLogger(__name__)
+_new = tuple.__new__  # Source(...) without NamedTuple's interpreted __new__
 
 
 def dedup_topic(settings: WorkerSettings) -> str:
@@ -208,7 +209,8 @@ class KafkaEngine:
                         continue
                     partition, offset = message.partition() or 0, message.offset() or 0
                     headers: Any = message.headers() or ()
-                    sources.append(Source(message.value(), raw, partition, offset, message.timestamp()[1], headers))
+                    sources.append(_new(Source, (message.value(), raw, partition, offset, message.timestamp()[1],
+                                                headers)))
                     last[partition] = offset
                 batch = batches.route_blocking(sources, in_flight[0][0] if in_flight else None) if sources else None
                 settle()

@@ -22,7 +22,10 @@ def iso_ms(ms: int) -> str:
         if len(_SECONDS) > 100_000:
             _SECONDS.clear()
         prefix = _SECONDS[seconds] = (EPOCH + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")[:19]
-    return f"{prefix}.{millis:03d}Z"
+    return prefix + _MILLIS[millis]
+
+
+_MILLIS: Final = [f".{ms:03d}Z" for ms in range(1000)]
 
 
 def corrected_ms(stamps: Mapping[str, int], received_ms: int, max_future_s: int = 3600) -> int:

@@ -280,9 +280,10 @@ class CompiledPlaybook:
             if result is None:
                 return Outcome(None, None, "function")
             payload = result
-        return Outcome(payload, name)
+        return _new(Outcome, (payload, name, None))  # Outcome(payload, name) without NamedTuple's __new__
 
 
+_new = tuple.__new__
 _ALLOW: Final = Outcome(None, None, "filter.allow")
 _DENY: Final = Outcome(None, None, "filter.deny")
 _MAP: Final = Outcome(None, None, "integrations_map")

@@ -81,6 +81,9 @@ class Routed:
     failed: list[tuple[str, str, Output]] = field(default_factory=list)  # (integration, reason, dead letter)
 
 
+_new = tuple.__new__
+
+
 class Router:
     """One config revision, compiled: playbooks ready, codecs built. Immutable once made; a new
     revision makes a new Router, which the worker swaps in between batches."""
@@ -144,8 +147,9 @@ class Router:
         event["receivedAt"] = event.get("receivedAt") or iso_ms(received_ms)
         event["timestamp"] = iso_ms(timestamp_ms)
         user = event.get("userId") or event.get("anonymousId")
-        return Admitted(source, event, pipeline, f"{pipeline.name}\x1f{message_id}",
-                        user.encode() if isinstance(user, str) else None, timestamp_ms, received_ms)
+        # NamedTuples of the hot path are made with tuple.__new__: their own __new__ is interpreted code
+        return _new(Admitted, (source, event, pipeline, f"{pipeline.name}\x1f{message_id}",
+                               user.encode() if isinstance(user, str) else None, timestamp_ms, received_ms))
 
     # -- routing: each integration's decision and shape ---------------------------------------------
     def route(self, admitted: Admitted, replayed: bool = False, only: str | None = None) -> Routed:
@@ -177,7 +181,7 @@ class Router:
                     admitted.source, reason, f"{type(exc).__name__}: {str(exc)[:200]}", stage="playbook",
                     message_id=event.get("messageId"), pipeline=admitted.pipeline.name, integration=name)))
                 continue
-            outputs.append(Output(topic, admitted.key, value, name))
+            outputs.append(_new(Output, (topic, admitted.key, value, name, None)))
         return routed
 
     def _parts(self, admitted: Admitted, replayed: bool) -> OutboundParts:

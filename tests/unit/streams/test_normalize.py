@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import pytest
+
 from schemas.validation import epoch_ms
 from streams.normalize import EPOCH, corrected_ms, iso_ms
 
@@ -22,6 +24,20 @@ def test_epoch_ms_is_exact_to_the_millisecond_floored() -> None:
     assert epoch_ms("2026-11-26T10:00:00.123Z") == 1795687200123
     assert epoch_ms("2026-11-26T10:00:00.123999") == 1795687200123  # naive: UTC
     assert iso_ms(epoch_ms("2026-11-26T11:00:00.5+01:00")) == "2026-11-26T10:00:00.500Z"
+
+
+def test_the_sdk_form_read_from_its_cached_second_is_what_the_full_parse_gives() -> None:
+    """`2026-11-26T10:00:00.123Z` takes a shortcut (the second parsed once); it must agree, and refuse alike."""
+    rng = random.Random(10)
+    for _ in range(5000):
+        moment = EPOCH + dt.timedelta(milliseconds=rng.randrange(-3 * 10**13, 2 * 10**14))  # 1000-8300
+        text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        assert epoch_ms(text) == (moment - EPOCH) // MS == epoch_ms(text.replace("Z", "+00:00")), text
+        assert iso_ms(epoch_ms(text)) == text
+    for bad in ("2026-11-26T10:00:00.1x3Z", "2026-13-26T10:00:00.123Z", "20261126T100000.123.456Z",
+                "2026-11-26T10:00:00.\u0661\u0662\u0663Z", "2026-11-26T25:00:00.123Z"):
+        with pytest.raises(ValueError):
+            epoch_ms(bad)
 
 
 def test_clock_skew_is_cancelled_and_the_future_bounded() -> None:
