@@ -19,7 +19,7 @@ def iso_ms(ms: int) -> str:
     seconds, millis = divmod(ms, 1000)
     prefix = _SECONDS.get(seconds)
     if prefix is None:
-        if len(_SECONDS) > 100_000:
+        if len(_SECONDS) > 10_000:  # ~1.5 MB; live traffic uses a few seconds, a backfill churns it
             _SECONDS.clear()
         prefix = _SECONDS[seconds] = (EPOCH + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")[:19]
     return prefix + _MILLIS[millis]
