@@ -194,6 +194,9 @@ class KafkaEngine:
         consumer = Consumer(consumer_settings(settings.bootstrap, settings.app_id, {
             "auto.commit.interval.ms": 1000, "session.timeout.ms": int(settings.session_timeout_s * 1000),
             "heartbeat.interval.ms": int(settings.session_timeout_s * 200), "max.poll.interval.ms": 600_000,
+            # 4 MiB of raw events read ahead (~4,000, a dozen batches): on a backlog of 200k events, 16 MiB
+            # made the worker's peak RSS 159 MiB, 4 MiB 128 MiB, at the same events/s
+            "queued.max.messages.kbytes": 4096,
             **fetch_settings(int(settings.batch_within_s * 1000)), **settings.client}))
         consumer.subscribe([raw], on_assign=assigned, on_revoke=revoked, on_lost=lost)
         quiet_gc()
