@@ -45,21 +45,26 @@ MODULES = (
     "forwarders/replay.py",
     "forwarders/runner.py",
     "forwarders/state.py",
+    "producers/messages.py",
 )
 PACKAGES = ("schemas", "streams", "forwarders", "producers", "eventrouter")
 
 
 def generated() -> dict[str, str]:
-    """The Avro readers of the hot path, generated from the schemas and compiled with the modules above (the
-    same code the codec otherwise execs, 4-5x faster compiled): path -> source. The worker reads Events
-    (EventCodec), the forwarders the Outbound fields of an Item, replay and dead letters whole Outbounds."""
+    """The Avro readers and writers of the hot path, generated from the schemas and compiled with the modules
+    above (the same code the codec otherwise execs, 4-5x faster compiled): path -> source. The worker reads
+    Events (EventCodec), the forwarders the Outbound fields of an Item, replay and dead letters whole
+    Outbounds; the SDK writes each call's context, the gateway whole Events."""
     from forwarders.records import ITEM_FIELDS
+    from schemas import compiled, compiled_reader
     from schemas.codec import load_schema
-    from schemas.compiled_reader import module_source, reader_key
 
     specs = [("event", True, None), ("outbound", False, ITEM_FIELDS), ("outbound", False, None)]
-    return {f"schemas/_aot_{reader_key(schema, omit_null, only)}.py": module_source(schema, omit_null, only)
-            for name, omit_null, only in specs for schema in [load_schema(name)]}
+    readers = {f"schemas/_aot_{compiled_reader.reader_key(schema, omit_null, only)}.py":
+               compiled_reader.module_source(schema, omit_null, only)
+               for name, omit_null, only in specs for schema in [load_schema(name)]}
+    event = load_schema("event")  # the SDK's context and the gateway's events
+    return {**readers, f"schemas/_aot_{compiled.writer_key(event)}.py": compiled.module_source(event)}
 
 
 def build() -> bool:
@@ -87,7 +92,7 @@ def build() -> bool:
             shutil.move(str(so), target)
         MANIFEST.write_text(json.dumps({"python": sys.version, "sources": {m: source_hash(ROOT / m) for m in MODULES},
                                         "generated": sorted(readers)}, indent=1))
-        print(f"compiled {len(MODULES)} modules and {len(readers)} Avro readers in "
+        print(f"compiled {len(MODULES)} modules and {len(readers)} Avro readers and writers in "
               f"{time.monotonic() - started:.0f} s into {FOLDER}")
         return True
     except OSError as exc:

@@ -18,7 +18,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
+
+from confluent_kafka import TopicPartition
 
 from forwarders.delivery import BatchDelivery, Fate
 from forwarders.metrics import ForwarderMetrics
@@ -159,8 +161,6 @@ class Forwarder:
 
     # -- reading --------------------------------------------------------------------------------------
     def _take(self, messages: list[Any]) -> None:
-        from confluent_kafka import TopicPartition
-
         sought: set[TopicPartitionKey] = set()
         now, now_ms = time.monotonic(), int(time.time() * 1000)
         for message in messages:
@@ -198,8 +198,6 @@ class Forwarder:
                 self._consumer.pause([TopicPartition(key[0], key[1])])
 
     def _resume_due(self) -> None:
-        from confluent_kafka import TopicPartition
-
         now = time.monotonic()
         for (topic, partition), state in self._partitions.items():
             if state.resume_at is not None and now >= state.resume_at:
@@ -254,8 +252,6 @@ class Forwarder:
         """Store the offsets of settled batches whose records Kafka acknowledged, in order per partition.
         A record Kafka refused stops the forwarder: its offsets are never stored, so the batch is
         delivered again by whoever takes the partition."""
-        from confluent_kafka import TopicPartition
-
         ready = []
         for state in self._partitions.values():
             while state.tickets and state.tickets[0].pending == 0:
@@ -275,29 +271,35 @@ class Forwarder:
         if state.inflight is None or (not wait and not state.inflight.done()):
             return
         report = state.inflight.result()
-        items = [i for i in state.batch if isinstance(i, Item)]
         start, end = state.span
+        clean = end - start == len(state.batch)  # no Undecodable among them: the batch is its items
+        items = cast(list[Item], state.batch) if clean else [i for i in state.batch if isinstance(i, Item)]
         fates = {p - start: f for p, f in report.fates.items() if start <= p < end}  # this partition's
-        undone = [i.offset for p, i in enumerate(items) if p not in fates or fates[p].state == "undone"]
-        next_offset = min(undone) if undone else state.batch_offsets[-1] + 1
+        # one pass over the batch: what is delivered (counted and observed once per batch), what is not,
+        # the first offset to do again
+        delivered, latencies, others, undone = 0, [], [], -1
+        for position, item in enumerate(items):
+            fate = fates.get(position)
+            if fate is not None and fate.state == "delivered":
+                delivered += 1
+                if item.written_ms:
+                    latencies.append(max(0.0, fate.finished_ms - item.written_ms) / 1000)
+            elif fate is None or fate.state == "undone":
+                undone = item.offset if undone < 0 else min(undone, item.offset)
+            else:
+                others.append((item, fate))
+        next_offset = undone if undone >= 0 else state.batch_offsets[-1] + 1
         ticket = Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None)
         state.tickets.append(ticket)
-        for bad, offset in zip(state.batch, state.batch_offsets, strict=True):
+        for bad, offset in () if clean else zip(state.batch, state.batch_offsets, strict=True):
             if isinstance(bad, Undecodable):
                 record = dead_letter(reason=bad.error.reason, message=bad.error.message, stage="deliver",
                                      original=bad.value, source_topic=key[0], source_partition=key[1],
                                      source_offset=offset, integration=self.name)
                 self._produce(ticket, self.dlq, self._deadletters.encode(record), None)
                 self.metrics.dead.labels(self.name, bad.error.reason).inc()
-        delivered, latencies = 0, []  # counted and observed once per batch
-        for position, fate in fates.items():
-            item = items[position]
-            if fate.state == "delivered":
-                delivered += 1
-                if item.written_ms:
-                    latencies.append(max(0.0, fate.finished_ms - item.written_ms) / 1000)
-            else:
-                self._account(ticket, item, fate)
+        for item, fate in others:
+            self._account(ticket, item, fate)
         if delivered:
             self.metrics.delivered.inc(delivered)
             self.metrics.latency.observe_many((self.name,), latencies)
@@ -343,8 +345,6 @@ class Forwarder:
         watermarks librdkafka caches from each fetch. Never ask the broker here: a ListOffsets request
         waits behind the connection's long-polling fetch (up to fetch.wait.max.ms), and one per partition
         stalled the consuming loop for seconds (measured: one batch per 6 s)."""
-        from confluent_kafka import TopicPartition
-
         tps = [TopicPartition(t, p) for t, p in self._partitions]
         try:
             positions = self._consumer.position(tps)

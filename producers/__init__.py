@@ -12,6 +12,10 @@ or `from producers import Analytics` for an explicit client.
 
 from __future__ import annotations
 
+from schemas.native import use_compiled
+
+use_compiled(__name__, __path__)  # the SDK's composer (producers/messages.py), compiled when built
+
 from typing import Any
 
 from producers.analytics import Analytics, OnError

@@ -22,7 +22,7 @@ ARGS = ("user_id", "anonymous_id", "event", "name", "category", "group_id", "pre
         "context", "integrations", "timestamp", "message_id")
 
 
-class FixedClock(messages.Clock):
+class FixedClock:  # not a subclass of messages.Clock: compiled classes take none (eventrouter/native.py)
     def now(self) -> str:
         return NOW
 
@@ -95,16 +95,14 @@ def test_direct_path_equals_the_reference_on_random_calls(write_key: str | None)
         assert composer.compose(call, **kw) == _reference(composer, call, **kw), (call, kw)
 
 
-def test_the_usual_call_takes_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_reference(*_a: Any, **_k: Any) -> None:
-        raise AssertionError("reference path used")
-
-    monkeypatch.setattr(messages, "build", no_reference)
+def test_the_usual_call_takes_the_direct_path() -> None:
     composer = Composer(CODEC, "wk", clock=FixedClock())
     message, value, key = composer.compose("track", "u-1", event="Order Completed", properties={
         "revenue": 9.5, "coupon": None, "products": [{"id": "p", "price": 1.0}], "name": "ü"})
-    assert key == "u-1"
+    assert key == "u-1" and composer.by_reference == 0
     assert CODEC.decode(value) == message
+    composer.compose("track", "u-1", event="E", properties={"when": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)})
+    assert composer.by_reference == 1  # a datetime needs converting: the reference path
 
 
 @pytest.mark.parametrize(("properties", "words"), [

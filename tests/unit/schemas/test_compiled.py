@@ -13,6 +13,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas import EncodeError, load_schema
 from schemas.compiled import compile_writer
+from schemas.compiled import module_source as writer_module
 from schemas.compiled_reader import compile_reader, module_source
 
 EVERY_TYPE: dict[str, Any] = {
@@ -219,15 +220,28 @@ def test_the_reader_module_built_ahead_of_time_reads_as_the_execd_one(spec: tupl
         assert read(data, 0, len(data)) == execd(data, 0)
 
 
-def test_the_reader_modules_type_check_as_mypyc_compiles_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("schema", [EVERY_TYPE, load_schema("event")], ids=["every type", "event"])
+def test_the_writer_module_built_ahead_of_time_writes_as_the_execd_one(schema: dict[str, Any]) -> None:
+    writers = _module(writer_module(schema), "aot")["WRITERS"]
+    write = writers[f"{schema['namespace']}.{schema['name']}"]
+    rng = random.Random(23)
+    for _ in range(200):
+        record = _random(schema, rng, {})
+        out = bytearray()
+        write(record, out)
+        assert bytes(out) == _fastavro(schema, record)
+
+
+def test_the_reader_and_writer_modules_type_check_as_mypyc_compiles_them(tmp_path: Path) -> None:
     """mypyc trusts the declared types of the generated locals: a wrong one would fail at run time, compiled."""
     from mypy import api
 
     files = []
     for n, (schema, omit_null) in enumerate([(EVERY_TYPE, False), (load_schema("event"), True),
                                              (load_schema("outbound"), False), (load_schema("deadletter"), False)]):
-        path = tmp_path / f"aot{n}.py"
-        path.write_text(module_source(schema, omit_null))
-        files.append(str(path))
+        for kind, source in (("r", module_source(schema, omit_null)), ("w", writer_module(schema))):
+            path = tmp_path / f"aot_{kind}{n}.py"
+            path.write_text(source)
+            files.append(str(path))
     out, err, status = api.run(["--strict", "--no-incremental", "--follow-imports=silent", *files])
     assert status == 0, out + err
