@@ -205,8 +205,14 @@ def check_message(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
 
 
 def epoch_ms(text: str) -> int:
-    """An ISO-8601 time as milliseconds since the epoch (floored); ValueError when it is not one.
-    The form SDKs send (`2026-11-26T10:00:00.123Z`) is read from its second, parsed once per second seen."""
+    """An ISO-8601 time as milliseconds since the epoch (floored); ValueError when it is not one."""
+    ms = sdk_form_ms(text)
+    return ms if ms is not None else _epoch_ms(text)
+
+
+def sdk_form_ms(text: str) -> int | None:
+    """`epoch_ms` of the form SDKs send and the router writes (`2026-11-26T10:00:00.123Z`), read from its
+    second, parsed once per second seen; None for any other form; ValueError when that second is no time."""
     if (len(text) == 24 and text[19] == "." and text[23] == "Z" and text[10] == "T" and text[4] == text[7] == "-"
             and text[13] == text[16] == ":" and text[20:23].isdigit() and text[20:23].isascii()):
         second = _SECOND_MS.get(text[:19])
@@ -215,7 +221,7 @@ def epoch_ms(text: str) -> int:
                 _SECOND_MS.clear()
             second = _SECOND_MS[text[:19]] = _epoch_ms(text[:19] + "Z")
         return second + int(text[20:23])
-    return _epoch_ms(text)
+    return None
 
 
 _SECOND_MS: dict[str, int] = {}

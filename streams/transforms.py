@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from schemas.config import Mapping_
+from schemas.validation import sdk_form_ms
 
 Segment = str | int
 Transform = Callable[[Any], Any]
@@ -234,11 +235,23 @@ def _parse_text_time(value: str) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+_EPOCH_FORMATS: Final = frozenset({"unix_ms", "unix_s"})
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND: Final = dt.timedelta(microseconds=1)
+
+
 def format_time(value: Any, fmt: str) -> Any:
+    if type(value) is str and fmt in _EPOCH_FORMATS:  # the router's own `timestamp`: no datetime
+        try:
+            ms = sdk_form_ms(value)
+        except ValueError:
+            ms = None
+        if ms is not None:
+            return ms if fmt == "unix_ms" else ms // 1000
     moment = parse_time(value)
     if moment is None:
         return None
-    micros = int(moment.timestamp() * 1_000_000)
+    micros = (moment - _EPOCH) // _MICROSECOND  # exact: timestamp() * 1e6 truncated could be 1 us short
     if fmt == "unix_ms":
         return micros // 1000
     if fmt == "unix_s":

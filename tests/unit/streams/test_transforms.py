@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from schemas.config import Mapping_
-from streams.transforms import compile_transform, get_path, set_path
+from streams.transforms import compile_transform, format_time, get_path, set_path
 
 
 def _t(transform: str, value: Any, **options: Any) -> Any:
@@ -105,3 +105,19 @@ def test_nfc_and_nfd_forms_of_an_email_hash_the_same() -> None:
     email = "José@Example.com "
     assert sha256(unicodedata.normalize("NFD", email), "email") == sha256(unicodedata.normalize("NFC", email), "email")
     assert sha256("ada@example.com", "email") == sha256(" ADA@example.com", "email")
+
+
+def test_epoch_formats_of_the_routers_timestamps_match_the_datetime_path() -> None:
+    """`unix_ms`/`unix_s` of `2026-11-26T10:00:00.123Z` (what the router writes) skip the datetime: same result,
+    exact (the datetime path truncated timestamp() * 1e6, 1 ms short for 2004-08-14T14:18:47.297Z)."""
+    import datetime as dt
+    import random
+
+    rng = random.Random(5)
+    for _ in range(3000):
+        moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=rng.randrange(-10**12, 10**13))
+        text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        ms = (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+        assert format_time(text, "unix_ms") == ms == format_time(text.replace("Z", "+00:00"), "unix_ms"), text
+        assert format_time(text, "unix_s") == ms // 1000 == format_time(text.replace("Z", "+00:00"), "unix_s"), text
+    assert format_time("2026-13-26T10:00:00.123Z", "unix_ms") is None  # no such month: no time, as before
