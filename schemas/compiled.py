@@ -16,7 +16,6 @@ fastavro's validation picks them; a record branch may be given in fastavro's tup
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import struct
 from collections.abc import Callable, Mapping
@@ -24,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from schemas.errors import EncodeError
-from schemas.native import compiled_current
+from schemas.native import generated
 
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "string", "bytes"}
 _SMALL = 1 << 14  # lengths below this come from a table of ready-made varints
@@ -309,13 +308,9 @@ def compile_writers(schema: Mapping[str, Any]) -> dict[str, Callable[[Mapping[st
     """A writer for `schema` and for every record type it names, by full name: `write(record, out)`
     appends the Avro binary of `record` (a dict of that record type) to `out`. Compiled ahead of time for
     the schemas the native build knows (eventrouter/native.py), exec'd for any other."""
-    if compiled_current():
-        try:
-            module = importlib.import_module(f"schemas._aot_{writer_key(schema)}")
-            writers: dict[str, Callable[[Mapping[str, Any], bytearray], None]] = module.WRITERS
-            return writers
-        except ImportError:
-            pass
+    writers: dict[str, Callable[[Mapping[str, Any], bytearray], None]] | None = generated(writer_key(schema), "WRITERS")
+    if writers is not None:
+        return writers
     source, records, consts = writer_source(schema)
     scope = dict(consts)
     exec(compile(source, f"<avro writer {next(iter(records), '')}>", "exec"), scope)

@@ -11,7 +11,6 @@ index, a negative length or text that is not UTF-8 (the codec maps both to its d
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import re
 import struct
@@ -19,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from schemas.compiled import SchemaNames
-from schemas.native import compiled_current
+from schemas.native import generated
 
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "string", "bytes"}
 _TYPES = {"boolean": "bool", "int": "int", "long": "int", "float": "float", "double": "float", "string": "str",
@@ -226,18 +225,6 @@ def module_source(schema: Mapping[str, Any], omit_null: bool = False, only: Iter
         source.replace("\ndef ", "\n\n\ndef "), "", "", f"READ = {top}", ""])
 
 
-def _ahead_of_time(key: str) -> Callable[[bytes, int, int], tuple[dict[str, Any], int]] | None:
-    """The compiled reader of that key, when the current native build has one (schemas/native.py)."""
-    if not compiled_current():
-        return None
-    try:
-        module = importlib.import_module(f"schemas._aot_{key}")
-    except ImportError:
-        return None
-    found: Callable[[bytes, int, int], tuple[dict[str, Any], int]] = module.READ
-    return found
-
-
 def compile_reader(schema: Mapping[str, Any], omit_null: bool = False, only: Iterable[str] | None = None) -> Reader:
     """`read(data, offset) -> (record, end offset)` for records written with `schema` itself.
     `omit_null`: a record field whose value is null is left out of its dict rather than set to None
@@ -245,7 +232,7 @@ def compile_reader(schema: Mapping[str, Any], omit_null: bool = False, only: Ite
     `only`: the names of the record's fields to return; the others are stepped over (still checked
     for length and union index, so a truncated or corrupt record is refused as before).
     The native build compiles the readers the hot path uses (eventrouter/native.py); any other is exec'd."""
-    record_reader = _ahead_of_time(reader_key(schema, omit_null, only))
+    record_reader = generated(reader_key(schema, omit_null, only), "READ")
     if record_reader is None:
         source, top, scope = reader_source(schema, omit_null, only)
         scope = dict(scope)

@@ -11,6 +11,7 @@ with mypyc into `.eventrouter/native/`, beside a manifest of their sources' SHA-
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -46,6 +47,18 @@ def _check() -> bool:
         return all(source_hash(ROOT / name) == digest for name, digest in manifest["sources"].items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+
+
+def generated(key: str, name: str) -> Any:
+    """`name` of the module `schemas._aot_<key>` the native build generated (the Avro readers and writers,
+    eventrouter/native.py), when the build is current and has it; None otherwise."""
+    if not compiled_current():
+        return None
+    try:
+        module = importlib.import_module(f"schemas._aot_{key}")
+    except ImportError:
+        return None
+    return getattr(module, name, None)
 
 
 def use_compiled(package: str, path: list[str]) -> None:
