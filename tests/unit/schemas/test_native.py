@@ -51,12 +51,12 @@ def test_on_ci_the_hot_path_runs_compiled() -> None:
     """`make test` builds it first; on CI (a C compiler there) a build that failed or went unused fails here."""
     if not os.environ.get("CI") and not native.MANIFEST.exists():
         pytest.skip("no compiled build here (`make native`)")
-    probe = ("import streams.router, forwarders.records, sys; from eventrouter.native import generated; "
+    probe = ("import streams.router, forwarders.records, sys; from eventrouter.native import avro_modules; "
              "import schemas.codec as c; c.AvroCodec(c.load_schema('event'), omit_null=True); "
              "from schemas import outbound_codec; outbound_codec(fields=forwarders.records.ITEM_FIELDS); "
              "outbound_codec(); c.AvroCodec(c.load_schema('event')); "
              "print(streams.router.__file__, forwarders.records.__file__, "
-             "*(sys.modules[p[:-3].replace('/', '.')].__file__ for p in generated()))")
+             "*(sys.modules[p[:-3].replace('/', '.')].__file__ for p in avro_modules()))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={k: v for k, v in os.environ.items() if k != "EVENTROUTER_PURE"}).stdout.split()
     assert len(out) == 6 and all(path.endswith(".so") for path in out), out  # the generated Avro code too
