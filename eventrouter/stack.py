@@ -6,6 +6,7 @@ workers' and forwarders' metrics) into one account per integration."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -24,6 +25,21 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def free_port() -> int:
+    """A free port for a child to bind, below the OS's ephemeral range: a port of that range, free when
+    probed, can be taken by any outgoing connection (a Kafka client's) before the child binds it (seen on
+    CI: a forwarder exited with `Address already in use` for its metrics port)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12_000), max(1025, low))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
