@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics (0.0.0.0 in a container)")
     worker.add_argument("--data-dir", type=Path, default=None, help="default: $EVENTROUTER_HOME/worker")
     worker.add_argument("--batch-size", type=int, default=300, help="most records per batch (streams/worker.py)")
-    worker.add_argument("--batch-within-ms", type=_within_ms, default=50,
+    worker.add_argument("--batch-within-ms", type=_within_ms, default=30,
                         help="how long a batch gathers records when fewer than --batch-size are there")
     worker.add_argument("--dedup-memory-keys", type=_memory_keys, default=100_000,
                         help="messageIds kept in memory (~130 bytes each); older ones go to --data-dir/dedup")

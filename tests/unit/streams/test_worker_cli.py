@@ -6,7 +6,7 @@ from eventrouter.cli import build_parser
 
 
 def test_a_batch_gathers_50_ms_unless_told_otherwise() -> None:
-    assert build_parser().parse_args(["worker"]).batch_within_ms == 50
+    assert build_parser().parse_args(["worker"]).batch_within_ms == 30
     assert build_parser().parse_args(["worker", "--batch-within-ms", "10"]).batch_within_ms == 10
 
 
