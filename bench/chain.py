@@ -296,6 +296,7 @@ def main() -> None:
 
     from eventrouter.stack import Stack
     from schemas import Topics
+    from schemas.kafka import ensure_topics
     from schemas.revisions import ConfigStore
 
     kafka, bootstrap = start_kafka(full_jit=True)
@@ -309,6 +310,9 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     try:
         ConfigStore(bootstrap, topics).apply(config)
+        # made here, not left to the processes: a consumer that asked for a topic's offsets before the topic
+        # existed kept it as unknown for 30 s (the first run's `ends` failed when the forwarders started late)
+        ensure_topics(bootstrap, [topics.raw, *(topics.integration(v) for v in VENDORS)], partitions=args.partitions)
         stack = Stack(bootstrap, topics, config, folder, gateway_port=None, env=ENV,
                       partitions=args.partitions).start()
         broker = kafka.status().nodes[0].pid
