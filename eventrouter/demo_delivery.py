@@ -71,6 +71,8 @@ def account(stack: Any, vendors: DemoVendors, expected: int, timeout: float = 12
     last = 0.0
     progress = stack.progress()
     while time.monotonic() < deadline:
+        for line in stack.revive():  # a child that failed (to start) is started again, and said so
+            print(f"  {line}", flush=True)
         progress = stack.progress()
         routable = progress.read - progress.invalid - progress.deduplicated
         done = progress.read >= expected and all(
@@ -96,6 +98,9 @@ def account(stack: Any, vendors: DemoVendors, expected: int, timeout: float = 12
         print(f"  {name:<10} routed {lane.routed:>4.0f}  filtered {lane.filtered:>4.0f}  playbook errors "
               f"{lane.failed:.0f}  delivered {lane.delivered:>4.0f} (the vendor holds {len(stand_in.accepted)} in "
               f"{stand_in.requests} requests)  dead-lettered {sum(lane.dead.values()):.0f} ({reasons})")
+    if stack.restarts:
+        print("started again: " + ", ".join(f"{role} {n}x" for role, n in sorted(stack.restarts.items()))
+              + " (see their logs)")
     print(f"routing: every event accounted for per integration: {'yes' if routed_ok else 'NO'}")
     print(f"delivery: every routed event delivered or dead-lettered: {'yes' if delivered_ok else 'NO'}")
     return routed_ok and delivered_ok

@@ -1,7 +1,8 @@
 """The pipeline's processes against one broker (`eventrouter up CONFIG`, and the main job): the HTTP
 gateway, stream workers, and a forwarder per integration, each a child process with its own log and
-metrics port, stopped by its PID. `progress()` reads every stage's counters (the raw topic's size, the
-workers' and forwarders' metrics) into one account per integration."""
+metrics port, stopped by its PID. A child that exits on its own is started again (`revive()`, at most
+`max_restarts` times per role), as a supervisor would. `progress()` reads every stage's counters (the raw
+topic's size, the workers' and forwarders' metrics) into one account per integration."""
 
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ class Child:
     process: subprocess.Popen[bytes]
     log: IO[bytes]
     metrics_port: int | None = None
+    args: list[str] = field(default_factory=list)  # the `eventrouter` command it runs (started again with them)
+    metrics: dict[str, float] = field(default_factory=dict)  # its counters when last read
+    stopped: bool = False  # by us (stop_child): not started again
 
 
 @dataclass
@@ -103,15 +107,40 @@ class Stack:
         named = {name for p in parsed.pipelines for name in p.integrations}
         self.integrations = [i.name for i in parsed.integrations if i.enabled and i.name in named]
         self.children: list[Child] = []
+        self.max_restarts = 3
+        self.restarts: dict[str, int] = {}
+        self._retired: list[tuple[str, dict[str, float]]] = []  # counters of children started again
 
     def _spawn(self, role: str, args: list[str], metrics: bool = True) -> Child:
+        child = self._launch(role, args, metrics)
+        self.children.append(child)
+        return child
+
+    def _launch(self, role: str, args: list[str], metrics: bool) -> Child:
         port = free_port() if metrics else None
         log = open(self.folder / f"{role}.log", "ab")  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "eventrouter", *args, "--bootstrap-servers", self.bootstrap,
                    "--topic-prefix", self.topics.prefix, *(["--metrics-port", str(port)] if port else [])]
-        child = Child(role, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env), log, port)
-        self.children.append(child)
-        return child
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        return Child(role, process, log, port, list(args))
+
+    def revive(self) -> list[str]:
+        """Start again each child that exited on its own (a crash, or a start that failed: a port taken, the
+        broker not ready), at most `max_restarts` times per role; what was done, one line each. Its
+        counters as last read stay in `progress()`. A child past its restarts stays down: `exited()`."""
+        done = []
+        for index, child in enumerate(self.children):
+            code = child.process.poll()
+            if code is None or child.stopped or self.restarts.get(child.role, 0) >= self.max_restarts:
+                continue
+            child.log.close()
+            self.restarts[child.role] = self.restarts.get(child.role, 0) + 1
+            if child.metrics:
+                self._retired.append((child.role, child.metrics))
+            self.children[index] = self._launch(child.role, child.args, child.metrics_port is not None)
+            done.append(f"{child.role} exited ({code}), started again ({self.restarts[child.role]} of "
+                        f"{self.max_restarts}); log {self.folder / (child.role + '.log')}")
+        return done
 
     def start(self) -> Stack:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -140,8 +169,10 @@ class Stack:
         return out
 
     def exited(self) -> list[str]:
+        """The children that are down and will not be started again."""
         return [f"{c.role} (exit {c.process.returncode}, log {self.folder / (c.role + '.log')})"
-                for c in self.children if c.process.poll() is not None]
+                for c in self.children if c.process.poll() is not None and not c.stopped
+                and self.restarts.get(c.role, 0) >= self.max_restarts]
 
     def progress(self) -> Progress:
         from streams.metrics import scrape
@@ -149,12 +180,12 @@ class Stack:
         progress = Progress(produced=_records(self.bootstrap, self.topics.raw))
         progress.lanes = {name: Lane() for name in self.integrations}
         for child in self.children:
-            if child.metrics_port is None or child.process.poll() is not None:
-                continue
-            metrics = scrape(child.metrics_port)
-            if child.role.startswith("worker"):
+            if child.metrics_port is not None and child.process.poll() is None:
+                child.metrics = scrape(child.metrics_port) or child.metrics
+        for role, metrics in [*self._retired, *((c.role, c.metrics) for c in self.children)]:
+            if role.startswith("worker"):
                 self._worker_counts(metrics, progress)
-            elif child.role.startswith("forward-"):
+            elif role.startswith("forward-"):
                 self._forwarder_counts(metrics, progress)
         return progress
 
@@ -196,6 +227,7 @@ class Stack:
 
     def stop_child(self, child: Child, timeout: float = 60.0) -> int | None:
         """SIGTERM by PID (the child drains and commits), SIGKILL if it does not exit in time."""
+        child.stopped = True
         if child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
         try:
@@ -238,7 +270,8 @@ def _records(bootstrap: str, topic: str) -> int:
 
 def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool = True) -> int:
     """Run in the foreground, printing progress, until SIGTERM/SIGINT (or `until()`); then stop all.
-    `start=False`: the stack runs already (the main job's --keep-running)."""
+    A child that exits is started again (`Stack.revive`); one past its restarts stops everything with
+    status 1. `start=False`: the stack runs already (the main job's --keep-running)."""
     stopping: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:
@@ -252,6 +285,8 @@ def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool
     try:
         last = 0.0
         while not stopping and not (until and until()):
+            for line in stack.revive():
+                print(line, file=sys.stderr, flush=True)
             dead = stack.exited()
             if dead:
                 print("stopped unexpectedly: " + "; ".join(dead), file=sys.stderr, flush=True)
