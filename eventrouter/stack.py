@@ -55,6 +55,7 @@ class Child:
     args: list[str] = field(default_factory=list)  # the `eventrouter` command it runs (started again with them)
     metrics: dict[str, float] = field(default_factory=dict)  # its counters when last read
     stopped: bool = False  # by us (stop_child): not started again
+    down_at: float | None = None  # when it was first seen exited (monotonic)
 
 
 @dataclass
@@ -126,12 +127,18 @@ class Stack:
 
     def revive(self) -> list[str]:
         """Start again each child that exited on its own (a crash, or a start that failed: a port taken, the
-        broker not ready), at most `max_restarts` times per role; what was done, one line each. Its
-        counters as last read stay in `progress()`. A child past its restarts stays down: `exited()`."""
+        broker not ready), at most `max_restarts` times per role, 0.5, 1, 2 s after it was seen down; what
+        was done, one line each. Its counters as last read stay in `progress()`. A child past its restarts
+        stays down: `exited()`."""
         done = []
+        now = time.monotonic()
         for index, child in enumerate(self.children):
             code = child.process.poll()
-            if code is None or child.stopped or self.restarts.get(child.role, 0) >= self.max_restarts:
+            restarts = self.restarts.get(child.role, 0)
+            if code is None or child.stopped or restarts >= self.max_restarts:
+                continue
+            child.down_at = child.down_at or now
+            if now - child.down_at < 0.5 * 2 ** restarts:
                 continue
             child.log.close()
             self.restarts[child.role] = self.restarts.get(child.role, 0) + 1

@@ -194,7 +194,9 @@ def test_a_child_that_exits_is_started_again_up_to_its_limit_and_nothing_is_lost
             killed.process.send_signal(signal.SIGKILL)
             killed.process.wait(10)
             assert stack.exited() == []  # down, but to be started again
-            assert [line.split(" exited")[0] for line in stack.revive()] == ["forward-amp"]
+            revived: list[str] = []
+            wait_for(lambda: bool(revived.extend(stack.revive()) or revived), timeout=10, what="a restart")
+            assert [line.split(" exited")[0] for line in revived] == ["forward-amp"]
             again = next(c for c in stack.children if c.role == "forward-amp")
             assert again.process.pid != killed.process.pid and again.process.poll() is None
             for event in sent[500:]:
