@@ -141,7 +141,7 @@ class Stack:
             if now - child.down_at < 0.5 * 2 ** restarts:
                 continue
             child.log.close()
-            self.restarts[child.role] = self.restarts.get(child.role, 0) + 1
+            self.restarts[child.role] = restarts + 1
             if child.metrics:
                 self._retired.append((child.role, child.metrics))
             self.children[index] = self._launch(child.role, child.args, child.metrics_port is not None)

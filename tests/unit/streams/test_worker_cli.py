@@ -5,7 +5,7 @@ import pytest
 from eventrouter.cli import build_parser
 
 
-def test_a_batch_gathers_50_ms_unless_told_otherwise() -> None:
+def test_a_batch_gathers_30_ms_unless_told_otherwise() -> None:
     assert build_parser().parse_args(["worker"]).batch_within_ms == 30
     assert build_parser().parse_args(["worker", "--batch-within-ms", "10"]).batch_within_ms == 10
 
