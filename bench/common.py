@@ -8,8 +8,11 @@ import os
 import platform
 import random
 import shutil
+import signal
 import socket
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +34,10 @@ def start_kafka(*, full_jit: bool = False) -> tuple[LocalKafka, str]:
         os.environ[JVM_OPTIONS_ENV] = "-XX:TieredStopAtLevel=4 -XX:CICompilerCount=2"
     state = Path(tempfile.mkdtemp(prefix="eventrouter-bench-"))
     atexit.register(shutil.rmtree, state, ignore_errors=True)  # after the benchmark stopped the broker: its data
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (`timeout`, a CI's cancel) unwinds like Ctrl-C, so the benchmark's `finally` stops the broker
+        # and its processes: by default it ended this process at once and left the broker running.
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     kafka = LocalKafka(state, paths.cache_dir())
     status = kafka.start(nodes=1)
     assert status.bootstrap is not None
