@@ -39,6 +39,7 @@ from bench.common import (
     start_kafka,
     steal_pct,
     track_corpus,
+    until_arrived,
     write_result,
 )
 from bench.hops import ends, hops, written
@@ -224,11 +225,10 @@ def run_ours(bootstrap: str, topic: str, pids: dict[str, int], vendors: dict[str
              tag: str, hop_topic: str, partitions: int) -> dict[str, Any]:
     starts = ends(bootstrap, [topic, hop_topic], partitions)
     before, own, ticks = _cpu(pids), cpu_seconds(), machine_ticks()
+    counts = {name: len(v.arrived) for name, v in vendors.items()}
     sdk = run_child("sdk", bootstrap, topic, str(n), str(rate), tag)
     expected = {f"{tag}-{i}" for i in range(n)}
-    deadline = time.time() + 300
-    while time.time() < deadline and not all(expected <= v.arrived.keys() for v in vendors.values()):
-        time.sleep(0.1)
+    until_arrived({name: v.arrived for name, v in vendors.items()}, expected, counts, timeout=300)
     after, own, stolen = _cpu(pids), cpu_seconds() - own, steal_pct(ticks, machine_ticks())
     cpu = {role: after[role] - before[role] for role in pids}
     cpu["sdk"] = sdk["cpu_s"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.chain import CONFIG, ENV, REPO, events, stand_ins
-from bench.common import cpu_seconds, percentile, rss_mib, start_kafka, write_result
+from bench.common import cpu_seconds, percentile, rss_mib, start_kafka, until_arrived, write_result
 
 EVERY_S = 15.0
 
@@ -113,9 +113,7 @@ def main() -> None:
             dedup = {where: metrics.get(f'eventrouter_worker_dedup_keys{{where="{where}"}}', 0.0)
                      for where in ("memory", "disk")}
             expected = {f"soak-{i}" for i in range(result["sent"])}
-            deadline = time.time() + 300
-            while time.time() < deadline and not all(expected <= v.arrived.keys() for v in vendors.values()):
-                time.sleep(0.5)
+            until_arrived({name: v.arrived for name, v in vendors.items()}, expected, {}, timeout=300)
         finally:
             stack.stop()
     finally:

@@ -38,6 +38,7 @@ MODULES = (
     "streams/normalize.py",
     "streams/playbook.py",
     "streams/router.py",
+    "streams/sections.py",
     "streams/transforms.py",
     "streams/worker.py",
     "forwarders/delivery.py",
@@ -67,6 +68,27 @@ def avro_modules() -> dict[str, str]:
     return {**readers, f"schemas/_aot_{compiled.writer_key(event)}.py": compiled.module_source(event)}
 
 
+def section_modules() -> dict[str, str]:
+    """The starter kits' playbook sections and the example config's (streams/sections.py), compiled like the
+    Avro code (a section's code 1.4-1.8x faster compiled): path -> source. A section is found by its text's
+    hash, so a customised one is exec'd instead."""
+    import yaml
+
+    from schemas.config import Playbook, parse_config, starter_names, starter_text
+    from streams.sections import section_key, section_module
+
+    playbooks = [Playbook.model_validate(yaml.safe_load(starter_text(name))) for name in starter_names()]
+    example = ROOT / "examples" / "eventrouter.yaml"
+    if example.exists():
+        playbooks += [integration.playbook for integration in parse_config(example.read_text()).integrations]
+    out = {}
+    for playbook in playbooks:
+        for section in (playbook.global_, *playbook.events.values(), playbook.default):
+            source = section_module(section)[0]
+            out[f"schemas/_aot_{section_key(source)}.py"] = source
+    return out
+
+
 def build() -> bool:
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="eventrouter-native-"))
@@ -74,7 +96,7 @@ def build() -> bool:
         for package in PACKAGES:  # mypyc type-checks what the modules import, so all of it goes along
             shutil.copytree(ROOT / package, scratch / package, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "pyproject.toml", scratch)  # the mypy settings
-        avro = avro_modules()
+        avro = avro_modules() | section_modules()
         for path, source in avro.items():
             (scratch / path).write_text(source)
         done = subprocess.run([sys.executable, "-m", "mypyc", *MODULES, *avro], cwd=scratch, capture_output=True,
@@ -92,7 +114,8 @@ def build() -> bool:
             shutil.move(str(so), target)
         MANIFEST.write_text(json.dumps({"python": sys.version, "sources": {m: source_hash(ROOT / m) for m in MODULES},
                                         "generated": sorted(avro)}, indent=1))
-        print(f"compiled {len(MODULES)} modules and {len(avro)} Avro readers and writers in "
+        print(f"compiled {len(MODULES)} modules and {len(avro)} generated ones (Avro readers and writers, playbook "
+              f"sections) in "
               f"{time.monotonic() - started:.0f} s into {FOLDER}")
         return True
     except OSError as exc:
@@ -109,7 +132,7 @@ def current() -> bool:
         listed, avro = set(manifest["sources"]), set(manifest.get("generated", ()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    return compiled_current() and listed == set(MODULES) and avro == set(avro_modules())
+    return compiled_current() and listed == set(MODULES) and avro == set(avro_modules()) | set(section_modules())
 
 
 if __name__ == "__main__":

@@ -16,17 +16,10 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from schemas.config import Integration, Mapping_, Playbook, Rule, Section
+from schemas.config import Integration, Playbook, Rule, Section
 from schemas.errors import FinalError
-from schemas.expressions import ExpressionError, compile_expression, inline_source
-from streams.transforms import (
-    compile_getter,
-    compile_setter,
-    compile_transform,
-    get_path,
-    is_identity,
-    parse_path,
-)
+from schemas.expressions import ExpressionError, compile_expression
+from streams.sections import compile_section
 
 # Names Segment users write in an event's `integrations` map for each kind, besides the integration's own name.
 KIND_ALIASES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -60,159 +53,10 @@ def event_key(event: Mapping[str, Any]) -> str:
     return str(call)
 
 
-MappingFn = Callable[[Mapping[str, Any], dict[str, Any], set[int]], None]
-
-
-def _compile_mapping(mapping: Mapping_) -> MappingFn:
-    """One mapping as one closure: read (a path, several for join, or an expression), transform, fall
-    back to the default, write. The usual mapping (one path, no transform, no default) is two dict
-    operations; this runs a dozen times per event and integration."""
-    put = compile_setter(mapping.to)
-    compiled = compile_transform(mapping)
-    transform = None if is_identity(compiled) else compiled
-    default = mapping.default
-    read: Callable[..., Any]
-    if mapping.expr is not None:
-        read = compile_expression(mapping.expr)
-    else:
-        sources = mapping.from_ if isinstance(mapping.from_, list) else [mapping.from_] if mapping.from_ else []
-        getters = [compile_getter(s) for s in sources]
-        if len(getters) == 1:
-            get = getters[0]
-            if transform is None and default is None:
-                def direct(event: Mapping[str, Any], payload: dict[str, Any], owned: set[int]) -> None:
-                    value = get(event)
-                    if value is not None:
-                        put(payload, value, owned)
-                return direct
-            read = lambda event, payload: get(event)  # noqa: E731
-        else:
-            read = lambda event, payload: [v for v in (g(event) for g in getters) if v is not None] or None  # noqa: E731
-
-    def run(event: Mapping[str, Any], payload: dict[str, Any], owned: set[int]) -> None:
-        value = read(event, payload)
-        if transform is not None:
-            value = transform(value)
-        if value is None:
-            value = default
-            if value is None:
-                return
-        put(payload, value, owned)
-    return run
-
-
-SectionFn = Callable[[Mapping[str, Any], dict[str, Any], set[int]], None]
-
-
-def _compile_section(section: Section, where: str) -> SectionFn:
-    """A section's mappings and enrichments as one generated function of straight-line code, in their
-    order: each mapping reads (a key path inline, an expression or a getter), transforms, falls back to
-    its default and writes (a path of keys inline, copying containers it does not own, an object onto an
-    object merging), as the closures of `_compile_mapping` and `set_path` do; a `join` of several paths
-    or a target with list indexes calls those. Names and values from the config are constants of the
-    function's namespace, never part of its source text.
-
-    Each event path is read once per call into a local (`context.traits` for a dozen mappings): a
-    section never changes the event. Each payload object written under (`user_data` for a dozen) is
-    found once into a local too, and forgotten when a later write replaces it or one of its parents."""
-    consts: dict[str, Any] = {"_dict": dict, "_get_path": get_path, "_ExpressionError": ExpressionError}
-    head = ["def section(event, payload, owned):", "    if type(event) is not _dict:", "        event = _dict(event)"]
-    lines: list[str] = []
-    reads: dict[tuple[str, ...], str] = {}  # event path -> the local read into
-    nodes: dict[tuple[str, ...], str] = {}  # payload path -> the local holding that owned object, or None
-
-    def const(value: Any) -> str:
-        name = f"c{len(consts)}"
-        consts[name] = value
-        return name
-
-    def read(keys: tuple[str, ...]) -> str:
-        name = reads.get(keys)
-        if name is None:
-            up = read(keys[:-1]) if len(keys) > 1 else "event"
-            name = f"r{len(reads)}"
-            if len(keys) == 1:
-                lines.append(f"    {name} = event.get({const(keys[0])})")
-            else:
-                lines.append(f"    {name} = {up}.get({const(keys[-1])}) if type({up}) is _dict else "
-                             f"None if {up} is None else _get_path({up}, {const(keys[-1:])})")
-            reads[keys] = name
-        return name
-
-    def forget(under: tuple[str, ...], indent: str) -> list[str]:
-        """Locals of payload objects at or below `under`: a write there replaced them."""
-        return [f"{indent}{name} = None" for path, name in nodes.items() if path[:len(under)] == under]
-
-    def write(keys: tuple[str, ...], value: str, indent: str) -> list[str]:
-        out = [f"{indent}node = payload"]
-        parent = keys[:-1]
-        if parent:
-            walk = [f"{indent}    node = payload"]
-            for key in parent:
-                k = const(key)
-                walk += [f"{indent}    child = node.get({k})",
-                         f"{indent}    if type(child) is not _dict or id(child) not in owned:",
-                         f"{indent}        child = _dict(child) if type(child) is _dict else {{}}",
-                         f"{indent}        owned.add(id(child))",
-                         f"{indent}        node[{k}] = child",
-                         f"{indent}    node = child"]
-            local = nodes.get(parent)
-            if local is None:
-                local = nodes[parent] = f"n{len(nodes)}"
-                head.append(f"    {local} = None")
-            out = [f"{indent}node = {local}", f"{indent}if node is None:", *walk, f"{indent}    {local} = node"]
-        k = const(keys[-1])
-        return [*out, f"{indent}if type({value}) is _dict and type(node.get({k})) is _dict:",
-                f"{indent}    {value} = {{**{value}, **node[{k}]}}", f"{indent}node[{k}] = {value}",
-                *forget(keys, indent)]
-
-    for mapping in section.mappings:
-        target = parse_path(mapping.to)
-        if isinstance(mapping.from_, list) or not all(isinstance(k, str) for k in target):
-            lines.append(f"    {const(_compile_mapping(mapping))}(event, payload, owned)")
-            lines.extend(forget((), "    "))  # it may have written anywhere
-            continue
-        inline = None
-        if mapping.expr is not None and inline_source(mapping.expr, repr) is not None:
-            inline = inline_source(mapping.expr, const, read)
-        if inline is not None:
-            lines += ["    try:", f"        v = {inline}", "    except (TypeError, ValueError, AttributeError) as exc:",
-                      f"        raise _ExpressionError(f'{{{const(mapping.expr)}}}: {{exc}}') from None"]
-        elif mapping.expr is not None:
-            lines.append(f"    v = {const(compile_expression(mapping.expr))}(event, payload)")
-        else:
-            assert isinstance(mapping.from_, str)
-            source = parse_path(mapping.from_)
-            if all(isinstance(k, str) for k in source):  # keys into plain dicts inline; anything else: a getter
-                lines.append(f"    v = {read(tuple(str(k) for k in source))}")
-            else:
-                lines.append(f"    v = {const(compile_getter(source))}(event)")
-        transform = compile_transform(mapping)
-        if not is_identity(transform):  # every transform maps None to None (tests/unit/streams/test_transforms.py)
-            lines.append(f"    if v is not None:\n        v = {const(transform)}(v)")
-        if mapping.default is not None:
-            lines.append(f"    if v is None:\n        v = {const(mapping.default)}")
-        lines.append("    if v is not None:")
-        lines.extend(write(tuple(str(k) for k in target), "v", "        "))
-    for path, value in section.enrich.items():
-        target = parse_path(path)
-        if all(isinstance(k, str) for k in target):
-            lines.append(f"    e = {const(value)}")
-            lines.extend(write(tuple(str(k) for k in target), "e", "    "))
-        else:
-            lines.append(f"    {const(compile_setter(path))}(payload, {const(value)}, owned)")
-            lines.extend(forget((), "    "))
-    lines.append("    return None")
-    namespace = dict(consts)
-    exec(compile("\n".join(head + lines), f"<playbook section {where}>", "exec"), namespace)  # our own source
-    function: SectionFn = namespace["section"]
-    return function
-
-
 class _Section:
     def __init__(self, section: Section, where: str) -> None:
         self.where = where
-        self.apply = _compile_section(section, where)
+        self.apply = compile_section(section, where)
         self.rename = section.rename
         self.drop = section.drop
 

@@ -139,7 +139,7 @@ def test_generated_sections_write_what_the_mappings_one_by_one_write() -> None:
     import json
     import random
 
-    from streams.playbook import _compile_mapping, _compile_section
+    from streams.sections import compile_mapping, compile_section
 
     rng = random.Random(5)
     targets = ["a", "a.b", "a.c", "a.b.d", "x", "a.l[1]", "l[0]"]
@@ -165,10 +165,31 @@ def test_generated_sections_write_what_the_mappings_one_by_one_write() -> None:
         event = {"type": "track", "p": rng.choice(values), "o": rng.choice(values), "t": rng.choice(values)}
         before = copy.deepcopy(event)
         got: dict[str, Any] = {}
-        _compile_section(section, "global")(event, got, {id(got)})
+        compile_section(section, "global")(event, got, {id(got)})
         want: dict[str, Any] = {}
         owned = {id(want)}
         for mapping_ in section.mappings:
-            _compile_mapping(mapping_)(event, want, owned)
+            compile_mapping(mapping_)(event, want, owned)
         assert got == want, mappings
         assert event == before
+
+
+def test_a_sections_code_is_the_same_text_each_time_so_a_build_can_find_it() -> None:
+    """The native build keys a compiled section by its text's hash: expression temporaries and constant
+    names are numbered per section, and values are never part of the text."""
+    import json
+
+    from schemas.expressions import compile_expression
+    from streams.sections import section_key, section_module
+
+    def section(currency: str) -> Any:
+        config = parse_config(json.dumps({"integrations": [{"name": "w", "kind": "webhook", "playbook": {
+            "global": {"mappings": [{"expr": "coalesce(properties.total, properties.revenue)", "to": "value"},
+                                    {"from": "properties.currency", "to": "currency", "default": currency}]}}}]}))
+        return config.integration("w").playbook.global_
+
+    first = section_module(section("EUR"))
+    compile_expression("coalesce(a, b, c)")  # numbers temporaries of its own meanwhile
+    second = section_module(section("USD"))
+    assert section_key(first[0]) == section_key(second[0])
+    assert "EUR" not in first[0] and "EUR" in first[1].values() and "USD" in second[1].values()
