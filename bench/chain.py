@@ -11,7 +11,8 @@ Side by side in one run:
 
 Per process: CPU-ms per 1,000 events (from /proc) and peak RSS. The stand-ins run in this process.
 
-    python -m bench.chain [--events 40000] [--rates 1000,3000,5000,8000] [--seconds 15] [--naive-events 2000]
+    python -m bench.chain [--events 40000] [--rates 1000,3000,5000,8000,10000,12000] [--seconds 15]
+                          [--naive-events 2000]
 """
 
 from __future__ import annotations
