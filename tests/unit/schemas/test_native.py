@@ -47,18 +47,22 @@ def test_no_build_is_plain_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert not native.compiled_current()
 
 
-def test_on_ci_the_hot_path_runs_compiled() -> None:
-    """`make test` builds it first; on CI (a C compiler there) a build that failed or went unused fails here."""
+def _probe(code: str) -> list[str]:
+    """What `code` prints in a fresh interpreter that may use the build (skipped where there is none but CI)."""
     if not os.environ.get("CI") and not native.MANIFEST.exists():
         pytest.skip("no compiled build here (`make native`)")
-    probe = ("import streams.router, forwarders.records, sys; from eventrouter.native import avro_modules; "
-             "import schemas.codec as c; c.AvroCodec(c.load_schema('event'), omit_null=True); "
-             "from schemas import outbound_codec; outbound_codec(fields=forwarders.records.ITEM_FIELDS); "
-             "outbound_codec(); c.AvroCodec(c.load_schema('event')); "
-             "print(streams.router.__file__, forwarders.records.__file__, "
-             "*(sys.modules[p[:-3].replace('/', '.')].__file__ for p in avro_modules()))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                         env={k: v for k, v in os.environ.items() if k != "EVENTROUTER_PURE"}).stdout.split()
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                          env={k: v for k, v in os.environ.items() if k != "EVENTROUTER_PURE"}).stdout.split()
+
+
+def test_on_ci_the_hot_path_runs_compiled() -> None:
+    """`make test` builds it first; on CI (a C compiler there) a build that failed or went unused fails here."""
+    out = _probe("import streams.router, forwarders.records, sys; from eventrouter.native import avro_modules; "
+                 "import schemas.codec as c; c.AvroCodec(c.load_schema('event'), omit_null=True); "
+                 "from schemas import outbound_codec; outbound_codec(fields=forwarders.records.ITEM_FIELDS); "
+                 "outbound_codec(); c.AvroCodec(c.load_schema('event')); "
+                 "print(streams.router.__file__, forwarders.records.__file__, "
+                 "*(sys.modules[p[:-3].replace('/', '.')].__file__ for p in avro_modules()))")
     assert len(out) == 6 and all(path.endswith(".so") for path in out), out  # the generated Avro code too
 
 
@@ -75,15 +79,11 @@ def test_the_unit_tests_pass_as_plain_python_too() -> None:
 def test_on_ci_the_starter_kits_playbook_sections_run_compiled() -> None:
     """The native build compiles every starter kit's sections (eventrouter/native.py section_modules); a
     config that uses a starter kit as shipped finds each of its sections there."""
-    if not os.environ.get("CI") and not native.MANIFEST.exists():
-        pytest.skip("no compiled build here (`make native`)")
-    probe = ("import sys, yaml; from schemas.config import Playbook, starter_names, starter_text; "
-             "from streams.sections import section_key, section_module; from schemas.native import generated; "
-             "kits = [Playbook.model_validate(yaml.safe_load(starter_text(n))) for n in starter_names()]; "
-             "found = [generated(section_key(section_module(s)[0]), 'make') for p in kits "
-             "for s in (p.global_, *p.events.values(), p.default)]; "
-             "print(len(found), sum(f is not None for f in found), "
-             "sys.modules[found[0].__module__].__file__ if found[0] else '-')")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO,
-                         env={k: v for k, v in os.environ.items() if k != "EVENTROUTER_PURE"}).stdout.split()
+    out = _probe("import sys, yaml; from schemas.config import Playbook, starter_names, starter_text; "
+                 "from streams.sections import section_key, section_module; from schemas.native import generated; "
+                 "kits = [Playbook.model_validate(yaml.safe_load(starter_text(n))) for n in starter_names()]; "
+                 "found = [generated(section_key(section_module(s)[0]), 'make') for p in kits "
+                 "for s in (p.global_, *p.events.values(), p.default)]; "
+                 "print(len(found), sum(f is not None for f in found), "
+                 "sys.modules[found[0].__module__].__file__ if found[0] else '-')")
     assert int(out[0]) >= 20 and out[0] == out[1] and out[2].endswith(".so"), out
