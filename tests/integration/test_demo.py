@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_main_job_accounts_for_every_event(tmp_path: Path) -> None:
     env = {**os.environ, "EVENTROUTER_HOME": str(tmp_path / "home"),
-           "EVENTROUTER_CACHE": str(_cache_dir())}  # the jars the test session's broker uses
+           "EVENTROUTER_CACHE": str(_cache_dir()),  # the jars the test session's broker uses
+           "TMPDIR": str(tmp_path)}  # the logs folder the demo keeps for its user, not left in /tmp
     done = subprocess.run([sys.executable, "-m", "eventrouter", "demo"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     out = done.stdout
