@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from schemas.config import Mapping_, Section
+from schemas.config import Mapping_, Playbook, Section, starter_names, starter_text
 from schemas.expressions import ExpressionError, compile_expression, inline_source
 from schemas.native import generated
 from streams.transforms import (
@@ -72,7 +72,7 @@ def compile_mapping(mapping: Mapping_) -> MappingFn:
 def compile_section(section: Section, where: str) -> SectionFn:
     """The section's function: compiled ahead of time when the native build has its text, else exec'd."""
     source, consts = section_module(section)
-    make = generated(section_key(source), "make")
+    make = built(source)
     if make is None:
         namespace: dict[str, Any] = {}
         exec(compile(source, f"<playbook section {where}>", "exec"), namespace)  # our own source
@@ -83,6 +83,24 @@ def compile_section(section: Section, where: str) -> SectionFn:
 
 def section_key(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:20]
+
+
+def built(source: str) -> Callable[[dict[str, Any]], SectionFn] | None:
+    """`make` of the module the native build compiled from this very text, or None."""
+    make: Callable[[dict[str, Any]], SectionFn] | None = generated(section_key(source), "make")
+    return make
+
+
+def sections_of(playbook: Playbook) -> tuple[Section, ...]:
+    return (playbook.global_, *playbook.events.values(), playbook.default)
+
+
+def starter_sections() -> list[Section]:
+    """Every section of every starter kit as shipped: what the native build compiles ahead of time."""
+    import yaml
+
+    return [section for name in starter_names()
+            for section in sections_of(Playbook.model_validate(yaml.safe_load(starter_text(name))))]
 
 
 def section_module(section: Section) -> tuple[str, dict[str, Any]]:

@@ -215,11 +215,7 @@ def test_the_starter_kits_sections_type_check_as_mypyc_compiles_them(tmp_path: A
 def test_a_compiled_section_writes_what_the_execd_one_writes() -> None:
     """Where the native build has a starter kit's section, it makes the same payload as the same text exec'd,
     for each kind of call, with fields present, missing and of other types."""
-    import yaml
-
-    from schemas.config import Playbook, starter_names, starter_text
-    from schemas.native import generated
-    from streams.sections import section_key, section_module
+    from streams.sections import built, section_module, starter_sections
 
     events: list[dict[str, Any]] = [
         {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "m1",
@@ -234,25 +230,23 @@ def test_a_compiled_section_writes_what_the_execd_one_writes() -> None:
         {"type": "screen", "userId": "u3", "messageId": "m4", "timestamp": "2026-11-27T10:00:00Z"},
     ]
     compared = 0
-    for name in starter_names():
-        playbook = Playbook.model_validate(yaml.safe_load(starter_text(name)))
-        for section in (playbook.global_, *playbook.events.values(), playbook.default):
-            source, consts = section_module(section)
-            make = generated(section_key(source), "make")
-            if make is None:
-                continue
-            namespace: dict[str, Any] = {}
-            exec(compile(source, "<test>", "exec"), namespace)
-            for event in events:
-                outcomes = []
-                for function in (make(consts), namespace["make"](consts)):
-                    payload: dict[str, Any] = {}
-                    try:
-                        function(copy.deepcopy(event), payload, {id(payload)})
-                        outcomes.append(payload)
-                    except Exception as exc:  # noqa: BLE001 - the same error either way
-                        outcomes.append(type(exc).__name__)
-                assert outcomes[0] == outcomes[1], (name, event["type"])
-                compared += 1
+    for section in starter_sections():
+        source, consts = section_module(section)
+        make = built(source)
+        if make is None:
+            continue
+        namespace: dict[str, Any] = {}
+        exec(compile(source, "<test>", "exec"), namespace)
+        for event in events:
+            outcomes = []
+            for function in (make(consts), namespace["make"](consts)):
+                payload: dict[str, Any] = {}
+                try:
+                    function(copy.deepcopy(event), payload, {id(payload)})
+                    outcomes.append(payload)
+                except Exception as exc:  # noqa: BLE001 - the same error either way
+                    outcomes.append(type(exc).__name__)
+            assert outcomes[0] == outcomes[1], (source[:300], event["type"])
+            compared += 1
     if not compared:
         pytest.skip("no compiled build here (`make native`)")
