@@ -11,7 +11,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# setuptools' note on every editable install (folders named like a package may shadow it) does not apply:
+	@# the packages are found through the install, and the compiled build never shadows them (schemas/native.py)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 # the hot path compiled with mypyc (eventrouter/native.py); a no-op while the build is current, and

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer
 from eventrouter.localkafka import LocalKafka
 from schemas import EventCodec, Topics
 from schemas.kafka import consumer_settings, ensure_topics
+from schemas.native import compiled_current
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
     status = kafka.start()
     assert status.bootstrap is not None
     print(f"kafka {status.kafka_version} up at {status.bootstrap} in {time.monotonic() - started:.1f}s", flush=True)
+    print(f"hot path: {'compiled (mypyc)' if compiled_current() else 'plain Python'}", flush=True)
     try:
         return _round_trip(status.bootstrap, count, keep_running)
     finally:

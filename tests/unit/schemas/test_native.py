@@ -47,12 +47,34 @@ def test_no_build_is_plain_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert not native.compiled_current()
 
 
-def _probe(code: str) -> list[str]:
+def _probe(code: str, cwd: Path = REPO) -> list[str]:
     """What `code` prints in a fresh interpreter that may use the build (skipped where there is none but CI)."""
     if not os.environ.get("CI") and not native.MANIFEST.exists():
         pytest.skip("no compiled build here (`make native`)")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
-                          env={k: v for k, v in os.environ.items() if k != "EVENTROUTER_PURE"}).stdout.split()
+    env = {k: v for k, v in os.environ.items() if k not in ("EVENTROUTER_PURE", "PYTHONPATH")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd,
+                          env=env).stdout.split()
+
+
+def test_outside_the_repo_the_build_never_hides_a_package(tmp_path: Path) -> None:
+    """As the console script runs (any cwd, the repo root not on sys.path, the packages found through the
+    install): every package is the real one, with its compiled modules, and the build folder is no path entry
+    (its package folders, without `__init__.py`, would load as empty namespace packages)."""
+    out = _probe("import sys, producers, streams.router; from producers import Analytics; "
+                 "from forwarders import records; from schemas import EventCodec; "
+                 "print(*(sys.modules[p].__file__ for p in ('schemas', 'producers', 'streams', 'forwarders')), "
+                 f"streams.router.__file__, any(entry.startswith({str(native.FOLDER)!r}) for entry in sys.path), "
+                 f"{str(REPO)!r} in sys.path)", cwd=tmp_path)
+    assert [Path(p).relative_to(REPO).as_posix() for p in out[:4]] == [
+        f"{package}/__init__.py" for package in ("schemas", "producers", "streams", "forwarders")], out
+    assert out[4].endswith(".so") and out[5:] == ["False", "False"], out
+
+
+def test_pure_python_asked_leaves_the_build_alone() -> None:
+    """`EVENTROUTER_PURE=1 make ...` neither checks nor rebuilds the compiled modules (a rebuild takes minutes)."""
+    done = subprocess.run([sys.executable, "-m", "eventrouter.native"], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "EVENTROUTER_PURE": "1"}, timeout=60)
+    assert done.returncode == 0 and "neither checked nor built" in done.stdout, done.stdout + done.stderr
 
 
 def test_on_ci_the_hot_path_runs_compiled() -> None:
