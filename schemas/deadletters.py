@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Iterable
+from pathlib import PurePath
 from typing import Any
 
 
@@ -23,3 +25,16 @@ def dead_letter(*, reason: str, message: str, stage: str, original: bytes, sourc
         "originalHeaders": [{"key": k, "value": v} for k, v in headers],
         "originalBytes": original, "deadLetteredAt": now_ms if now_ms is not None else int(time.time() * 1000),
     }
+
+
+def describe_error(exc: BaseException) -> str:
+    """A dead letter's message for an exception no check foresaw: its type (class name), its text, and
+    where it was raised (file:line in function), e.g. `OverflowError: date value out of range (at
+    normalize.py:24 in iso_ms)`. The type and place say which bug it is; the traceback is not kept."""
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__, limit=-1) if exc.__traceback__ is not None else []
+    if frames:
+        last = frames[-1]
+        where = f" (at {PurePath(last.filename).name}:{last.lineno} in {last.name})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:300]}{where}" if text else f"{type(exc).__name__}{where}"

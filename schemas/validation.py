@@ -232,12 +232,26 @@ def _epoch_ms(text: str) -> int:
     seconds = moment.timestamp()
     if -_FLOAT_EXACT_S < seconds < _FLOAT_EXACT_S:  # 1834-2106: the float is within 0.4 us, so round() is exact
         return round(seconds * 1_000_000) // 1000
-    return (moment - _EPOCH) // _MS
+    ms = (moment - _EPOCH) // _MS
+    if not MIN_MS <= ms <= MAX_MS:  # year 1 at +14:00 is before 0001-01-01 UTC: no datetime can hold it
+        raise TimeRangeError(f"outside the years 1-9999 in UTC ({text[:40]!r})")
+    return ms
+
+
+class TimeRangeError(ValueError):
+    """An ISO-8601 time that parses but is outside what a UTC datetime holds (0001-01-01 to 9999-12-31)."""
 
 
 _FLOAT_EXACT_S: Final = 2.0**32
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS: Final = dt.timedelta(milliseconds=1)
+MIN_MS: Final = (dt.datetime(1, 1, 1, tzinfo=dt.UTC) - _EPOCH) // _MS  # the times every part can format
+MAX_MS: Final = (dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC) - _EPOCH) // _MS
+
+
+def in_range(ms: int) -> bool:
+    """Whether `ms` (epoch milliseconds) is a time a UTC datetime holds: years 1 to 9999."""
+    return MIN_MS <= ms <= MAX_MS
 
 
 def _check_fields(message: Mapping[str, Any]) -> dict[str, int]:
@@ -257,6 +271,9 @@ def _check_fields(message: Mapping[str, Any]) -> dict[str, int]:
             raise ValidationError("invalid.timestamp", field, "must be an ISO-8601 string")
         try:
             stamps[field] = epoch_ms(value)
+        except TimeRangeError:
+            raise ValidationError("invalid.timestamp", field, "is out of range: a time in UTC must fall in the "
+                                  "years 1 to 9999") from None
         except (ValueError, OverflowError, OSError):
             raise ValidationError("invalid.timestamp", field, "is not an ISO-8601 timestamp") from None
     return stamps
