@@ -161,7 +161,7 @@ def build(call: str, fields: Mapping[str, Any], *, write_key: str | None, now: d
     context = _object(fields.get("context"), "context", limits)
     message["context"] = {"library": LIBRARY} if not context else \
         context if "library" in context else {**context, "library": LIBRARY}
-    check_call(message)  # the rest (types, timestamps) holds by construction
+    check_call(message, limits)  # the rest (types, timestamps) holds by construction
     size_of(message, limits)
     return message
 
@@ -209,8 +209,9 @@ class Composer:
                 timestamp: Any = None, message_id: Any = None) -> tuple[dict[str, Any], bytes, str]:
         """Raises ValidationError naming the field (and the limit) of a call that cannot be sent."""
         try:  # the direct path; anything it does not take is composed again by the reference path
+            longest_id = self.limits.id_chars
             for value in (user_id, anonymous_id, group_id, previous_id, message_id):
-                if value is not None and (type(value) is not str or not value):
+                if value is not None and (type(value) is not str or not value or len(value) > longest_id):
                     raise _Unusual
             longest = self.limits.string_chars
             for value in (event, name, category):

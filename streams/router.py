@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -30,11 +30,13 @@ from schemas.config import Config, Pipeline
 from schemas.deadletters import dead_letter, describe_error
 from schemas.direct_outbound import OutboundParts, integration_part
 from schemas.errors import DecodeError
+from schemas.kafka import RECORD_BYTES
 from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_decoded, in_range
 from streams.normalize import corrected_ms, iso_ms
 from streams.playbook import PlaybookError, Route
 
 log = logging.getLogger(__name__)
+OUTPUT_BYTES: Final = RECORD_BYTES - 64 * 1024  # an Outbound record's bytes at most (and Kafka's overhead)
 
 class Source(NamedTuple):
     """A raw record as the consumer saw it. (NamedTuples here: made once or more per event, and a
@@ -189,6 +191,9 @@ class Router:
                 if parts is None:
                     parts = self._parts(admitted, replayed)
                 value = parts.record(integration, event_name, orjson.dumps(payload))
+                if len(value) > OUTPUT_BYTES:  # a playbook that copies the event many times: Kafka would refuse it
+                    raise PlaybookError("playbook.output_too_large", f"the Outbound record is {len(value)} bytes, "
+                                        f"over {OUTPUT_BYTES}")
             except PlaybookError as exc:
                 routed.failed.append((name, exc.reason, self._dead_letter(
                     admitted.source, exc.reason, exc.message, stage="playbook", message_id=event.get("messageId"),
