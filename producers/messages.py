@@ -11,6 +11,7 @@ which the router takes as authoritative (Segment's rule), so historical events k
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import threading
@@ -90,16 +91,23 @@ def _object(value: Any, field: str, limits: Limits) -> dict[str, Any] | None:
 
 
 def _timestamp(value: Any) -> str:
+    moment: dt.datetime | None = None
     if isinstance(value, dt.datetime):
-        return iso(value)
-    if isinstance(value, dt.date):
-        return iso(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC))
-    if isinstance(value, str):
-        try:
-            return iso(parse_timestamp(value))
-        except ValueError:
-            pass
-    raise ValidationError("invalid.timestamp", "timestamp", "must be a datetime or an ISO-8601 string")
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            moment = parse_timestamp(value)
+    if moment is None:
+        raise ValidationError("invalid.timestamp", "timestamp", "must be a datetime or an ISO-8601 string")
+    if moment.tzinfo is not None and moment.utcoffset():
+        try:  # year 1 at +14:00 (or 9999 at -14:00) is no time in UTC: the worker could not place it
+            moment.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValidationError("invalid.timestamp", "timestamp", "is out of range: a time in UTC must fall in "
+                                  "the years 1 to 9999") from None
+    return iso(moment)
 
 
 class TimeSource(Protocol):
@@ -153,7 +161,7 @@ def build(call: str, fields: Mapping[str, Any], *, write_key: str | None, now: d
     context = _object(fields.get("context"), "context", limits)
     message["context"] = {"library": LIBRARY} if not context else \
         context if "library" in context else {**context, "library": LIBRARY}
-    check_call(message)  # the rest (types, timestamps) holds by construction
+    check_call(message, limits)  # the rest (types, timestamps) holds by construction
     size_of(message, limits)
     return message
 
@@ -201,8 +209,9 @@ class Composer:
                 timestamp: Any = None, message_id: Any = None) -> tuple[dict[str, Any], bytes, str]:
         """Raises ValidationError naming the field (and the limit) of a call that cannot be sent."""
         try:  # the direct path; anything it does not take is composed again by the reference path
+            longest_id = self.limits.id_chars
             for value in (user_id, anonymous_id, group_id, previous_id, message_id):
-                if value is not None and (type(value) is not str or not value):
+                if value is not None and (type(value) is not str or not value or len(value) > longest_id):
                     raise _Unusual
             longest = self.limits.string_chars
             for value in (event, name, category):

@@ -1,10 +1,28 @@
-"""The dead-letter record every stage writes: what failed, why, where it came from, and its original bytes."""
+"""The dead-letter record every stage writes: what failed, why, where it came from, and its original bytes.
+
+Bounded by construction, whatever it is given, so it never fails with MSG_SIZE_TOO_LARGE (written again
+forever, it would stall the stage): message and vendor body 2,000 characters, messageId 512
+(`Limits.id_chars`), original headers 64 KiB, original bytes the rest of RECORD_BYTES less a margin for
+the fields (what the gateway and the SDK write is at most 32 KB an event, so only a foreign record
+can be trimmed; its message says so)."""
 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Iterable
-from typing import Any
+from pathlib import PurePath
+from typing import Any, Final
+
+from schemas.kafka import RECORD_BYTES
+from schemas.validation import DEFAULT_LIMITS
+
+TEXT_CHARS: Final = 2000                   # message, vendor body
+HEADER_BYTES: Final = 64 * 1024            # original headers kept (keys and values), in their order
+NAME_CHARS: Final = 1000                   # stage, reason, integration, pipeline, topic (ours: short)
+# what the other fields can take as Avro (each character up to 4 bytes in UTF-8), so the original gets the rest
+_FIELDS_BYTES: Final = 4 * (2 * TEXT_CHARS + DEFAULT_LIMITS.id_chars + 5 * NAME_CHARS) + HEADER_BYTES + 4096
+ORIGINAL_BYTES: Final = RECORD_BYTES - _FIELDS_BYTES - 64 * 1024  # and 64 KiB for Kafka's record overhead
 
 
 def dead_letter(*, reason: str, message: str, stage: str, original: bytes, source_topic: str,
@@ -13,13 +31,45 @@ def dead_letter(*, reason: str, message: str, stage: str, original: bytes, sourc
                 first_attempt_at: int | None = None, last_attempt_at: int | None = None,
                 vendor_status: int | None = None, vendor_body: str | None = None,
                 headers: Iterable[tuple[str, bytes | None]] = (), now_ms: int | None = None) -> dict[str, Any]:
-    """A `DeadLetter` record (schemas/avro/deadletter.avsc). Callers scrub secrets from `message` and bodies."""
+    """A `DeadLetter` record (schemas/avro/deadletter.avsc), trimmed to its bounds (see the module's
+    docstring). Callers scrub secrets from `message` and bodies."""
+    kept, room, dropped = [], HEADER_BYTES, 0
+    for key, value in headers:
+        size = len(key) * 4 + len(value or b"")
+        if size > room:
+            dropped += 1
+            continue
+        room -= size
+        kept.append({"key": key, "value": value})
+    notes = []
+    if dropped:
+        notes.append(f"{dropped} original headers over {HEADER_BYTES} bytes left out")
+    if len(original) > ORIGINAL_BYTES:
+        notes.append(f"original trimmed from {len(original)} to {ORIGINAL_BYTES} bytes")
+        original = original[:ORIGINAL_BYTES]
+    if notes:
+        message = f"{message[:TEXT_CHARS - 200]} ({'; '.join(notes)})"
     return {
-        "reason": reason, "message": message[:2000], "stage": stage, "integration": integration,
-        "pipeline": pipeline, "messageId": message_id, "attempts": attempts,
+        "reason": reason[:NAME_CHARS], "message": message[:TEXT_CHARS], "stage": stage[:NAME_CHARS],
+        "integration": integration[:NAME_CHARS] if integration else integration,
+        "pipeline": pipeline[:NAME_CHARS] if pipeline else pipeline,
+        "messageId": message_id[:DEFAULT_LIMITS.id_chars] if message_id else message_id, "attempts": attempts,
         "firstAttemptAt": first_attempt_at, "lastAttemptAt": last_attempt_at, "vendorStatus": vendor_status,
-        "vendorBody": vendor_body[:2000] if vendor_body else vendor_body, "sourceTopic": source_topic,
-        "sourcePartition": source_partition, "sourceOffset": source_offset,
-        "originalHeaders": [{"key": k, "value": v} for k, v in headers],
-        "originalBytes": original, "deadLetteredAt": now_ms if now_ms is not None else int(time.time() * 1000),
+        "vendorBody": vendor_body[:TEXT_CHARS] if vendor_body else vendor_body,
+        "sourceTopic": source_topic[:NAME_CHARS], "sourcePartition": source_partition, "sourceOffset": source_offset,
+        "originalHeaders": kept, "originalBytes": original,
+        "deadLetteredAt": now_ms if now_ms is not None else int(time.time() * 1000),
     }
+
+
+def describe_error(exc: BaseException) -> str:
+    """A dead letter's message for an exception no check foresaw: its type (class name), its text, and
+    where it was raised (file:line in function), e.g. `OverflowError: date value out of range (at
+    normalize.py:24 in iso_ms)`. The type and place say which bug it is; the traceback is not kept."""
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__, limit=-1) if exc.__traceback__ is not None else []
+    if frames:
+        last = frames[-1]
+        where = f" (at {PurePath(last.filename).name}:{last.lineno} in {last.name})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:300]}{where}" if text else f"{type(exc).__name__}{where}"

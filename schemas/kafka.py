@@ -12,6 +12,10 @@ log = logging.getLogger(__name__)
 
 
 KAFKA_CONFIG_ENV: Final = "EVENTROUTER_KAFKA_CONFIG"
+# The largest record our clients may write: librdkafka's message.max.bytes default (the broker's own,
+# 1,048,588, is a little more). Every record we build ourselves (dedup log, dead letters) stays under it
+# by construction; one over it fails with MSG_SIZE_TOO_LARGE at every attempt.
+RECORD_BYTES: Final = 1_000_000
 _SECURITY_KEYS: Final = ("security.protocol", "sasl.", "ssl.", "enable.ssl.certificate.verification")
 
 

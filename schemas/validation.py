@@ -35,9 +35,11 @@ REASONS: Final = (
     "limit.depth",             # nesting deeper than Limits.depth
     "limit.keys",              # an object or array with more than Limits.keys entries
     "limit.string",            # a string longer than Limits.string_chars
+    "limit.id",                # messageId, userId, anonymousId, groupId or previousId over Limits.id_chars
 )
 
 _ID_FIELDS: Final = ("userId", "anonymousId", "groupId", "previousId")
+CAPPED_IDS: Final = ("messageId", *_ID_FIELDS)  # at most Limits.id_chars characters each
 _STRING_FIELDS: Final = ("messageId", "event", "name", "category", "writeKey", "channel")
 _TEXT_FIELDS: Final = _ID_FIELDS + _STRING_FIELDS
 _OBJECT_FIELDS: Final = ("properties", "traits", "context", "integrations")
@@ -51,16 +53,21 @@ _INT64 = (-(2**63), 2**64 - 1)  # what orjson writes: int64 and uint64
 
 @dataclass(frozen=True)
 class Limits:
-    """Segment's published limits (32 KB per event, 500 KB per batch) plus structure limits of our own."""
+    """Segment's published limits (32 KB per event, 500 KB per batch) plus structure limits of our own.
+
+    `id_chars` bounds messageId, userId, anonymousId, groupId and previousId: ids become Kafka keys,
+    dedup-log entries and vendor fields, so what we write stays bounded whatever a client sends
+    (Segment's own ids are UUIDs of 36 characters)."""
 
     event_bytes: int = 32 * 1024
     batch_bytes: int = 500 * 1024
     depth: int = 32
     keys: int = 1000
     string_chars: int = 16 * 1024
+    id_chars: int = 512
 
     def __post_init__(self) -> None:
-        for name in ("event_bytes", "batch_bytes", "depth", "keys", "string_chars"):
+        for name in ("event_bytes", "batch_bytes", "depth", "keys", "string_chars", "id_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be positive")
 
@@ -200,7 +207,7 @@ def check_message(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
 
     Expects JSON values (as parsed from a request, or after clean()).
     """
-    _check_fields(message)
+    _check_fields(message, limits)
     return size_of(message, limits)
 
 
@@ -232,18 +239,32 @@ def _epoch_ms(text: str) -> int:
     seconds = moment.timestamp()
     if -_FLOAT_EXACT_S < seconds < _FLOAT_EXACT_S:  # 1834-2106: the float is within 0.4 us, so round() is exact
         return round(seconds * 1_000_000) // 1000
-    return (moment - _EPOCH) // _MS
+    ms = (moment - _EPOCH) // _MS
+    if not MIN_MS <= ms <= MAX_MS:  # year 1 at +14:00 is before 0001-01-01 UTC: no datetime can hold it
+        raise TimeRangeError(f"outside the years 1-9999 in UTC ({text[:40]!r})")
+    return ms
+
+
+class TimeRangeError(ValueError):
+    """An ISO-8601 time that parses but is outside what a UTC datetime holds (0001-01-01 to 9999-12-31)."""
 
 
 _FLOAT_EXACT_S: Final = 2.0**32
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS: Final = dt.timedelta(milliseconds=1)
+MIN_MS: Final = (dt.datetime(1, 1, 1, tzinfo=dt.UTC) - _EPOCH) // _MS  # the times every part can format
+MAX_MS: Final = (dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC) - _EPOCH) // _MS
 
 
-def _check_fields(message: Mapping[str, Any]) -> dict[str, int]:
+def in_range(ms: int) -> bool:
+    """Whether `ms` (epoch milliseconds) is a time a UTC datetime holds: years 1 to 9999."""
+    return MIN_MS <= ms <= MAX_MS
+
+
+def _check_fields(message: Mapping[str, Any], limits: Limits) -> dict[str, int]:
     """The call, its required fields and identity, object-typed fields, parsable timestamps (returned,
     each present one as epoch milliseconds)."""
-    check_call(message)
+    check_call(message, limits)
     for field in _OBJECT_FIELDS:
         value = message.get(field)
         if value is not None and not isinstance(value, dict):
@@ -257,6 +278,9 @@ def _check_fields(message: Mapping[str, Any]) -> dict[str, int]:
             raise ValidationError("invalid.timestamp", field, "must be an ISO-8601 string")
         try:
             stamps[field] = epoch_ms(value)
+        except TimeRangeError:
+            raise ValidationError("invalid.timestamp", field, "is out of range: a time in UTC must fall in the "
+                                  "years 1 to 9999") from None
         except (ValueError, OverflowError, OSError):
             raise ValidationError("invalid.timestamp", field, "is not an ISO-8601 timestamp") from None
     return stamps
@@ -267,7 +291,7 @@ def check_decoded(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
     JSON or Avro (so nothing in it needs converting). The walk is skipped when the JSON text is too
     short to hold a long string or a large object and has too few brackets to be deep. Returns the
     timestamps present as epoch milliseconds."""
-    stamps = _check_fields(message)
+    stamps = _check_fields(message, limits)
     try:
         text = orjson.dumps(message)
     except (TypeError, orjson.JSONEncodeError):
@@ -280,8 +304,8 @@ def check_decoded(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
     return stamps
 
 
-def check_call(message: Mapping[str, Any]) -> None:
-    """The call type, its required fields, an identity, and string ids."""
+def check_call(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> None:
+    """The call type, its required fields, an identity, and string ids of at most `limits.id_chars`."""
     call = message.get("type")
     if call not in CALL_TYPES:
         raise ValidationError("invalid.type", "type", f"must be one of {', '.join(CALL_TYPES)}, got {call!r}"
@@ -290,6 +314,12 @@ def check_call(message: Mapping[str, Any]) -> None:
         value = message.get(field)
         if value is not None and not isinstance(value, str):
             raise ValidationError("invalid.field_type", field, f"must be a string, got {type(value).__name__}")
+    longest = limits.id_chars
+    for field in CAPPED_IDS:
+        value = message.get(field)
+        if value is not None and len(value) > longest:
+            raise ValidationError("limit.id", field, f"{len(value)} characters is over the limit of {longest} for "
+                                  "an id", longest)
     if not message.get("userId") and not message.get("anonymousId"):
         raise ValidationError("invalid.identity", "userId", "userId or anonymousId is required")
     for field in REQUIRED[call]:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from schemas.kafka import RECORD_BYTES
 from streams.router import Output
 
 
@@ -43,7 +44,8 @@ class Deduplicator:
     the overflow, SPILL at a time; `prefetch(keys)` before a batch's `seen()` calls brings back those of its keys that
     are there, in one lookup per batch."""
 
-    CHUNK = 2000  # keys per batched record (~100 KB)
+    CHUNK = 2000  # keys per batched record (~100 KB of UUIDs)
+    LOG_RECORD_BYTES = RECORD_BYTES // 4  # a batched record's bytes at most, well under the broker's limit
     SPILL = 2000  # keys moved to the overflow at once (~5-10 ms of SQLite inserts)
 
     def __init__(self, data: MutableMapping[str, Any], topic: str, window_s: int, *, per_key: bool,
@@ -96,9 +98,23 @@ class Deduplicator:
         if self.per_key:
             return [Output(self.topic, orjson.dumps(key), orjson.dumps([now_ms, partition]), partition=partition)
                     for partition, key in marks]
-        return [Output(self.topic, None, orjson.dumps({"t": now_ms, "k": keys[i:i + self.CHUNK]}),
-                       partition=partition)
-                for partition, keys in by_partition.items() for i in range(0, len(keys), self.CHUNK)]
+        out: list[Output] = []
+        for partition, keys in by_partition.items():
+            for i in range(0, len(keys), self.CHUNK):
+                self._log_records(out, partition, now_ms, keys[i:i + self.CHUNK])
+        return out
+
+    def _log_records(self, out: list[Output], partition: int, now_ms: int, keys: list[str]) -> None:
+        """`keys` as one dedup-log record, or halves of them until each is at most LOG_RECORD_BYTES: a batch's
+        keys are ~300 UUIDs (~15 KB), but ids may have Limits.id_chars (512) characters, each up to six
+        bytes as JSON, and a worker may be run with a large --batch-size."""
+        value = orjson.dumps({"t": now_ms, "k": keys})
+        if len(value) > self.LOG_RECORD_BYTES and len(keys) > 1:
+            half = len(keys) // 2
+            self._log_records(out, partition, now_ms, keys[:half])
+            self._log_records(out, partition, now_ms, keys[half:])
+            return
+        out.append(Output(self.topic, None, value, partition=partition))
 
     def expire(self, now_ms: int) -> list[Output]:
         """Forget keys older than the window; return the tombstones to write (per-key format only).

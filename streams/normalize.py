@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Final
 
-from schemas.validation import epoch_ms
+from schemas.validation import epoch_ms, in_range
 
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _SECONDS: dict[int, str] = {}
@@ -15,10 +15,13 @@ _SECONDS: dict[int, str] = {}
 
 def iso_ms(ms: int) -> str:
     """ISO-8601 UTC with milliseconds; the seconds part is formatted once per second seen (the router's
-    hot path formats two times per event)."""
+    hot path formats two times per event). ValueError for a time outside the years 1-9999
+    (`schemas.validation.in_range`): the router refuses such times before it formats them."""
     seconds, millis = divmod(ms, 1000)
     prefix = _SECONDS.get(seconds)
     if prefix is None:
+        if not in_range(ms):
+            raise ValueError(f"{ms} ms from the epoch is outside the years 1-9999")
         if len(_SECONDS) > 10_000:  # ~1.5 MB; live traffic uses a few seconds, a backfill churns it
             _SECONDS.clear()
         prefix = _SECONDS[seconds] = (EPOCH + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")[:19]
@@ -32,7 +35,8 @@ def corrected_ms(stamps: Mapping[str, int], received_ms: int, max_future_s: int 
     """The event's time from its parsed timestamps (`timestamp`, `originalTimestamp`, `sentAt`, as epoch
     ms). An explicit `timestamp` is authoritative (historical imports); otherwise
     `timestamp = receivedAt - (sentAt - originalTimestamp)`, which cancels the sender's clock skew.
-    A time later than receivedAt + max_future_s is taken as receivedAt."""
+    A time later than receivedAt + max_future_s, or outside the years 1-9999 (a skew of millennia between
+    sentAt and originalTimestamp), is taken as receivedAt."""
     explicit = stamps.get("timestamp")
     original, sent = stamps.get("originalTimestamp"), stamps.get("sentAt")
     if explicit is not None:
@@ -41,7 +45,7 @@ def corrected_ms(stamps: Mapping[str, int], received_ms: int, max_future_s: int 
         moment = received_ms - (sent - original)
     else:
         moment = original if original is not None else received_ms
-    if moment > received_ms + max_future_s * 1000:
+    if moment > received_ms + max_future_s * 1000 or not in_range(moment):  # a skew past year 1 or 9999 too
         return received_ms
     return moment
 

@@ -6,29 +6,37 @@ worker (streams/worker.py) only moves bytes and keeps the dedup table; everythin
 from here:
 
 - `Router.admit(source)` -> `Admitted` (the event, its pipeline and its dedup key) or `Rejected` (a
-  dead letter with its reason: `decode.*`, `auth.*`, `invalid.*`, `limit.*`).
+  dead letter with its reason: `decode.*`, `auth.*`, `invalid.*`, `limit.*`; `error.admit`, with the
+  exception's type, for a failure no check foresaw).
 - `Router.route(admitted)` -> `Routed`: one `Output` per integration that receives the event (its
   Outbound record, keyed by user), the integrations that filtered it and by which rule, and a dead
-  letter per integration whose playbook failed on it. One integration's failure never affects another.
+  letter per integration whose playbook failed on it (`playbook.*`; `playbook.error` with the exception's
+  type for any other exception). One integration's failure never affects another.
+
+Neither raises because of a record: whatever one record does, it ends as outputs or dead letters.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
 
 from schemas import EventCodec, Topics, deadletter_codec, outbound_codec
 from schemas.config import Config, Pipeline
-from schemas.deadletters import dead_letter
+from schemas.deadletters import dead_letter, describe_error
 from schemas.direct_outbound import OutboundParts, integration_part
 from schemas.errors import DecodeError
-from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_decoded
+from schemas.kafka import RECORD_BYTES
+from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_decoded, in_range
 from streams.normalize import corrected_ms, iso_ms
 from streams.playbook import PlaybookError, Route
 
+log = logging.getLogger(__name__)
+OUTPUT_BYTES: Final = RECORD_BYTES - 64 * 1024  # an Outbound record's bytes at most (and Kafka's overhead)
 
 class Source(NamedTuple):
     """A raw record as the consumer saw it. (NamedTuples here: made once or more per event, and a
@@ -116,6 +124,16 @@ class Router:
 
     # -- admission: decode, authenticate, validate --------------------------------------------------
     def admit(self, source: Source) -> Admitted | Rejected:
+        """Never raises for the record's sake: what no check foresaw is dead-lettered as `error.admit`
+        with the exception's type, and the stream goes on."""
+        try:
+            return self._admit(source)
+        except Exception as exc:  # noqa: BLE001 - one record must never stop the worker (a bug; logged by type)
+            log.error("admission of %s/%s@%s failed: %s", source.topic, source.partition, source.offset,
+                      type(exc).__name__)
+            return self._reject(source, "error.admit", describe_error(exc), stage="validate")
+
+    def _admit(self, source: Source) -> Admitted | Rejected:
         try:
             event = self._codec.decode(source.value)
         except DecodeError as exc:
@@ -142,6 +160,9 @@ class Router:
                                 stage="validate", pipeline=pipeline.name)
         # The SDK does not set receivedAt: the time our producer published the record is the closest.
         received_ms = stamps.get("receivedAt", source.timestamp_ms)
+        if not in_range(received_ms):  # a foreign producer's record time; no datetime can hold it
+            return self._reject(source, "invalid.timestamp", "receivedAt: the record's time is outside the years "
+                                "1-9999", stage="validate", message_id=message_id, pipeline=pipeline.name)
         timestamp_ms = corrected_ms(stamps, received_ms, self._max_future_s)
         event.pop("writeKey", None)  # a credential of ours: no playbook and no vendor sees it
         event["receivedAt"] = event.get("receivedAt") or iso_ms(received_ms)
@@ -170,6 +191,9 @@ class Router:
                 if parts is None:
                     parts = self._parts(admitted, replayed)
                 value = parts.record(integration, event_name, orjson.dumps(payload))
+                if len(value) > OUTPUT_BYTES:  # a playbook that copies the event many times: Kafka would refuse it
+                    raise PlaybookError("playbook.output_too_large", f"the Outbound record is {len(value)} bytes, "
+                                        f"over {OUTPUT_BYTES}")
             except PlaybookError as exc:
                 routed.failed.append((name, exc.reason, self._dead_letter(
                     admitted.source, exc.reason, exc.message, stage="playbook", message_id=event.get("messageId"),
@@ -181,8 +205,21 @@ class Router:
                     admitted.source, reason, f"{type(exc).__name__}: {str(exc)[:200]}", stage="playbook",
                     message_id=event.get("messageId"), pipeline=admitted.pipeline.name, integration=name)))
                 continue
+            except Exception as exc:  # noqa: BLE001 - a bug in a transform or expression: this event, this integration
+                log.error("playbook of %s failed on %s/%s@%s: %s", name, admitted.source.topic,
+                          admitted.source.partition, admitted.source.offset, type(exc).__name__)
+                reason = "playbook.error"
+                routed.failed.append((name, reason, self._dead_letter(
+                    admitted.source, reason, describe_error(exc), stage="playbook",
+                    message_id=event.get("messageId"), pipeline=admitted.pipeline.name, integration=name)))
+                continue
             outputs.append(_new(Output, (topic, admitted.key, value, name, None)))
         return routed
+
+    def error_letter(self, admitted: Admitted, exc: BaseException) -> Output:
+        """The dead letter (`error.route`) of an admitted record whose dedup or routing raised."""
+        return self._dead_letter(admitted.source, "error.route", describe_error(exc), stage="route",
+                                 message_id=admitted.event.get("messageId"), pipeline=admitted.pipeline.name)
 
     def _parts(self, admitted: Admitted, replayed: bool) -> OutboundParts:
         event, source = admitted.event, admitted.source
@@ -206,5 +243,11 @@ class Router:
             source_topic=source.topic, source_partition=source.partition, source_offset=source.offset,
             message_id=message_id if isinstance(message_id, str) else None, integration=integration,
             pipeline=pipeline, headers=source.headers)
-        return Output(self.topics.invalid, None, self._deadletters.encode(record), integration)
+        try:
+            value = self._deadletters.encode(record)
+        except Exception as exc:  # noqa: BLE001 - headers Avro cannot carry (a foreign producer's): kept out
+            record["originalHeaders"] = []
+            record["message"] = f"{message[:1500]} (original headers left out: {type(exc).__name__})"
+            value = self._deadletters.encode(record)
+        return Output(self.topics.invalid, None, value, integration)
 

@@ -228,11 +228,12 @@ def parse_time(value: Any) -> dt.datetime | None:
 
 @lru_cache(maxsize=8192)  # an event's timestamp is formatted by several integrations' playbooks
 def _parse_text_time(value: str) -> dt.datetime | None:
+    """In UTC; None for text that is no time, and for one outside UTC's years 1-9999 (year 1 at +14:00)."""
     try:
         parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 _EPOCH_FORMATS: Final = frozenset({"unix_ms", "unix_s"})

@@ -265,12 +265,20 @@ class BatchRouter:
             pipeline = admitted.pipeline.name
             tally.events_in[pipeline] += 1
             key = admitted.dedup_key
-            if key in batch_keys or key in in_flight or (self.dedup is not None and self.dedup.seen(key, batch.now_ms)):
-                tally.deduplicated[pipeline] += 1
+            try:
+                if key in batch_keys or key in in_flight or \
+                        (self.dedup is not None and self.dedup.seen(key, batch.now_ms)):
+                    tally.deduplicated[pipeline] += 1
+                    continue
+                routed = router.route(admitted)
+            except Exception as exc:  # noqa: BLE001 - one record never stops the worker: dead-lettered, not marked
+                log.error("routing %s/%s@%s failed: %s", source.topic, source.partition, source.offset,
+                          type(exc).__name__)
+                tally.invalid[(pipeline, UNKNOWN, "error.route")] += 1
+                outputs.append(router.error_letter(admitted, exc))
                 continue
             batch_keys.add(key)
             marks.append((source.partition, key))
-            routed = router.route(admitted)
             outputs.extend(routed.outputs)
             for output in routed.outputs:
                 tally.out[(pipeline, output.integration or UNKNOWN)] += 1

@@ -90,4 +90,7 @@ def check(payload: dict[str, Any]) -> str | None:
     for key, value in params.items():
         if isinstance(value, str) and len(value) > MAX_VALUE:
             return f"vendor.invalid: param {key} is over {MAX_VALUE} characters"
+    user_properties = payload.get("user_properties")
+    if user_properties and not isinstance(user_properties, dict):  # traits sent as a list or a string
+        return "vendor.invalid: user_properties must be an object"
     return None

@@ -171,3 +171,13 @@ def test_every_integration_of_the_example_config_makes_its_vendor(monkeypatch: p
     env = {"GA4_API_SECRET": "s", "META_ACCESS_TOKEN": "t", "AMPLITUDE_API_KEY": "k", "CRM_HOOK_SECRET": "h"}
     for spec in config.integrations:
         assert vendor_for(spec.kind, resolve_secrets(spec.connection, env)).kind == spec.kind
+
+
+@pytest.mark.parametrize("user_properties", [True, [1, 2], "traits", 5])
+def test_ga4_refuses_user_properties_that_are_not_an_object_instead_of_raising(user_properties: Any) -> None:
+    vendor = vendor_for("ga4", CONNECTIONS["ga4"])
+    good = {"client_id": "c1", "name": "purchase", "params": {}}
+    built = vendor.build([Item(message_id="bad", payload={**good, "user_properties": user_properties}),
+                          Item(message_id="ok", payload=good)])
+    assert built.refused == {0: "vendor.invalid: user_properties must be an object"}
+    assert [r.items for r in built.requests] == [(1,)]

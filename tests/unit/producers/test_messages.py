@@ -93,3 +93,16 @@ def test_a_forked_child_never_repeats_the_parents_message_ids() -> None:
         child_ids = set(pipe.read().split("\n"))
     assert len(child_ids) == 50
     assert child_ids.isdisjoint(message_id() for _ in range(50))
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",
+                                  dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14)))])
+def test_a_timestamp_outside_utc_years_1_to_9999_is_refused_at_the_call(when: object) -> None:
+    from producers import Analytics
+
+    with pytest.raises(ValidationError, match="out of range") as caught:
+        build("track", {"userId": "u", "event": "E", "timestamp": when}, write_key=None, now=NOW)
+    assert caught.value.reason == "invalid.timestamp"
+    analytics = Analytics("wk", "127.0.0.1:9", send=False)
+    with pytest.raises(ValidationError, match="out of range"):
+        analytics.track("u", "E", timestamp=when)
