@@ -147,6 +147,11 @@ def add_commands(sub: Any, bootstrap_option: Option) -> None:
 
     status = sub.add_parser("status", help="config revision, lag per integration, dead letters")
     bootstrap_option(status)
+    status.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the broker before saying it is unreachable (exit 1)")
+    status.add_argument("--logs", type=Path, default=None,
+                        help="the logs folder of a running `eventrouter up` (default: $EVENTROUTER_HOME/up), "
+                             "for the processes' counts")
     status.set_defaults(func=_status)
 
 
@@ -253,8 +258,18 @@ def _deadletters(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from eventrouter.status import status
+    from eventrouter import paths
+    from eventrouter.progress import read_snapshot
+    from eventrouter.status import BrokerUnreachable, process_lines, status
     from schemas import Topics
 
-    print("\n".join(status(args.bootstrap_servers, Topics(args.topic_prefix)).lines()))
+    folder = args.logs or paths.home() / "up"
+    snapshot = read_snapshot(folder, args.topic_prefix)
+    try:
+        found = status(args.bootstrap_servers, Topics(args.topic_prefix), timeout=args.timeout)
+    except BrokerUnreachable:
+        if snapshot is not None:
+            print("\n".join(process_lines(snapshot, folder)))
+        raise
+    print("\n".join([*found.lines(), *process_lines(snapshot, folder)]))
     return 0
