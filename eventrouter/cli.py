@@ -57,12 +57,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from eventrouter.ops import load_checked
     from eventrouter.stack import Stack, run_up
     from schemas import Topics
-    from schemas.config import load_config
     from schemas.revisions import ConfigStore
 
-    load_config(args.config)  # every problem at once, before anything starts
+    load_checked(args.config)  # every problem at once (the forwarders' too), before anything starts
     topics = Topics(args.topic_prefix)
     revision, created = ConfigStore(args.bootstrap_servers, topics).apply(args.config)
     print(f"config {args.config}: {'applied as' if created else 'already'} revision {revision.number}")
@@ -114,19 +114,22 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
+    from eventrouter.ops import load_checked, unset_references
     from schemas import Topics
-    from schemas.config import load_config
     from schemas.revisions import ConfigStore
     from schemas.secrets import masked
 
     if args.action == "validate":
-        config = load_config(args.target or "eventrouter.yaml")  # ConfigurationError lists every problem: exit 1
+        config = load_checked(args.target or "eventrouter.yaml")  # ConfigurationError lists every problem: exit 1
         print(f"{args.target}: valid: {len(config.pipelines)} pipelines, {len(config.integrations)} integrations")
         for integration in config.integrations:
-            print(f"  {integration.name} ({integration.kind}): connection {masked(integration.connection)}")
+            unset = unset_references(integration.connection, os.environ)
+            print(f"  {integration.name} ({integration.kind}): connection {masked(integration.connection)}"
+                  + (f"; not set here: {', '.join(unset)}" if unset else ""))
         return 0
     store = ConfigStore(args.bootstrap_servers, Topics(args.topic_prefix))
     if args.action == "apply":
+        load_checked(args.target or "eventrouter.yaml")
         revision, created = store.apply(args.target or "eventrouter.yaml")
         print(f"{'applied' if created else 'unchanged: already'} revision {revision.number} "
               f"(sha256 {revision.sha256[:12]}) to {store.topic}")
@@ -162,9 +165,12 @@ def _memory_keys(text: str) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from eventrouter.ops import load_checked
     from schemas import Topics
     from streams.worker import WorkerSettings, run_worker
 
+    if args.config:
+        load_checked(args.config)  # the file it applies: refused as `config apply` would refuse it
     settings = WorkerSettings(
         args.bootstrap_servers, Topics(args.topic_prefix), data_dir=args.data_dir or paths.home() / "worker",
         config_file=args.config, metrics_port=args.metrics_port, metrics_host=args.metrics_host,

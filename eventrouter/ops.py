@@ -1,14 +1,121 @@
 """The operator's commands: `replay deliver | reroute`, `deadletters list | show | reinject`, `status`.
-Each reads the newest config revision from the config topic (what the workers run)."""
+Each reads the newest config revision from the config topic (what the workers run). And the config
+checks every command that runs a config file makes (`config validate | apply`, `up`, `worker --config`):
+`load_checked()`, the model's checks plus what each forwarder would refuse at its start."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import socket
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from schemas.config import Config
 
 Option = Callable[[argparse.ArgumentParser], None]
+
+
+# -- config checks ---------------------------------------------------------------------------------------
+def load_checked(path: str | Path) -> Config:
+    """The config file, every problem at once (ConfigurationError), the forwarders' too: an integration
+    whose forwarder would refuse to start is refused here, with its path."""
+    from schemas.config import load_config
+
+    return load_config(path, checks=[connection_problems])
+
+
+def connection_problems(config: Config) -> list[str]:
+    """What each integration's forwarder would refuse at start (`vendor_for(kind, connection)`): its
+    vendor's settings (unknown keys, missing or mistyped values) and, for a guarded URL (the webhook),
+    the destination guard's literal checks: scheme, credentials, a loopback or private address written
+    as such, `allow_http` / `allow_private`. Secrets are not resolved: a value that holds a `${ENV}`
+    reference is known only where it runs, and no name is looked up in DNS."""
+    from pydantic import ValidationError
+
+    from forwarders.ssrf import UnsafeDestination, check_url
+    from forwarders.vendors import VENDORS
+    from schemas.secrets import SECRET_REFERENCE
+
+    problems = []
+    for index, integration in enumerate(config.integrations):
+        where = f"integrations[{index}].connection"
+        settings_type = VENDORS[integration.kind].settings_type
+        try:
+            settings = settings_type(**integration.connection)
+        except ValidationError as exc:
+            for error in exc.errors():
+                value = _at(integration.connection, error["loc"])
+                if isinstance(value, str) and SECRET_REFERENCE.search(value):
+                    continue  # "${PORT}" for a number: what it holds is known where it runs
+                key = ".".join(map(str, error["loc"]))
+                problems.append(f"{where}.{key}: " + (
+                    f"unknown key; {integration.kind} connections take: {', '.join(settings_type.model_fields)}"
+                    if error["type"] == "extra_forbidden"
+                    else str(error["msg"]).removeprefix("Value error, ")))
+            continue
+        if "allow_http" not in settings_type.model_fields:
+            continue
+        key = "endpoint" if getattr(settings, "endpoint", None) else "url"
+        url = str(getattr(settings, key))
+        if SECRET_REFERENCE.search(url):
+            continue
+        try:
+            check_url(url, allow_http=bool(getattr(settings, "allow_http", False)),
+                      allow_private=bool(getattr(settings, "allow_private", False)), resolver=_literal_address)
+        except UnsafeDestination as exc:
+            problems.append(f"{where}.{key}: {exc.message}")
+    return problems
+
+
+def unset_references(connection: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """The `${ENV}` names in a connection that are unset or empty in `environ` (not an error where the
+    config is checked: where the forwarder runs they may be set)."""
+    from schemas.secrets import SECRET_REFERENCE
+
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str):
+            found.update(name for name in SECRET_REFERENCE.findall(value) if not environ.get(name))
+
+    walk(connection)
+    return sorted(found)
+
+
+def _at(value: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _literal_address(host: str, _port: int) -> list[str]:
+    """The destination guard's resolver at validation: an address written as one (any form the system
+    would take: `127.1`, `0x7f000001`, `[::1]`) and `localhost` names; anything else is not looked up
+    (OSError: the guard lets it pass here; the forwarder looks it up at start and before each send)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return ["127.0.0.1"]
+    try:
+        return [str(ipaddress.ip_address(name.split("%")[0]))]
+    except ValueError:
+        pass
+    try:
+        return [socket.inet_ntoa(socket.inet_aton(name))]
+    except OSError:
+        raise OSError(f"{host}: not an address; not looked up at validation") from None
 
 
 def add_commands(sub: Any, bootstrap_option: Option) -> None:
@@ -40,6 +147,11 @@ def add_commands(sub: Any, bootstrap_option: Option) -> None:
 
     status = sub.add_parser("status", help="config revision, lag per integration, dead letters")
     bootstrap_option(status)
+    status.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the broker before saying it is unreachable (exit 1)")
+    status.add_argument("--logs", type=Path, default=None,
+                        help="the logs folder of a running `eventrouter up` (default: $EVENTROUTER_HOME/up), "
+                             "for the processes' counts")
     status.set_defaults(func=_status)
 
 
@@ -146,8 +258,18 @@ def _deadletters(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from eventrouter.status import status
+    from eventrouter import paths
+    from eventrouter.progress import read_snapshot
+    from eventrouter.status import BrokerUnreachable, process_lines, status
     from schemas import Topics
 
-    print("\n".join(status(args.bootstrap_servers, Topics(args.topic_prefix)).lines()))
+    folder = args.logs or paths.home() / "up"
+    snapshot = read_snapshot(folder, args.topic_prefix)
+    try:
+        found = status(args.bootstrap_servers, Topics(args.topic_prefix), timeout=args.timeout)
+    except BrokerUnreachable:
+        if snapshot is not None:
+            print("\n".join(process_lines(snapshot, folder)))
+        raise
+    print("\n".join([*found.lines(), *process_lines(snapshot, folder)]))
     return 0

@@ -1,14 +1,15 @@
 """The pipeline's processes against one broker (`eventrouter up CONFIG`, and the main job): the HTTP
 gateway, stream workers, and a forwarder per integration, each a child process with its own log and
-metrics port, stopped by its PID. A child that exits on its own is started again (`revive()`, at most
-`max_restarts` times per role), as a supervisor would. `progress()` reads every stage's counters (the raw
-topic's size, the workers' and forwarders' metrics) into one account per integration."""
+metrics port, stopped by its PID. A child that exits on its own is started again (`revive()`), after 1,
+2, 4 ... s (at most 60 s) while it keeps failing, forever: no child stops the others; one that keeps
+failing is reported (`failing()`, the progress line). `progress()` reads every stage's counters (the raw
+topic's size, the workers' and forwarders' metrics) into one account per integration, and rides out a
+broker that does not answer (`broker unreachable since ...`)."""
 
 from __future__ import annotations
 
 import os
 import random
-import re
 import signal
 import socket
 import subprocess
@@ -19,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from eventrouter.progress import Lane, Progress, forwarder_counts, raw_records, worker_counts
 from schemas import Topics
 from schemas.config import load_config
 
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
+__all__ = ["Child", "Lane", "Progress", "Stack", "free_port", "run_up"]
 
 
 def free_port() -> int:
@@ -55,47 +57,16 @@ class Child:
     args: list[str] = field(default_factory=list)  # the `eventrouter` command it runs (started again with them)
     metrics: dict[str, float] = field(default_factory=dict)  # its counters when last read
     stopped: bool = False  # by us (stop_child): not started again
+    started_at: float = field(default_factory=time.monotonic)
     down_at: float | None = None  # when it was first seen exited (monotonic)
-
-
-@dataclass
-class Lane:
-    """One integration's account: what the workers routed to it and what became of it."""
-
-    routed: float = 0.0
-    filtered: float = 0.0
-    failed: float = 0.0          # the playbook failed: dead-lettered by the worker
-    delivered: float = 0.0
-    dead: dict[str, float] = field(default_factory=dict)
-    retried: float = 0.0
-    lag: float = 0.0
-
-    @property
-    def settled(self) -> float:
-        return self.delivered + sum(self.dead.values())
-
-
-@dataclass
-class Progress:
-    produced: int = 0            # records in the raw topic
-    read: float = 0.0
-    invalid: float = 0.0         # dead-lettered before routing (decode, validation, writeKey)
-    deduplicated: float = 0.0
-    lanes: dict[str, Lane] = field(default_factory=dict)
-
-    def line(self) -> str:
-        lanes = "  ".join(f"{name} {lane.routed:.0f}>{lane.delivered:.0f}"
-                          + (f" dead {sum(lane.dead.values()):.0f}" if lane.dead else "")
-                          for name, lane in sorted(self.lanes.items()))
-        return (f"produced {self.produced}  read {self.read:.0f}  invalid {self.invalid:.0f}  "
-                f"dedup {self.deduplicated:.0f}  |  routed>delivered: {lanes}")
-
-
-def _sum(metrics: Mapping[str, float], name: str) -> float:
-    return sum(v for k, v in metrics.items() if k.split("{")[0] == name)
+    retry_at: float = 0.0  # when it is started again (monotonic), once down
 
 
 class Stack:
+    """The processes for `config` (its integrations: a forwarder each), which the caller has applied as
+    the newest revision already (`up` does): the workers follow the config topic; they are not given the
+    file, so that one integration their config check would refuse cannot keep them all from starting."""
+
     def __init__(self, bootstrap: str, topics: Topics, config: Path, folder: Path, *, gateway_port: int | None = 0,
                  workers: int = 1, env: Mapping[str, str] | None = None, partitions: int = 3,
                  worker_args: Sequence[str] = ()) -> None:
@@ -108,8 +79,14 @@ class Stack:
         named = {name for p in parsed.pipelines for name in p.integrations}
         self.integrations = [i.name for i in parsed.integrations if i.enabled and i.name in named]
         self.children: list[Child] = []
-        self.max_restarts = 3
-        self.restarts: dict[str, int] = {}
+        self.max_restarts = 3       # exits in a row after which a child counts as `exited()` (still retried)
+        self.first_delay_s, self.max_delay_s = 1.0, 60.0  # back-off of a child that keeps exiting
+        self.healthy_after_s = 60.0  # up this long: its next exit starts the back-off anew
+        self.restarts: dict[str, int] = {}   # per role, since the start
+        self.failures: dict[str, int] = {}   # per role: exits in a row, each within healthy_after_s of its start
+        self.last_exit: dict[str, int] = {}
+        self.broker_down_since: float | None = None  # epoch seconds
+        self._produced = 0
         self._retired: list[tuple[str, dict[str, float]]] = []  # counters of children started again
 
     def _spawn(self, role: str, args: list[str], metrics: bool = True) -> Child:
@@ -126,28 +103,62 @@ class Stack:
         return Child(role, process, log, port, list(args))
 
     def revive(self) -> list[str]:
-        """Start again each child that exited on its own (a crash, or a start that failed: a port taken, the
-        broker not ready), at most `max_restarts` times per role, 0.5, 1, 2 s after it was seen down; what
-        was done, one line each. Its counters as last read stay in `progress()`. A child past its restarts
-        stays down: `exited()`."""
+        """Start again each child that exited on its own (a crash, a start that failed: a port taken, the
+        broker not ready, a config its forwarder refuses), 1, 2, 4 ... s (at most `max_delay_s`) after it
+        was seen down while it keeps exiting, for ever; what was done, one line each. Its counters as last
+        read stay in `progress()`. A child that stayed up `healthy_after_s` is retried at once next time."""
         done = []
         now = time.monotonic()
         for index, child in enumerate(self.children):
             code = child.process.poll()
-            restarts = self.restarts.get(child.role, 0)
-            if code is None or child.stopped or restarts >= self.max_restarts:
+            role = child.role
+            if code is None:
+                if role in self.failures and now - child.started_at >= self.healthy_after_s:
+                    del self.failures[role]
                 continue
-            child.down_at = child.down_at or now
-            if now - child.down_at < 0.5 * 2 ** restarts:
+            if child.stopped:
+                continue
+            log = self.folder / f"{role}.log"
+            if child.down_at is None:
+                child.down_at = now
+                quick = now - child.started_at < self.healthy_after_s
+                streak = self.failures.get(role, 0) if quick else 0
+                self.failures[role] = streak + 1
+                self.last_exit[role] = code
+                delay = min(self.max_delay_s, self.first_delay_s * 2 ** streak)
+                child.retry_at = now + delay
+                done.append(f"{role} exited ({code}); starting it again in {delay:.0f} s "
+                            f"({self.failures[role]} exits in a row); log {log}")
+            if now < child.retry_at:
                 continue
             child.log.close()
-            self.restarts[child.role] = restarts + 1
+            self.restarts[role] = self.restarts.get(role, 0) + 1
             if child.metrics:
-                self._retired.append((child.role, child.metrics))
-            self.children[index] = self._launch(child.role, child.args, child.metrics_port is not None)
-            done.append(f"{child.role} exited ({code}), started again ({self.restarts[child.role]} of "
-                        f"{self.max_restarts}); log {self.folder / (child.role + '.log')}")
+                self._retired.append((role, child.metrics))
+            self.children[index] = self._launch(role, child.args, child.metrics_port is not None)
+            done.append(f"{role} started again (restart {self.restarts[role]}); log {log}")
         return done
+
+    def retry_now(self) -> None:
+        """Children waiting out their back-off are started at the next `revive()` (the broker is back)."""
+        for child in self.children:
+            if child.down_at is not None:
+                child.retry_at = 0.0
+
+    def failing(self) -> list[str]:
+        """The children down now, or up again after exiting twice or more in a row (a start that failed once
+        is a restart, not a failure): exit code, exits in a row, the next try, log; one line each."""
+        now = time.monotonic()
+        out = []
+        for child in self.children:
+            if child.stopped or not (child.down_at is not None or self.failures.get(child.role, 0) >= 2):
+                continue
+            role = child.role
+            state = f"retrying in {max(0.0, child.retry_at - now):.0f} s" if child.down_at is not None else \
+                f"started again {now - child.started_at:.0f} s ago"
+            out.append(f"{role} (exit {self.last_exit.get(role)}, {self.failures[role]} exits in a row, {state}, "
+                       f"log {self.folder / (role + '.log')})")
+        return out
 
     def start(self) -> Stack:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -160,7 +171,7 @@ class Stack:
         return self
 
     def add_worker(self, n: int) -> Child:
-        return self._spawn(f"worker-{n}", ["worker", "--config", str(self.config), "--data-dir",
+        return self._spawn(f"worker-{n}", ["worker", "--data-dir",
                                            str(self.folder / f"worker-{n}"), "--partitions", str(self.partitions),
                                            *self.worker_args])
 
@@ -176,61 +187,36 @@ class Stack:
         return out
 
     def exited(self) -> list[str]:
-        """The children that are down and will not be started again."""
-        return [f"{c.role} (exit {c.process.returncode}, log {self.folder / (c.role + '.log')})"
-                for c in self.children if c.process.poll() is not None and not c.stopped
-                and self.restarts.get(c.role, 0) >= self.max_restarts]
+        """The children that keep exiting: `max_restarts` exits or more in a row (each is still retried)."""
+        return [f"{c.role} (exit {self.last_exit.get(c.role)}, log {self.folder / (c.role + '.log')})"
+                for c in self.children if not c.stopped and self.failures.get(c.role, 0) >= self.max_restarts]
 
     def progress(self) -> Progress:
+        from confluent_kafka import KafkaException
+
         from streams.metrics import scrape
 
-        progress = Progress(produced=_records(self.bootstrap, self.topics.raw))
+        try:
+            self._produced = raw_records(self.bootstrap, self.topics.raw)
+        except (KafkaException, TimeoutError):  # the broker does not answer: the account goes on without it
+            if self.broker_down_since is None:
+                self.broker_down_since = time.time()
+        else:
+            if self.broker_down_since is not None:
+                self.broker_down_since = None
+                self.retry_now()  # what failed to start while it was away need not wait out its back-off
+        progress = Progress(produced=self._produced, broker_down_since=self.broker_down_since,
+                            failing=self.failing())
         progress.lanes = {name: Lane() for name in self.integrations}
         for child in self.children:
             if child.metrics_port is not None and child.process.poll() is None:
                 child.metrics = scrape(child.metrics_port) or child.metrics
         for role, metrics in [*self._retired, *((c.role, c.metrics) for c in self.children)]:
             if role.startswith("worker"):
-                self._worker_counts(metrics, progress)
+                worker_counts(metrics, progress)
             elif role.startswith("forward-"):
-                self._forwarder_counts(metrics, progress)
+                forwarder_counts(metrics, progress)
         return progress
-
-    @staticmethod
-    def _worker_counts(metrics: Mapping[str, float], progress: Progress) -> None:
-        progress.read += _sum(metrics, "eventrouter_worker_events_in_total")
-        progress.deduplicated += _sum(metrics, "eventrouter_worker_deduplicated_total")
-        for key, value in metrics.items():
-            name, labels = key.split("{")[0], dict(_LABEL.findall(key))
-            integration = labels.get("integration", "-")
-            if name == "eventrouter_worker_invalid_total" and integration == "-":
-                progress.invalid += value
-                continue
-            lane = progress.lanes.get(integration)
-            if lane is None:
-                continue
-            if name == "eventrouter_worker_events_out_total":
-                lane.routed += value
-            elif name == "eventrouter_worker_filtered_total":
-                lane.filtered += value
-            elif name == "eventrouter_worker_invalid_total":
-                lane.failed += value
-
-    @staticmethod
-    def _forwarder_counts(metrics: Mapping[str, float], progress: Progress) -> None:
-        for key, value in metrics.items():
-            name, labels = key.split("{")[0], dict(_LABEL.findall(key))
-            lane = progress.lanes.get(labels.get("integration", ""))
-            if lane is None:
-                continue
-            if name == "eventrouter_forwarder_delivered_total":
-                lane.delivered += value
-            elif name == "eventrouter_forwarder_dead_lettered_total":
-                lane.dead[labels.get("reason", "?")] = lane.dead.get(labels.get("reason", "?"), 0) + value
-            elif name == "eventrouter_forwarder_retried_total":
-                lane.retried += value
-            elif name == "eventrouter_forwarder_lag":
-                lane.lag += value
 
     def stop_child(self, child: Child, timeout: float = 60.0) -> int | None:
         """SIGTERM by PID (the child drains and commits), SIGKILL if it does not exit in time."""
@@ -255,30 +241,16 @@ class Stack:
         self.children = []
 
 
-def _records(bootstrap: str, topic: str) -> int:
-    """Records in a topic (the sum of its partitions' watermark spans); 0 if it does not exist yet."""
-    from confluent_kafka import Consumer
-
-    from schemas.kafka import consumer_settings, partition_count, watermarks
-
-    count = partition_count(bootstrap, topic, timeout=5.0)
-    if count is None:
-        return 0
-    consumer = Consumer(consumer_settings(bootstrap, "eventrouter-progress", {"enable.auto.commit": False}))
-    try:
-        total = 0
-        for p in range(count):
-            low, high = watermarks(consumer, topic, p, 5.0)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
-
-
 def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool = True) -> int:
     """Run in the foreground, printing progress, until SIGTERM/SIGINT (or `until()`); then stop all.
-    A child that exits is started again (`Stack.revive`); one past its restarts stops everything with
-    status 1. `start=False`: the stack runs already (the main job's --keep-running)."""
+    No child and no broker outage stops it: a child that exits is started again (`Stack.revive`, with
+    back-off while it keeps exiting) and reported; a broker that does not answer is said once ("broker
+    unreachable since ...") and in each progress line, and again when it is back. The progress goes to
+    `up.json` in the logs folder too (`eventrouter status` reads it). Status 1 if a child was failing
+    when it stopped (the exit summary names it), else 0. `start=False`: the stack runs already (the main
+    job's --keep-running)."""
+    from eventrouter.progress import unreachable, write_snapshot
+
     stopping: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:
@@ -288,24 +260,38 @@ def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool
     if start:
         stack.start()
         print("\n".join(stack.describe()), flush=True)
-    code = 0
+    failing: list[str] = []
     try:
         last = 0.0
+        down_since: float | None = None
         while not stopping and not (until and until()):
             for line in stack.revive():
                 print(line, file=sys.stderr, flush=True)
-            dead = stack.exited()
-            if dead:
-                print("stopped unexpectedly: " + "; ".join(dead), file=sys.stderr, flush=True)
-                code = 1
-                break
             if time.monotonic() - last >= every_s:
                 last = time.monotonic()
-                print(stack.progress().line(), flush=True)
+                progress = stack.progress()
+                if progress.broker_down_since != down_since:
+                    print(f"{unreachable(progress.broker_down_since)} ({stack.bootstrap}): the processes wait "
+                          "for it" if progress.broker_down_since is not None else
+                          f"broker reachable again after {time.time() - (down_since or time.time()):.0f} s",
+                          file=sys.stderr, flush=True)
+                    down_since = progress.broker_down_since
+                print(progress.line(), flush=True)
+                try:
+                    write_snapshot(stack.folder, progress, bootstrap=stack.bootstrap, prefix=stack.topics.prefix)
+                except OSError as exc:
+                    print(f"cannot write {stack.folder}: {exc}", file=sys.stderr, flush=True)
             time.sleep(0.2)
+        failing = stack.failing()
     finally:
         print("stopping: gateway, workers, forwarders (each drains and commits)", flush=True)
         stack.stop()
+        (stack.folder / "up.json").unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return code
+    if failing:
+        print("failing when stopped: " + "; ".join(failing), file=sys.stderr, flush=True)
+    if stack.restarts:
+        print("started again while up: " + ", ".join(f"{role} {n}x" for role, n in sorted(stack.restarts.items())),
+              file=sys.stderr, flush=True)
+    return 1 if failing else 0

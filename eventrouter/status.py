@@ -1,17 +1,29 @@
-"""`eventrouter status`: the config revision in force, the stream workers' lag on the raw topic, and for
-each integration its forwarders' lag (topic and retry topic) and its dead letters, from the broker alone
-(watermarks and the consumer groups' committed offsets; no process is asked)."""
+"""`eventrouter status`: the config revision in force, the stream workers' lag on the raw topic, the
+invalid topic's dead letters, and for each integration its forwarders' lag (topic and retry topic) and
+its dead letters, from the broker (watermarks and the consumer groups' committed offsets). What only the
+processes know (records read, rejected before routing, duplicates dropped, children failing) comes from
+the account a running `eventrouter up` leaves in its logs folder (`up.json`), when there is one.
+
+A broker that does not answer within `timeout` seconds is said in one line (`BrokerUnreachable`), after
+what the processes' account shows, if any."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from eventrouter.progress import Snapshot, unreachable
 from schemas import Topics
-from schemas.kafka import consumer_settings, partition_count, watermarks
+from schemas.errors import EventRouterError
+from schemas.kafka import admin_settings, consumer_settings, partition_count, watermarks
 from schemas.revisions import ConfigStore
+
+
+class BrokerUnreachable(EventRouterError):
+    """The broker did not answer in time: `status` says which address, and exits 1."""
 
 
 @dataclass(frozen=True)
@@ -35,18 +47,40 @@ class Status:
     revision: int | None
     revision_summary: str
     raw: Backlog
-    invalid: int
+    invalid: int       # records in the invalid topic: rejected before routing, and playbook errors
     integrations: list[IntegrationStatus]
+    invalid_topic: str = "invalid"
 
     def lines(self) -> list[str]:
         out = [f"config: {self.revision_summary}",
-               f"raw: {self.raw.records} records, worker lag {_lag(self.raw.lag)}; invalid (dead letters): "
-               f"{self.invalid}",
+               f"raw: {self.raw.records} records, worker lag {_lag(self.raw.lag)}; dead letters in "
+               f"{self.invalid_topic} (rejected before routing, and playbook errors): {self.invalid}",
                f"{'integration':<20} {'kind':<10} {'routed':>9} {'lag':>8} {'retrying':>9} {'dead letters':>13}"]
         for i in self.integrations:
             out.append(f"{i.name:<20} {i.kind:<10} {i.topic.records:>9} {_lag(i.topic.lag):>8} "
                        f"{_lag(i.retry.lag):>9} {i.dead_letters:>13}" + ("" if i.enabled else "  (disabled)"))
         return out
+
+
+def process_lines(snapshot: Snapshot | None, folder: Any, now: float | None = None) -> list[str]:
+    """What a running `up` counted (its workers' and forwarders' metrics, restarted ones included), or
+    where it would be."""
+    if snapshot is None:
+        return [f"processes: no running `eventrouter up` with this prefix left its account in {folder} "
+                "(--logs); the workers' /metrics count duplicates dropped (eventrouter_worker_deduplicated_total)"]
+    p = snapshot.progress
+    now = time.time() if now is None else now
+    out = [f"processes (eventrouter up, pid {snapshot.pid}, as of "
+           f"{time.strftime('%H:%M:%S', time.localtime(snapshot.written))}, {now - snapshot.written:.0f} s ago):",
+           f"  workers: read {p.read:.0f} = rejected before routing {p.invalid:.0f} + duplicates dropped "
+           f"{p.deduplicated:.0f} + routable {p.read - p.invalid - p.deduplicated:.0f}"]
+    for name, lane in sorted(p.lanes.items()):
+        out.append(f"  {name}: routed {lane.routed:.0f}, filtered {lane.filtered:.0f}, playbook errors "
+                   f"{lane.failed:.0f}, delivered {lane.delivered:.0f}, dead-lettered {sum(lane.dead.values()):.0f}")
+    out += [f"  failing: {line}" for line in p.failing]
+    if p.broker_down_since is not None:
+        out.append(f"  {unreachable(p.broker_down_since, snapshot.written)} (as `up` saw it)")
+    return out
 
 
 def _lag(lag: int | None) -> str:
@@ -76,8 +110,34 @@ def backlog(bootstrap: str, topic: str, group: str, client: Mapping[str, Any] | 
         consumer.close()
 
 
-def status(bootstrap: str, topics: Topics, client: Mapping[str, Any] | None = None) -> Status:
-    latest = ConfigStore(bootstrap, topics, client).latest()
+def reachable(bootstrap: str, client: Mapping[str, Any] | None = None, timeout: float = 10.0) -> None:
+    """Raise BrokerUnreachable unless the cluster's metadata comes within `timeout` seconds."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient(admin_settings(bootstrap, client)).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        error: Any = exc.args[0] if exc.args else exc
+        why = error.str() if hasattr(error, "str") else str(error)
+        raise BrokerUnreachable(f"cannot reach the Kafka broker at {bootstrap}: no metadata within "
+                                f"{timeout:g} s ({why})") from None
+
+
+def status(bootstrap: str, topics: Topics, client: Mapping[str, Any] | None = None, timeout: float = 10.0) -> Status:
+    """The broker's view; BrokerUnreachable if it does not answer within `timeout` (each call waits as long)."""
+    from confluent_kafka import KafkaException
+
+    quiet = {"log_level": 0, **(client or {})}  # librdkafka's own lines would bury the one that says it
+    reachable(bootstrap, quiet, timeout)
+    try:
+        return _status(bootstrap, topics, quiet, timeout)
+    except (KafkaException, TimeoutError) as exc:  # it went away in the middle
+        raise BrokerUnreachable(f"the Kafka broker at {bootstrap} stopped answering: {exc}") from None
+
+
+def _status(bootstrap: str, topics: Topics, client: Mapping[str, Any] | None, timeout: float) -> Status:
+    latest = ConfigStore(bootstrap, topics, client, timeout=timeout).latest()
     config = latest.config() if latest is not None else None
     anyone = f"status-{uuid.uuid4().hex[:8]}"
     integrations = []
@@ -85,10 +145,10 @@ def status(bootstrap: str, topics: Topics, client: Mapping[str, Any] | None = No
         group = f"{topics.prefix}-forward-{integration.name}"
         integrations.append(IntegrationStatus(
             integration.name, integration.kind, integration.enabled,
-            backlog(bootstrap, topics.integration(integration.name), group, client),
-            backlog(bootstrap, topics.retry(integration.name), group, client),
-            backlog(bootstrap, topics.dead_letters(integration.name), anyone, client).records))
+            backlog(bootstrap, topics.integration(integration.name), group, client, timeout),
+            backlog(bootstrap, topics.retry(integration.name), group, client, timeout),
+            backlog(bootstrap, topics.dead_letters(integration.name), anyone, client, timeout).records))
     return Status(latest.number if latest else None,
                   latest.summary() if latest else f"no revision in {topics.config} (`eventrouter config apply`)",
-                  backlog(bootstrap, topics.raw, f"{topics.prefix}-router", client),
-                  backlog(bootstrap, topics.invalid, anyone, client).records, integrations)
+                  backlog(bootstrap, topics.raw, f"{topics.prefix}-router", client, timeout),
+                  backlog(bootstrap, topics.invalid, anyone, client, timeout).records, integrations, topics.invalid)

@@ -14,7 +14,7 @@ a YAML file (`file:playbooks/crm.yaml`, relative to the config file).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -235,18 +235,23 @@ class Config(_Model):
 
 
 # -- loading -------------------------------------------------------------------------------------------
-def load_config(path: str | Path) -> Config:
+Check = Callable[["Config"], list[str]]
+"""More checks of a config that parsed: problems with their paths, reported with the model's own (the
+CLI adds the vendors' connection checks, which schemas/ cannot import: eventrouter/ops.py)."""
+
+
+def load_config(path: str | Path, checks: Sequence[Check] = ()) -> Config:
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_config(text, base=path.parent, source=str(path))
+    return parse_config(text, base=path.parent, source=str(path), checks=checks)
 
 
-def parse_config(text: str, base: Path | None = None, source: str = "config") -> Config:
+def parse_config(text: str, base: Path | None = None, source: str = "config", checks: Sequence[Check] = ()) -> Config:
     """Parse YAML text; `base` is where `file:` playbooks are looked up."""
-    return config_from_document(resolved_document(text, base, source), source)
+    return config_from_document(resolved_document(text, base, source), source, checks)
 
 
 def resolved_document(text: str, base: Path | None = None, source: str = "config") -> dict[str, Any]:
@@ -272,8 +277,8 @@ def resolved_document(text: str, base: Path | None = None, source: str = "config
     return document
 
 
-def config_from_document(document: Mapping[str, Any], source: str = "config") -> Config:
-    """Check a resolved document (every problem at once) and make the frozen Config."""
+def config_from_document(document: Mapping[str, Any], source: str = "config", checks: Sequence[Check] = ()) -> Config:
+    """Check a resolved document (every problem at once, `checks` included) and make the frozen Config."""
     problems: list[str] = []
     try:
         config = Config.model_validate(document)
@@ -281,6 +286,8 @@ def config_from_document(document: Mapping[str, Any], source: str = "config") ->
         problems.extend(f"{_path(e['loc'])}: {_message(e)}" for e in exc.errors())
         raise ConfigurationError(_report(source, problems)) from None
     problems.extend(_cross_checks(config))
+    for check in checks:
+        problems.extend(check(config))
     if problems:
         raise ConfigurationError(_report(source, problems))
     return config
