@@ -7,6 +7,11 @@ wait covers them), and only then store its offsets (librdkafka commits stored of
 on revoke and close); then hand this batch's outputs to the producer. SIGTERM or SIGINT:
 the batch in hand is finished and committed before the consumer leaves the group, so a graceful stop
 leaves no duplicate behind.
+
+A record that kills the process outright (no exception to catch: a segfault, os._exit) is not crash-looped
+on: the crash guard (schemas/quarantine.py, its file in --data-dir) notes each batch's spans before
+routing it; after a crash those records go one at a time, each committed on its own, and one that killed
+the process `quarantine_after` times alone is dead-lettered as `quarantined` and skipped.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from typing import Any
 
 import orjson
 
+from schemas import deadletter_codec
 from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, watermarks
 from schemas.process import quiet_gc
+from schemas.quarantine import QUARANTINE, QUARANTINED, CrashGuard, Span
 from streams.dedup import Deduplicator
-from streams.router import Source
+from streams.metrics import UNKNOWN, BatchTally
+from streams.router import Output, Source
 from streams.seen_disk import DiskSeen
 from streams.worker import Batch, BatchRouter, OutputWriter, WorkerSettings, start_config
 
@@ -146,20 +154,50 @@ class KafkaEngine:
         batches = BatchRouter(holder, writer, dedup, metrics)
         raw = settings.topics.raw
         owned: set[int] = set()
+        guard = CrashGuard(settings.data_dir, settings.app_id, crashes=settings.quarantine_after)
+        for crashed, crashes in guard.recover():
+            log.error("the last run died routing %s/%s@%s..%s (%s times in all): those records go one at a time "
+                      "now; one that kills the process %s times alone is quarantined", *crashed, crashes,
+                      settings.quarantine_after)
+        letters = deadletter_codec()
         # One batch in flight: its outputs are with the producer while the next batch is routed; it is
         # settled (acknowledged, messageIds marked, offsets stored) before the next one is handed over,
         # and before any rebalance or stop.
-        in_flight: list[tuple[Batch, dict[int, int]]] = []
+        in_flight: list[tuple[Batch, dict[int, int], list[Span]]] = []
 
         def settle() -> None:
             if not in_flight:
                 return
-            batch, last = in_flight.pop()
+            batch, last, spans = in_flight.pop()
             batches.complete_blocking(batch)
             try:
                 consumer.store_offsets(offsets=[TopicPartition(raw, p, o + 1) for p, o in last.items()])
             except KafkaException as exc:  # partitions lost meanwhile: the next owner reads them again
                 log.warning("offsets of a finished batch not stored: %s", exc)
+            guard.done(spans)
+
+        def one_at_a_time(source: Source) -> None:
+            """A record of a span the process died on: alone, committed at once, or quarantined."""
+            span = (raw, source.partition, source.offset, source.offset)
+            if guard.verdict(raw, source.partition, source.offset) == QUARANTINE:
+                letter = guard.letter(stage="route", topic=raw, partition=source.partition, offset=source.offset,
+                                      value=source.value, headers=source.headers)
+                writer.write_blocking([Output(settings.topics.invalid, None, letters.encode(letter))])
+                tally = BatchTally()
+                tally.events_in[UNKNOWN] += 1
+                tally.invalid[(UNKNOWN, UNKNOWN, QUARANTINED)] += 1
+                metrics.add(tally)
+                log.error("quarantined %s/%s@%s: the process exited %s times on it; dead-lettered and skipped", raw,
+                          source.partition, source.offset, guard.crashes_of(raw, source.partition, source.offset))
+            else:
+                guard.begin([span])
+                batches.process_blocking([source])
+            try:
+                consumer.store_offsets(offsets=[TopicPartition(raw, source.partition, source.offset + 1)])
+                consumer.commit(asynchronous=False)
+            except KafkaException as exc:  # partition lost meanwhile: the next owner reads it again
+                log.warning("offset of %s/%s@%s not committed: %s", raw, source.partition, source.offset, exc)
+            guard.done([span])
 
         def assigned(consumer: Any, partitions: list[Any]) -> None:
             mine = [tp.partition for tp in partitions if tp.topic == raw]
@@ -204,6 +242,7 @@ class KafkaEngine:
             while not self._stop.is_set():
                 messages = consumer.consume(num_messages=settings.batch_size, timeout=settings.batch_within_s)
                 sources = []
+                first: dict[int, int] = {}
                 last: dict[int, int] = {}
                 for message in messages:
                     error = message.error()
@@ -214,12 +253,24 @@ class KafkaEngine:
                     headers: Any = message.headers() or ()
                     sources.append(_new(Source, (message.value(), raw, partition, offset, message.timestamp()[1],
                                                 headers)))
+                    if partition not in first:
+                        first[partition] = offset
                     last[partition] = offset
+                spans = [(raw, p, first[p], o) for p, o in last.items()]
+                if spans and guard.suspect(spans):  # the process died on some of these: one at a time
+                    settle()
+                    for source in sources:
+                        one_at_a_time(source)
+                    continue
+                if spans:
+                    guard.begin(spans)  # one small file write, before routing
                 batch = batches.route_blocking(sources, in_flight[0][0] if in_flight else None) if sources else None
                 settle()
                 if batch is not None:
                     writer.begin(batch.outputs)
-                    in_flight.append((batch, last))
+                    in_flight.append((batch, last, spans))
+                else:
+                    guard.idle()
         finally:
             log.warning("stopping: committing and leaving the group")
             settle()
@@ -227,6 +278,8 @@ class KafkaEngine:
                 consumer.commit(asynchronous=False)
             except Exception as exc:  # noqa: BLE001 - nothing stored to commit
                 log.info("final commit: %s", exc)
+            else:
+                guard.close()
             consumer.close()
             watcher.stop()
             writer.close()

@@ -66,6 +66,9 @@ class WorkerSettings:
     session_timeout_s: float = 10.0      # a worker that died is replaced after this long
     engine: str = "kafka"                # "kafka" (confluent-kafka, the default) or "faust"
     schema_registry: str | None = None   # a Confluent-compatible registry: records framed with its ids decode
+    # a record on which the process died this many times, processed alone, is dead-lettered as `quarantined`
+    # and skipped (the default engine; schemas/quarantine.py)
+    quarantine_after: int = 3
 
     @property
     def app_id(self) -> str:

@@ -51,6 +51,10 @@ def _pills() -> list[tuple[dict[str, Any], str]]:
          "routed"),
         ({**_track(0), "messageId": "m" * 16_384}, "limit.id"),
         (pill("user", userId="u" * 16_384), "limit.id"),
+        (pill("huge", properties={"revenue": 1e308, "price": -0.0, "quantity": 2**63 - 1}), "routed"),
+        (pill("revenue", properties={"revenue": "a lot", "products": "none"}), "routed"),
+        (pill("dict", userId={"id": 1}), "invalid.field_type"),
+        ({**pill("traits"), "type": "identify", "traits": ["a", "list"]}, "invalid.field_type"),
     ]
 
 
@@ -74,6 +78,7 @@ def test_poison_records_between_good_ones_are_dead_lettered_and_the_worker_never
         assert Counter(letter["reason"] for letter in letters) == wanted
         for letter in letters:
             assert letter["message"] and letter["stage"] == "validate" and letter["sourceTopic"] == topics.raw
+            assert not letter["reason"].startswith("error.")  # each named by a check, none by the safety net
             assert len(letter["messageId"] or "") <= 512 and letter["originalBytes"]
         assert {letter["message"].split(":")[0] for letter in letters if letter["reason"] == "invalid.timestamp"} \
             == {"timestamp", "sentAt", "originalTimestamp"}

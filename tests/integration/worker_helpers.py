@@ -30,10 +30,11 @@ def free_port() -> int:
 class LoggedProcess:
     """An `eventrouter` subprocess with its output in a log file; stopped by its PID."""
 
-    def __init__(self, args: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], log_path: Path, env: Mapping[str, str] | None = None,
+                 module: str = "eventrouter") -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([sys.executable, "-m", "eventrouter", *args], cwd=REPO, stdout=self._log,
+        self.process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, stdout=self._log,
                                         stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
@@ -61,14 +62,14 @@ class WorkerProcess(LoggedProcess):
 
     def __init__(self, bootstrap: str, topics: Topics, folder: Path, name: str = "w1", *,
                  config: Path | None = None, batch_size: int = 200, engine: str = "kafka",
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), module: str = "eventrouter") -> None:
         self.port = free_port()
         args = ["-v", "worker", "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix, "--metrics-port",
                 str(self.port), "--data-dir", str(folder / f"{name}-data"), "--batch-size", str(batch_size),
                 "--partitions", "3", "--engine", engine]
         if config is not None:
             args += ["--config", str(config)]
-        super().__init__([*args, *extra], folder / f"{name}.log")
+        super().__init__([*args, *extra], folder / f"{name}.log", module=module)
 
     def metrics(self) -> dict[str, float]:
         """The Prometheus samples, `name{labels}` -> value; {} while the endpoint is not up."""
