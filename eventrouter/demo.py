@@ -97,7 +97,8 @@ def _round_trip(bootstrap: str, count: int, keep_running: bool) -> int:
         code = _send_route_deliver(bootstrap, topics, count, stack=stack, vendors=vendors)
         if keep_running:
             print("keeping everything running: send events to the gateway, try `eventrouter status "
-                  f"--bootstrap-servers {bootstrap} --topic-prefix {topics.prefix}`; Ctrl-C stops", flush=True)
+                  f"--bootstrap-servers {bootstrap} --topic-prefix {topics.prefix} --logs {folder}`; Ctrl-C stops",
+                  flush=True)
             code = max(code, run_up(stack, start=False))
         return code
     finally:

@@ -106,7 +106,7 @@ class Stack:
         """Start again each child that exited on its own (a crash, a start that failed: a port taken, the
         broker not ready, a config its forwarder refuses), 1, 2, 4 ... s (at most `max_delay_s`) after it
         was seen down while it keeps exiting, for ever; what was done, one line each. Its counters as last
-        read stay in `progress()`. A child that stayed up `healthy_after_s` is retried at once next time."""
+        read stay in `progress()`. A child that stayed up `healthy_after_s` starts from the first delay again."""
         done = []
         now = time.monotonic()
         for index, child in enumerate(self.children):

@@ -244,7 +244,7 @@ def test_an_integration_whose_forwarder_cannot_start_is_isolated_and_retried_whi
     here past validation): under `up` it is retried with back-off and reported as failing (progress line,
     `up.json`, `eventrouter status`, the exit summary) while the gateway, the worker and the other two
     integrations deliver every event; the stack never stops on its account."""
-    from eventrouter.progress import read_snapshot
+    from eventrouter.progress import Progress, read_snapshot
     from eventrouter.stack import run_up
 
     amp, mp = vendors
@@ -264,7 +264,11 @@ def test_an_integration_whose_forwarder_cannot_start_is_isolated_and_retried_whi
                          what="the gateway to take a batch")
             wait_for(lambda: len(amp.keys) >= 300 and len(mp.keys) >= 300, timeout=120, what="300 at amp and mp")
             wait_for(lambda: stack.failures.get("forward-hook", 0) >= 3, timeout=120, what="hook's third exit")
-            snapshot = wait_for_value(lambda: read_snapshot(stack.folder, topics.prefix), "up.json")
+            assert _posts(url, [track(i, "iso") for i in range(20)])  # sent again: dropped as duplicates
+            wait_for(lambda: getattr(read_snapshot(stack.folder, topics.prefix), "progress", Progress()).deduplicated
+                     >= 20, timeout=60, what="up.json with the 20 duplicates")
+            snapshot = read_snapshot(stack.folder, topics.prefix)
+            assert snapshot is not None
             seen["snapshot_failing"] = snapshot.progress.failing
             seen["alive"] = {c.role: c.process.poll() is None for c in stack.children}
             seen["status"] = main(["status", "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix,
@@ -292,11 +296,11 @@ def test_an_integration_whose_forwarder_cannot_start_is_isolated_and_retried_whi
                      captured.out), captured.out[-3000:]
     assert seen["status"] == 0
     assert re.search(r"^  failing: forward-hook \(exit 1", captured.out, re.M), captured.out[-3000:]
+    # status explains raw minus routed: 320 records = 20 duplicates dropped + 300 routable, each routed to all
+    assert re.search(r"^raw: 320 records, worker lag \d+; dead letters in \S+\.invalid \(rejected before routing, "
+                     r"and playbook errors\): 0$", captured.out, re.M), captured.out[-3000:]
+    assert "workers: read 320 = rejected before routing 0 + duplicates dropped 20 + routable 300" in captured.out
+    assert "  amp: routed 300, filtered 0, playbook errors 0, delivered 300, dead-lettered 0" in captured.out
     assert "failing when stopped: forward-hook" in captured.err
     assert code == 1  # stopped on request; the exit status says an integration was failing
 
-
-def wait_for_value(get: Any, what: str, timeout: float = 30.0) -> Any:
-    found: list[Any] = []
-    wait_for(lambda: bool(found.append(get()) or found[-1] is not None), timeout=timeout, what=what)
-    return found[-1]
