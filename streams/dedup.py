@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping, Sequence
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
 from schemas.kafka import RECORD_BYTES
 from streams.router import Output
+
+LOG_RECORD_BYTES: Final = RECORD_BYTES // 4  # a dedup-log record's bytes at most, well under the broker's limit
 
 
 class Overflow(Protocol):
@@ -45,7 +47,6 @@ class Deduplicator:
     are there, in one lookup per batch."""
 
     CHUNK = 2000  # keys per batched record (~100 KB of UUIDs)
-    LOG_RECORD_BYTES = RECORD_BYTES // 4  # a batched record's bytes at most, well under the broker's limit
     SPILL = 2000  # keys moved to the overflow at once (~5-10 ms of SQLite inserts)
 
     def __init__(self, data: MutableMapping[str, Any], topic: str, window_s: int, *, per_key: bool,
@@ -109,7 +110,7 @@ class Deduplicator:
         keys are ~300 UUIDs (~15 KB), but ids may have Limits.id_chars (512) characters, each up to six
         bytes as JSON, and a worker may be run with a large --batch-size."""
         value = orjson.dumps({"t": now_ms, "k": keys})
-        if len(value) > self.LOG_RECORD_BYTES and len(keys) > 1:
+        if len(value) > LOG_RECORD_BYTES and len(keys) > 1:
             half = len(keys) // 2
             self._log_records(out, partition, now_ms, keys[:half])
             self._log_records(out, partition, now_ms, keys[half:])

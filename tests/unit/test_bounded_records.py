@@ -17,7 +17,7 @@ from schemas.config import parse_config
 from schemas.deadletters import dead_letter
 from schemas.kafka import RECORD_BYTES
 from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_message
-from streams.dedup import Deduplicator
+from streams.dedup import LOG_RECORD_BYTES, Deduplicator
 from streams.router import Admitted, Rejected, Router, Source
 
 CAP = DEFAULT_LIMITS.id_chars
@@ -93,7 +93,7 @@ def test_dedup_log_records_stay_under_the_limit_for_the_largest_batch() -> None:
     keys = [f"pipeline\x1f{i:06d}" + "\x01" * (CAP - 6) for i in range(5000)]
     dedup = Deduplicator({}, "log", 60, per_key=False)
     records = dedup.mark([(i % 3, key) for i, key in enumerate(keys)], now_ms=1_000)
-    assert max(len(r.value or b"") for r in records) <= Deduplicator.LOG_RECORD_BYTES < RECORD_BYTES
+    assert max(len(r.value or b"") for r in records) <= LOG_RECORD_BYTES < RECORD_BYTES
     assert sorted(k for r in records for k in orjson.loads(r.value or b"")["k"]) == sorted(keys)
     assert {r.partition for r in records} == {0, 1, 2}
 

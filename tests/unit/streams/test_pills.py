@@ -16,6 +16,7 @@ from streams.normalize import corrected_ms, iso_ms
 from streams.router import Admitted, Rejected, Router, Source
 from streams.transforms import format_time, parse_time
 from streams.worker import BatchRouter
+from tests.conftest import replaces_compiled_names
 
 CONFIG = """
 pipelines: [{name: web, write_keys: [wk], integrations: [braze, amp]}]
@@ -103,6 +104,7 @@ def test_a_braze_identify_with_a_year_1_birthday_is_routed_without_it(router: Ro
     assert payload.get("dob") is None and payload["external_id"] == "u1"
 
 
+@replaces_compiled_names
 def test_an_exception_no_check_foresaw_in_admission_is_dead_lettered_with_its_type(
         router: Router, monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(_event: Any, _limits: Any) -> Any:
@@ -116,6 +118,7 @@ def test_an_exception_no_check_foresaw_in_admission_is_dead_lettered_with_its_ty
     assert "in explode" in letter["message"] and letter["sourceOffset"] == 9 and letter["originalBytes"]
 
 
+@replaces_compiled_names
 @pytest.mark.parametrize("error", [KeyError("email"), AttributeError("x"), RecursionError("deep"), OverflowError()])
 def test_an_exception_in_one_playbook_dead_letters_that_integration_only(
         router: Router, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
@@ -137,6 +140,7 @@ class _Holder:
     router: Router | None = None
 
 
+@replaces_compiled_names
 def test_a_record_whose_routing_raises_is_dead_lettered_and_the_batch_goes_on(
         router: Router, monkeypatch: pytest.MonkeyPatch) -> None:
     real_route = router.route
