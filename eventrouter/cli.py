@@ -174,9 +174,12 @@ def _memory_keys(text: str) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from schemas import Topics
+    from schemas.config import load_config
     from schemas.kafka import wait_for_brokers
     from streams.worker import WorkerSettings, run_worker
 
+    if args.config is not None:
+        load_config(args.config)  # a bad file is refused at once, broker or not
     wait_for_brokers(args.bootstrap_servers, meanwhile="the worker waits for it")
     settings = WorkerSettings(
         args.bootstrap_servers, Topics(args.topic_prefix), data_dir=args.data_dir or paths.home() / "worker",
@@ -192,9 +195,6 @@ def _worker(args: argparse.Namespace) -> int:
 def _forward(args: argparse.Namespace) -> int:
     from forwarders.app import forward
     from schemas import Topics
-    from schemas.kafka import wait_for_brokers
-
-    wait_for_brokers(args.bootstrap_servers, meanwhile=f"the forwarder of {args.integration} waits for it")
     return forward(args.bootstrap_servers, Topics(args.topic_prefix), args.integration, config_file=args.config,
                    metrics_port=args.metrics_port, metrics_host=args.metrics_host, partitions=args.partitions)
 

@@ -29,6 +29,8 @@ STATS_INTERVAL_MS: Final = 5000
 _ADDRESS = re.compile(r"^(?:[a-z_]+://)?(\[[^\]]+\]:\d+|[^\s/:]+:\d+)/[^\s:]+: ")
 _AFTER = re.compile(r"\s*\(after \d+ms[^)]*\)\s*$")
 _CONNECTION: Final = frozenset({"_TRANSPORT", "_RESOLVE"})
+# librdkafka retries these itself, and they pass: a broker just (re)started loads its coordinators
+_TRANSIENT: Final = frozenset({"GETPID"})
 
 
 def address_of(text: str) -> str | None:
@@ -120,6 +122,8 @@ class BrokerWatch:
         """A librdkafka log line. `FAIL` lines repeat the error callback's connection failures: dropped."""
         if facility == "FAIL":
             return
+        if facility in _TRANSIENT:
+            level = min(level, logging.INFO)
         self.once(f"log {facility}", level, "kafka client %s: %s", facility, text)
 
     def once(self, kind: str, level: int, message: str, *args: Any) -> None:
