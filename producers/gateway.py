@@ -10,14 +10,13 @@ Stateless: run several behind one load balancer, or `--processes N` on one port 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,16 +181,23 @@ class Gateway:
                        acks: _Acks) -> None:
         assert self._raw is not None and self._invalid is not None, "gateway not started"
         raw_done, invalid_done = acks.callback(self._raw), acks.callback(self._invalid)
-        for message in accepted:
-            with acks.queueing():
+        expected = len(accepted) + len(rejected)
+        acks.pending = expected  # before the first publish: its report may come at once, on another thread
+        queued = 0
+        try:
+            for message in accepted:
                 self._raw.publish(self._codec.encode(message), message.get("userId") or message.get("anonymousId"),
                                   callback=raw_done)
-        for rejection in rejected:
-            record = dead_letter(reason=rejection.reason, message=rejection.message, stage="gateway",
-                                 original=dead_letter_bytes(rejection.event), source_topic=f"http:/v1/{call}",
-                                 source_offset=rejection.index, message_id=rejection.report()["messageId"])
-            with acks.queueing():
+                queued += 1
+            for rejection in rejected:
+                record = dead_letter(reason=rejection.reason, message=rejection.message, stage="gateway",
+                                     original=dead_letter_bytes(rejection.event), source_topic=f"http:/v1/{call}",
+                                     source_offset=rejection.index, message_id=rejection.report()["messageId"])
                 self._invalid.publish(self._deadletters.encode(record), None, callback=invalid_done)
+                queued += 1
+        except BaseException:
+            acks.not_queued(expected - queued)  # refused (buffer full, topic missing): no report will come
+            raise
         await acks.all_acknowledged()
 
 
@@ -205,23 +211,13 @@ class _Acks:
         self.outages = outages
         self.future: asyncio.Future[None] = loop.create_future()
         self.pending = 0
-        self.sealed = False  # every record of the request is queued: pending == 0 now means all reported
         self.abandoned = False
         self.error: str | None = None
         self._lock = threading.Lock()  # reports arrive on the loop's thread and on the poller's
 
-    @contextlib.contextmanager
-    def queueing(self) -> Iterator[None]:
-        """Around one publish: counted before it (its report may come at once, on another thread), and
-        uncounted if it raises (nothing was queued)."""
+    def not_queued(self, count: int) -> None:
         with self._lock:
-            self.pending += 1
-        try:
-            yield
-        except BaseException:
-            with self._lock:
-                self.pending -= 1
-            raise
+            self.pending -= count
 
     def callback(self, publisher: Publisher) -> Callable[[KafkaError | None, Message], None]:
         def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -231,7 +227,7 @@ class _Acks:
                     self.error = err.str()
                 self.pending -= 1
                 late = self.abandoned
-                done = self.pending == 0 and self.sealed and not late
+                done = self.pending == 0 and not late
             if late:
                 self.outages.settled_late(err is None)
             elif err is not None:
@@ -247,10 +243,7 @@ class _Acks:
             return self.pending
 
     async def all_acknowledged(self) -> None:
-        with self._lock:
-            self.sealed = True
-            done = self.pending == 0  # nothing was sent, or every report came in while publishing
-        if done:
+        if self.pending == 0:  # nothing was sent
             self._finish()
         await self.future
 
