@@ -60,9 +60,11 @@ def _up(args: argparse.Namespace) -> int:
     from eventrouter.ops import load_checked
     from eventrouter.stack import Stack, run_up
     from schemas import Topics
+    from schemas.kafka import wait_for_brokers
     from schemas.revisions import ConfigStore
 
     load_checked(args.config)  # every problem at once (the forwarders' too), before anything starts
+    wait_for_brokers(args.bootstrap_servers, meanwhile="waiting for it before starting the stack")
     topics = Topics(args.topic_prefix)
     revision, created = ConfigStore(args.bootstrap_servers, topics).apply(args.config)
     print(f"config {args.config}: {'applied as' if created else 'already'} revision {revision.number}")
@@ -76,6 +78,7 @@ def _up(args: argparse.Namespace) -> int:
 def _gateway(args: argparse.Namespace) -> int:
     from producers.gateway import GatewaySettings, serve, write_keys_from_config
     from schemas import Topics
+    from schemas.kafka_watch import WATCH
 
     keys = set(args.write_key or ())
     if args.config:
@@ -86,6 +89,7 @@ def _gateway(args: argparse.Namespace) -> int:
         return 2
     settings = GatewaySettings(args.bootstrap_servers, frozenset(keys), Topics(args.topic_prefix),
                                ack_timeout=args.ack_timeout, follow_config=args.follow_config)
+    WATCH.meanwhile = "the gateway answers 503 with Retry-After until Kafka acknowledges again"
     return serve(settings, args.host, args.port, args.processes)
 
 
@@ -93,11 +97,18 @@ def _import(args: argparse.Namespace) -> int:
     from producers.importer import Importer
     from producers.publisher import Publisher
     from schemas import Topics
+    from schemas.kafka import BrokerUnreachable, wait_for_brokers
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
         print(f"eventrouter: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    try:
+        wait_for_brokers(args.bootstrap_servers, args.connect_timeout,
+                         meanwhile=f"the import waits up to {args.connect_timeout:.0f} s for it")
+    except BrokerUnreachable as exc:
+        print(f"eventrouter: {exc}; nothing imported", file=sys.stderr)
+        return 1
     publisher = Publisher(args.bootstrap_servers, Topics(args.topic_prefix).raw, name="eventrouter-import")
     importer = Importer(publisher, write_key=args.write_key, rejects=args.rejects,
                         checkpoint=args.checkpoint or paths.home() / "import-checkpoint.json",
@@ -167,10 +178,12 @@ def _memory_keys(text: str) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from eventrouter.ops import load_checked
     from schemas import Topics
+    from schemas.kafka import wait_for_brokers
     from streams.worker import WorkerSettings, run_worker
 
-    if args.config:
-        load_checked(args.config)  # the file it applies: refused as `config apply` would refuse it
+    if args.config is not None:
+        load_checked(args.config)  # a bad file is refused at once, broker or not, as `config apply` would
+    wait_for_brokers(args.bootstrap_servers, meanwhile="the worker waits for it")
     settings = WorkerSettings(
         args.bootstrap_servers, Topics(args.topic_prefix), data_dir=args.data_dir or paths.home() / "worker",
         config_file=args.config, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
@@ -178,14 +191,13 @@ def _worker(args: argparse.Namespace) -> int:
         dedup_memory_keys=args.dedup_memory_keys,
         partitions=args.partitions, replication_factor=args.replication_factor, store=args.store, engine=args.engine,
         schema_registry=args.schema_registry,
-        log_level="INFO" if args.verbose else "WARNING")
+        log_level=args.log_level)
     return run_worker(settings)
 
 
 def _forward(args: argparse.Namespace) -> int:
     from forwarders.app import forward
     from schemas import Topics
-
     return forward(args.bootstrap_servers, Topics(args.topic_prefix), args.integration, config_file=args.config,
                    metrics_port=args.metrics_port, metrics_host=args.metrics_host, partitions=args.partitions)
 
@@ -221,6 +233,18 @@ def _bootstrap_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic-prefix", default="eventrouter")
 
 
+LOG_LEVEL_ENV = "EVENTROUTER_LOG_LEVEL"
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level_option(parser: argparse.ArgumentParser) -> None:
+    """For the long-running commands: INFO shows lifecycle lines (started, assigned, stopped); WARNING and
+    ERROR are what needs a look. The processes `up` and `demo` start inherit it ($EVENTROUTER_LOG_LEVEL)."""
+    default = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    parser.add_argument("--log-level", type=str.upper, choices=_LEVELS,
+                        default=default if default in _LEVELS else "INFO", help="default: INFO")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from eventrouter.localkafka import DEFAULT_KAFKA_VERSION
 
@@ -247,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
     demo.add_argument("--keep-running", action="store_true",
                       help="after the summary, keep the whole stack running until Ctrl-C")
+    _log_level_option(demo)
     demo.set_defaults(func=_demo)
 
     up = sub.add_parser("up", help="run the stack in the foreground against a broker: gateway, workers, "
@@ -259,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--partitions", type=int, default=6, help="of the topics the processes create")
     up.add_argument("--logs", type=Path, default=None, help="a log per process (default: $EVENTROUTER_HOME/up)")
     up.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
+    _log_level_option(up)
     up.set_defaults(func=_up)
 
     gateway = sub.add_parser("gateway", help="the Segment-compatible HTTP tracking gateway")
@@ -270,7 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8088)
     gateway.add_argument("--processes", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
-    gateway.add_argument("--ack-timeout", type=float, default=10.0, help="seconds to wait for Kafka, then 503")
+    gateway.add_argument("--ack-timeout", type=float, default=5.0,
+                         help="seconds to wait for Kafka's acknowledgement, then 503 + Retry-After (default 5: "
+                              "well inside the 10 s HTTP timeout of Segment's Node and Go libraries)")
+    _log_level_option(gateway)
     gateway.set_defaults(func=_gateway)
 
     imports = sub.add_parser("import", help="publish Segment-format JSON Lines files (plain or gzip)")
@@ -280,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--rejects", type=Path, default=Path("eventrouter-import-rejects.jsonl"))
     imports.add_argument("--checkpoint", type=Path, help="default: $EVENTROUTER_HOME/import-checkpoint.json")
     imports.add_argument("--quiet", action="store_true", help="no progress line")
+    imports.add_argument("--connect-timeout", type=float, default=30.0,
+                         help="seconds to wait for a broker to answer before giving up (exit 1)")
     imports.set_defaults(func=_import)
 
     config = sub.add_parser("config", help="validate a config file; apply it as a revision; history; rollback")
@@ -306,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--store", default="memory://", help="faust engine: the dedup table's store")
     worker.add_argument("--schema-registry", default=None, metavar="URL",
                         help="a Confluent-compatible schema registry, for records framed with its schema ids")
+    _log_level_option(worker)
     worker.set_defaults(func=_worker)
 
     forward = sub.add_parser("forward", help="deliver one integration's topic to its vendor")
@@ -315,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     forward.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics (0: a free port)")
     forward.add_argument("--metrics-host", default="127.0.0.1")
     forward.add_argument("--partitions", type=int, default=6, help="of the retry and dead-letter topics it creates")
+    _log_level_option(forward)
     forward.set_defaults(func=_forward)
 
     preview = sub.add_parser("preview", help="what an integration's playbook makes of an event, no Kafka needed")
@@ -328,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from confluent_kafka import KafkaException
+
     from eventrouter.localkafka import LocalKafkaError
     from schemas import EventRouterError
 
@@ -336,11 +371,28 @@ def main(argv: list[str] | None = None) -> int:
         from schemas.kafka import KAFKA_CONFIG_ENV
 
         os.environ[KAFKA_CONFIG_ENV] = str(args.kafka_config.resolve())  # inherited by the processes it starts
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args)
     try:
         code: int = args.func(args)
     except (LocalKafkaError, EventRouterError) as exc:
         print(f"eventrouter: {exc}", file=sys.stderr)
         return 1
+    except KafkaException as exc:  # e.g. the broker went away between the wait for it and a metadata call
+        error = exc.args[0] if exc.args else exc
+        print(f"eventrouter: Kafka at {getattr(args, 'bootstrap_servers', '?')}: "
+              f"{getattr(error, 'str', lambda: error)()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return code
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """The one place the log level is set: `--log-level` of a long-running command (inherited by the
+    processes it starts), else INFO with -v, else WARNING (the short commands print their own results)."""
+    level = getattr(args, "log_level", None)
+    if level is not None:
+        os.environ[LOG_LEVEL_ENV] = level
+    else:
+        level = "INFO" if args.verbose else "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -93,6 +93,9 @@ def _round_trip(bootstrap: str, count: int, keep_running: bool) -> int:
     print(f"config: revision {revision.number} (six integrations, one per vendor stand-in); logs in {folder}")
     stack = Stack(bootstrap, topics, config, folder, env=SECRETS).start()
     print("\n".join(stack.describe()), flush=True)
+    print(f"gateway writeKey: wk_demo (the demo config's pipeline); try:\n  curl -u wk_demo: "
+          f"http://127.0.0.1:{stack.gateway_port}/v1/track -H 'Content-Type: application/json' "
+          """-d '{"userId": "u1", "event": "Signed Up"}'""", flush=True)
     try:
         code = _send_route_deliver(bootstrap, topics, count, stack=stack, vendors=vendors)
         if keep_running:

@@ -12,6 +12,7 @@ from forwarders.runner import Forwarder, run_forwarder
 from schemas import Topics
 from schemas.config import Config, Integration, load_config
 from schemas.errors import ConfigurationError
+from schemas.kafka import wait_for_brokers
 from schemas.revisions import ConfigStore
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def config_from_topic(bootstrap: str, topics: Topics, wait_s: float = 60.0) -> C
     while True:
         revision = store.latest()
         if revision is not None:
-            log.warning("config revision %s from %s", revision.number, topics.config)
+            log.info("config revision %s from %s", revision.number, topics.config)
             return revision.config()
         if time.monotonic() > deadline:
             raise ConfigurationError(f"no config revision in {topics.config}: run `eventrouter config apply` first")
@@ -40,11 +41,15 @@ def config_from_topic(bootstrap: str, topics: Topics, wait_s: float = 60.0) -> C
 
 def forward(bootstrap: str, topics: Topics, name: str, *, config_file: Path | None, metrics_port: int | None,
             metrics_host: str = "127.0.0.1", partitions: int = 6) -> int:
+    waiting = f"the forwarder of {name} waits for it"
+    if config_file is None:
+        wait_for_brokers(bootstrap, meanwhile=waiting)
     config = load_config(config_file) if config_file is not None else config_from_topic(bootstrap, topics)
     integration = find_integration(config, name)
     metrics = ForwarderMetrics(name)
     forwarder = Forwarder(bootstrap, topics, integration, metrics=metrics)
+    wait_for_brokers(bootstrap, meanwhile=waiting)  # after the config is known good: a bad one is refused at once
     if metrics_port is not None:
         port = metrics.serve(metrics_port, metrics_host)
-        log.warning("%s: metrics on http://%s:%s/metrics", name, metrics_host, port)
+        log.info("%s: metrics on http://%s:%s/metrics", name, metrics_host, port)
     return run_forwarder(forwarder, partitions)

@@ -126,5 +126,5 @@ class ReplayForwarder(Forwarder):
         """Start, deliver the span, stop; the number of records read."""
         self.start()
         self.run(until=self.finished)
-        log.warning("%s: replay read %s records of %s", self.name, self.taken, self.span.count)
+        log.info("%s: replay read %s records of %s", self.name, self.taken, self.span.count)
         return self.taken

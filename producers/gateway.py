@@ -24,7 +24,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 from confluent_kafka import KafkaError, Message
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from producers.gateway_metrics import GatewayMetrics, Outages
 from producers.messages import iso, message_id
 from producers.publisher import DeliveryError, Publisher, QueueFullError
 from producers.tracking_api import (
@@ -52,7 +54,7 @@ class GatewaySettings:
     write_keys: frozenset[str]
     topics: Topics = field(default_factory=Topics)
     limits: Limits = DEFAULT_LIMITS
-    ack_timeout: float = 10.0
+    ack_timeout: float = 5.0  # under the 10 s HTTP timeout of Segment's Node and Go libraries: they get the 503
     producer_config: dict[str, Any] = field(default_factory=dict)
     follow_config: bool = False  # also accept the writeKeys of the newest config revision, as it changes
 
@@ -74,17 +76,20 @@ class Gateway:
         self._invalid: Publisher | None = None
         self._keys = settings.write_keys  # swapped whole by the config watcher: one reference, no lock
         self._watcher: Any = None
+        self.metrics = GatewayMetrics()
+        self.outages = Outages(self.metrics, settings.ack_timeout)
 
     def _is_known(self, key: str) -> bool:
         return key in self._keys
 
     def _take_revision(self, revision: Any, config: Any) -> None:
         self._keys = self.settings.write_keys | config.write_keys()
-        log.warning("config revision %s: %d writeKeys accepted", revision.number, len(self._keys))
+        log.info("config revision %s: %d writeKeys accepted", revision.number, len(self._keys))
 
     def app(self) -> web.Application:
         # We gunzip ourselves, bounded by the limit: aiohttp's own decompression is unbounded.
         app = web.Application(handler_args={"auto_decompress": False})
+        app.router.add_get("/metrics", self.serve_metrics)
         app.router.add_post("/v1/{call}", self.handle)
         app.router.add_post("/{call}", self.handle)  # some clients post to the host root (e.g. /batch)
         app.router.add_get("/health", self.health)
@@ -123,7 +128,15 @@ class Gateway:
             return web.json_response({"status": "kafka_unavailable"}, status=503)
         return web.json_response({"status": "ok"})
 
+    async def serve_metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def handle(self, request: web.Request) -> web.Response:
+        response = await self._answer(request)
+        self.metrics.requests.labels(str(response.status)).inc()
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
         call = request.match_info["call"]
         if call not in SINGLE_PATHS and call not in BATCH_PATHS:
             return web.json_response({"success": False, "code": "not_found", "message": f"no endpoint /v1/{call}"},
@@ -139,46 +152,72 @@ class Gateway:
         except RequestError as exc:
             if exc.status == 401:
                 log.warning("refused request path=/v1/%s reason=auth peer=%s", call, request.remote)
+            self.metrics.rejected.labels(exc.code).inc()
             return web.json_response(exc.body(), status=exc.status)
+        acks = _Acks(asyncio.get_running_loop(), self.outages)
         try:
             async with asyncio.timeout(self.settings.ack_timeout):
-                await self._publish(call, parsed.accepted, parsed.rejected)
+                await self._publish(call, parsed.accepted, parsed.rejected, acks)
         except (TimeoutError, DeliveryError, QueueFullError) as exc:
-            log.warning("kafka did not acknowledge path=/v1/%s events=%d: %s", call, len(parsed.accepted), exc)
+            # What is still queued may be acknowledged later (the client's retry carries the same messageIds,
+            # which the worker's dedup drops) or fail: Outages counts both, and logs per episode, not per request.
+            reason = f"no acknowledgement within {self.settings.ack_timeout:g} s" if isinstance(exc, TimeoutError) \
+                else str(exc)
+            self.outages.answered_503(acks.abandon(), reason)
             return web.json_response({"success": False, "code": "kafka_unavailable",
                                       "message": "events not acknowledged by Kafka; retry"},
                                      status=503, headers={"Retry-After": "5"})
+        self.outages.answered_200()
+        self.metrics.accepted.inc(len(parsed.accepted))
+        for rejection in parsed.rejected:
+            self.metrics.rejected.labels(rejection.reason).inc()
         reply: dict[str, Any] = {"success": True}
         if call in BATCH_PATHS:
             reply["accepted"] = len(parsed.accepted)
             reply["rejected"] = [r.report() for r in parsed.rejected]
         return web.Response(body=orjson.dumps(reply), content_type="application/json")
 
-    async def _publish(self, call: str, accepted: list[dict[str, Any]], rejected: list[Rejection]) -> None:
+    async def _publish(self, call: str, accepted: list[dict[str, Any]], rejected: list[Rejection],
+                       acks: _Acks) -> None:
         assert self._raw is not None and self._invalid is not None, "gateway not started"
-        acks = _Acks(asyncio.get_running_loop(), len(accepted) + len(rejected))
         raw_done, invalid_done = acks.callback(self._raw), acks.callback(self._invalid)
-        for message in accepted:
-            self._raw.publish(self._codec.encode(message), message.get("userId") or message.get("anonymousId"),
-                              callback=raw_done)
-        for rejection in rejected:
-            record = dead_letter(reason=rejection.reason, message=rejection.message, stage="gateway",
-                                 original=dead_letter_bytes(rejection.event), source_topic=f"http:/v1/{call}",
-                                 source_offset=rejection.index, message_id=rejection.report()["messageId"])
-            self._invalid.publish(self._deadletters.encode(record), None, callback=invalid_done)
+        expected = len(accepted) + len(rejected)
+        acks.pending = expected  # before the first publish: its report may come at once, on another thread
+        queued = 0
+        try:
+            for message in accepted:
+                self._raw.publish(self._codec.encode(message), message.get("userId") or message.get("anonymousId"),
+                                  callback=raw_done)
+                queued += 1
+            for rejection in rejected:
+                record = dead_letter(reason=rejection.reason, message=rejection.message, stage="gateway",
+                                     original=dead_letter_bytes(rejection.event), source_topic=f"http:/v1/{call}",
+                                     source_offset=rejection.index, message_id=rejection.report()["messageId"])
+                self._invalid.publish(self._deadletters.encode(record), None, callback=invalid_done)
+                queued += 1
+        except BaseException:
+            acks.not_queued(expected - queued)  # refused (buffer full, topic missing): no report will come
+            raise
         await acks.all_acknowledged()
 
 
 class _Acks:
     """Counts one request's delivery reports and wakes its handler once, when all are in: one
-    cross-thread wake-up per request, not one per event."""
+    cross-thread wake-up per request, not one per event. Once its 503 is out (`abandon()`), the reports
+    still to come go to the Outages ledger instead."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, outages: Outages) -> None:
         self.loop = loop
+        self.outages = outages
         self.future: asyncio.Future[None] = loop.create_future()
-        self.pending = expected
+        self.pending = 0
+        self.abandoned = False
         self.error: str | None = None
         self._lock = threading.Lock()  # reports arrive on the loop's thread and on the poller's
+
+    def not_queued(self, count: int) -> None:
+        with self._lock:
+            self.pending -= count
 
     def callback(self, publisher: Publisher) -> Callable[[KafkaError | None, Message], None]:
         def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -187,10 +226,21 @@ class _Acks:
                 if err is not None and self.error is None:
                     self.error = err.str()
                 self.pending -= 1
-                done = self.pending == 0
+                late = self.abandoned
+                done = self.pending == 0 and not late
+            if late:
+                self.outages.settled_late(err is None)
+            elif err is not None:
+                self.outages.failed_in_time()
             if done:
                 self.loop.call_soon_threadsafe(self._finish)
         return delivered
+
+    def abandon(self) -> int:
+        """The request is answered without waiting further: how many of its records are still unreported."""
+        with self._lock:
+            self.abandoned = True
+            return self.pending
 
     async def all_acknowledged(self) -> None:
         if self.pending == 0:  # nothing was sent

@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas import RetryableError
 from schemas.kafka import producer_settings
+from schemas.kafka_watch import WATCH, report_error
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class Publisher:
         with self._lock:
             if self._producer is not None and self._pid == os.getpid():
                 return self._producer
-            settings = dict(self.settings, on_delivery=self._delivered, error_cb=self._error, logger=log)
+            settings = dict(self.settings, on_delivery=self._delivered, error_cb=self._error)
             self._producer = Producer(settings)
             _handles.add(self._producer)
             self._pid = os.getpid()
@@ -186,8 +187,9 @@ class Publisher:
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         self.settle(err)
-        if err is not None:
-            log.warning("delivery failed topic=%s partition=%s: %s", msg.topic(), msg.partition(), err.str())
+        if err is not None:  # after an outage, the whole buffer fails at once: a line a minute, with a count
+            WATCH.once(f"delivery {self.topic}", logging.WARNING, "delivery failed topic=%s: %s", msg.topic(),
+                       err.str())
         if self._on_delivery is not None:
             self._on_delivery(err, msg)
 
@@ -202,7 +204,7 @@ class Publisher:
                 self.counters.failed += 1
 
     def _error(self, err: KafkaError) -> None:
-        log.warning("kafka client error topic=%s: %s", self.topic, err.str())
+        report_error(err)  # one line per change of a broker's state, for the whole process
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self._down_since = self._down_since or time.monotonic()
 

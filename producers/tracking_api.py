@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,9 +51,12 @@ class Rejection:
     reason: str
     message: str
     event: Any
+    message_id: str | None = None  # the item's own, else the one the gateway gave it
 
     def report(self) -> dict[str, Any]:
-        message_id = self.event.get("messageId") if isinstance(self.event, dict) else None
+        message_id = self.message_id
+        if message_id is None and isinstance(self.event, dict):
+            message_id = self.event.get("messageId")
         return {"index": self.index, "messageId": message_id if isinstance(message_id, str) else None,
                 "reason": self.reason, "message": self.message}
 
@@ -128,14 +132,25 @@ def parse_request(path_call: str, body: Any, auth_user: str | None, *, is_known:
     except ValidationError as exc:
         raise RequestError(400, exc.reason, exc.message) from None
     for index, event in enumerate(batch):
+        given = _message_id_of(event, new_id)  # first, from the raw item: a rejection reports it too
         try:
             if not isinstance(event, dict):
                 raise ValidationError("invalid.field_type", f"batch[{index}]", "an event must be a JSON object")
-            parsed.accepted.append(_accept(event, inherited, key, received_at=received_at, new_id=new_id,
-                                              limits=limits))
+            parsed.accepted.append(_accept(event, inherited, key, received_at=received_at,
+                                           new_id=functools.partial(str, given), limits=limits))
         except ValidationError as exc:
-            parsed.rejected.append(Rejection(index, exc.reason, exc.message, event))
+            parsed.rejected.append(Rejection(index, exc.reason, exc.message, event, given))
     return parsed
+
+
+def _message_id_of(event: Any, new_id: Callable[[], str]) -> str:
+    """The item's messageId as the client sent it (a number as text), or a new one where it has none."""
+    value = event.get("messageId") if isinstance(event, dict) else None
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return new_id()
 
 
 def _accept(event: Mapping[str, Any], inherited: Mapping[str, Any], key: str, *, received_at: str,

@@ -8,6 +8,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from schemas.errors import RetryableError
+from schemas.kafka_watch import WATCH, client_callbacks
+
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +64,7 @@ def security_settings(environ: Mapping[str, str] | None = None) -> dict[str, str
 
 
 def admin_settings(bootstrap: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap, **security_settings(), **(overrides or {})}
+    return {"bootstrap.servers": bootstrap, **client_callbacks(), **security_settings(), **(overrides or {})}
 
 
 def producer_settings(bootstrap: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -74,6 +77,7 @@ def producer_settings(bootstrap: str, overrides: Mapping[str, Any] | None = None
         "linger.ms": 10,
         "partitioner": "murmur2_random",
         "message.timeout.ms": 120_000,
+        **client_callbacks(),
         **security_settings(),
     }
     settings.update(overrides or {})
@@ -92,6 +96,7 @@ def consumer_settings(bootstrap: str, group: str, overrides: Mapping[str, Any] |
         # Read ahead 16 MiB, a second or more of events at 10k/s (librdkafka's default, 64 MiB, is what a
         # worker or forwarder that starts on a backlog holds on top of its own memory).
         "queued.max.messages.kbytes": 16_384,
+        **client_callbacks(),
         **security_settings(),
     }
     settings.update(overrides or {})
@@ -155,6 +160,40 @@ def partition_count(bootstrap: str, topic: str, timeout: float = 30.0,
     if found is None or found.error is not None:
         return None
     return len(found.partitions)
+
+
+class BrokerUnreachable(RetryableError):
+    """No broker of the bootstrap list answered within the time given."""
+
+
+def wait_for_brokers(bootstrap: str, timeout: float | None = None, *, meanwhile: str | None = None,
+                     client: Mapping[str, Any] | None = None) -> None:
+    """Return once the cluster answers a metadata request. Meanwhile the process's BrokerWatch says once
+    which address it cannot reach and `meanwhile` (what the process does), and nothing more until that
+    changes. With a timeout: BrokerUnreachable after it, in one line."""
+    import time
+
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    if meanwhile is not None:
+        WATCH.meanwhile = meanwhile
+    admin = AdminClient(admin_settings(bootstrap, client))
+    started = time.monotonic()
+    while True:
+        left = None if timeout is None else timeout - (time.monotonic() - started)
+        if left is not None and left <= 0:
+            raise BrokerUnreachable(f"no broker of {bootstrap} answered within {timeout:.0f} s")
+        try:
+            metadata = admin.list_topics(timeout=min(5.0, left) if left is not None else 5.0)
+        except KafkaException:
+            admin.poll(0.5)  # serves the error callbacks (the BrokerWatch); a refused connection fails at once
+            continue
+        for broker in metadata.brokers.values():
+            WATCH.reachable(f"{broker.host}:{broker.port}")
+        for address in bootstrap.split(","):
+            WATCH.reachable(address.strip().split("://")[-1])
+        return
 
 
 _NOT_READY = frozenset({"NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "UNKNOWN_TOPIC_OR_PART",

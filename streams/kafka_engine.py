@@ -94,7 +94,7 @@ class DedupStore(dict[str, Any]):
                         todo.discard(partition)
                 if time.monotonic() - reported > 15:
                     reported = time.monotonic()
-                    log.warning("restoring the dedup state: %s messageIds so far, partitions %s to go", count,
+                    log.info("restoring the dedup state: %s messageIds so far, partitions %s to go", count,
                                 sorted(todo))
             return count
         finally:
@@ -205,7 +205,7 @@ class KafkaEngine:
             count = store.restore(mine, dedup)
             owned.update(mine)
             metrics.assigned.set(len(owned))
-            log.warning("assigned raw partitions %s (dedup state: %s messageIds in %.1f s)", mine, count,
+            log.info("assigned raw partitions %s (dedup state: %s messageIds in %.1f s)", mine, count,
                         time.monotonic() - started)
 
         def revoked(consumer: Any, partitions: list[Any]) -> None:
@@ -219,7 +219,7 @@ class KafkaEngine:
             store.forget(mine)
             owned.difference_update(mine)
             metrics.assigned.set(len(owned))
-            log.warning("revoked raw partitions %s", mine)
+            log.info("revoked raw partitions %s", mine)
 
         def lost(consumer: Any, partitions: list[Any]) -> None:
             mine = [tp.partition for tp in partitions if tp.topic == raw]
@@ -272,7 +272,7 @@ class KafkaEngine:
                 else:
                     guard.idle()
         finally:
-            log.warning("stopping: committing and leaving the group")
+            log.info("stopping: committing and leaving the group")
             settle()
             try:
                 consumer.commit(asynchronous=False)

@@ -96,7 +96,7 @@ def remove_orphans(folder: Path) -> None:
             continue
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-            log.warning("removed %s, the dedup overflow of a worker that is gone", path.name)
+            log.info("removed %s, the dedup overflow of a worker that is gone", path.name)
 
 
 def _alive(pid: int) -> bool:

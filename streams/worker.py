@@ -94,7 +94,7 @@ class RouterHolder:
         self.router = router
         self.metrics.revision.set(revision.number)
         self.ready.set()
-        log.warning("config revision %s in force: %s pipelines, %s integrations routed", revision.number,
+        log.info("config revision %s in force: %s pipelines, %s integrations routed", revision.number,
                     len(config.pipelines), len(router.routes))
 
 
@@ -322,7 +322,7 @@ def start_config(settings: WorkerSettings) -> tuple[WorkerMetrics, RouterHolder,
     store = ConfigStore(settings.bootstrap, settings.topics, settings.client)
     if settings.config_file is not None:
         revision, created = store.apply(settings.config_file)
-        log.warning("config %s: %s revision %s", settings.config_file, "applied as" if created else "already",
+        log.info("config %s: %s revision %s", settings.config_file, "applied as" if created else "already",
                     revision.number)
     partitions = partition_count(settings.bootstrap, settings.topics.raw, client=settings.client)
     if partitions is None:
@@ -332,7 +332,7 @@ def start_config(settings: WorkerSettings) -> tuple[WorkerMetrics, RouterHolder,
     metrics = WorkerMetrics()
     if settings.metrics_port is not None:
         port = metrics.serve(settings.metrics_port, settings.metrics_host)
-        log.warning("metrics on http://%s:%s/metrics", settings.metrics_host, port)
+        log.info("metrics on http://%s:%s/metrics", settings.metrics_host, port)
     holder = RouterHolder(settings, partitions, metrics)
     watcher = RevisionWatcher(store, holder.take)
     watcher.start()

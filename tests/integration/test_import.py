@@ -108,3 +108,22 @@ def test_interrupted_import_resumes_without_duplicates(bootstrap: str, tmp_path:
     received = _received(bootstrap, topics.raw, good)
     assert len(received) == good
     assert max(received.values()) == 1  # no duplicates
+
+
+def test_with_no_broker_import_exits_1_after_its_connect_timeout_in_one_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    lines = tmp_path / "events.jsonl"
+    lines.write_bytes(b'{"type": "track", "userId": "u", "event": "E"}\n' * 100)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "eventrouter", "import", str(lines), "--bootstrap-servers", closed,
+                           "--connect-timeout", "3", "--checkpoint", str(tmp_path / "cp.json"), "--rejects",
+                           str(tmp_path / "rejects.jsonl")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 60
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+    assert f"eventrouter: no broker of {closed} answered within 3 s; nothing imported" in done.stderr
+    assert f"broker {closed} unreachable since" in done.stderr  # which address, once

@@ -72,8 +72,22 @@ def test_batch_inherits_context_integrations_and_sent_at_and_reports_rejections(
     assert [r.report() for r in parsed.rejected] == [
         {"index": 1, "messageId": "m2", "reason": "invalid.identity",
          "message": "userId: userId or anonymousId is required"},
-        {"index": 2, "messageId": None, "reason": "invalid.field_type",
+        {"index": 2, "messageId": "gen-0", "reason": "invalid.field_type",
          "message": "batch[2]: an event must be a JSON object"}]
+    assert page["messageId"] == "gen-1"
+
+
+def test_every_rejection_in_a_batch_reports_a_message_id_whatever_fails() -> None:
+    big = {"s": "x" * 40_000}
+    body = {"batch": [{"type": "track", "userId": "u", "event": "A", "messageId": "own-1", "properties": big},
+                      {"type": "track", "userId": "u", "event": "A", "properties": big},
+                      {"type": "track", "userId": "u", "event": "A", "messageId": 42, "properties": big},
+                      {"type": "nonsense", "messageId": "own-2", "properties": {"a": {"b": "y" * 20_000}}},
+                      [1, 2]]}
+    parsed = parse("batch", body)
+    assert parsed.accepted == []
+    assert [(r.report()["index"], r.report()["messageId"]) for r in parsed.rejected] == [
+        (0, "own-1"), (1, "gen-0"), (2, "42"), (3, "own-2"), (4, "gen-1")]
 
 
 def test_batch_must_be_a_list() -> None:
