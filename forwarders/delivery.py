@@ -8,6 +8,12 @@ sooner than the vendor's `Retry-After`. An event is given up (dead-lettered, rea
 attempts *and* `max_retry_window_s` have passed since its first. A wait longer than
 `retry_in_place_s` is not slept here: the event is handed back as `later`, for the retry topic,
 unless the integration asks for strict order.
+
+A batch's requests go in lanes (`lanes()`): requests that share a user (userId, else anonymousId, the
+Kafka key) are one lane, sent one after another in order; lanes go at once through the `senders` pool
+(`delivery.max_in_flight` threads per process), so a per-event vendor (a webhook) is not held to one
+answer at a time, and two events of one user are never in flight together. Without a pool, or with a
+single lane (a batched vendor's requests usually share users), the requests go in order as before.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -65,6 +72,8 @@ class Sent:
     status: int | None   # None: no answer
     body: str | None     # trimmed, secrets scrubbed
     reason: str          # why the retried events failed, for their fate
+    tally: int | None = None  # the status to count the request under (0: no answer; None: not sent)
+    at_ms: int = 0       # when the answer came
 
 
 @dataclass(slots=True)
@@ -85,6 +94,42 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def lanes(requests: Sequence[Request], items: Sequence[Item]) -> list[list[int]]:
+    """The requests (indexes, each lane in their order) in lanes that may be sent at once: requests that
+    share a user (userId, else anonymousId: the Kafka key) are in one lane, so one user's events are never
+    in flight together and go in order. An event with neither id constrains nothing. Lanes come in the
+    order of their first request."""
+    lane_of: dict[str, int] = {}   # user -> a lane it is in (follow `merged_into` to the lane now)
+    merged_into: list[int] = []
+    members: dict[int, list[int]] = {}
+
+    def root(lane: int) -> int:
+        while merged_into[lane] != lane:
+            merged_into[lane] = lane = merged_into[merged_into[lane]]
+        return lane
+
+    for index, request in enumerate(requests):
+        users = {u for u in (_user(items[p]) for p in request.items) if u}
+        joined = {root(lane_of[u]) for u in users if u in lane_of}
+        if joined:
+            lane = min(joined)
+            for other in joined - {lane}:  # this request ties two lanes together: one lane from now on
+                merged_into[other] = lane
+                members[lane] += members.pop(other)
+        else:
+            lane = len(merged_into)
+            merged_into.append(lane)
+            members[lane] = []
+        members[lane].append(index)
+        for user in users:
+            lane_of[user] = lane
+    return sorted((sorted(m) for m in members.values()), key=lambda m: m[0])
+
+
+def _user(item: Item) -> str | None:
+    return item.user_id or item.anonymous_id
 
 
 class _Progress:
@@ -108,12 +153,13 @@ class BatchDelivery:
 
     def __init__(self, vendor: Vendor, policy: Delivery, transport: Transport, limiter: TokenBucket, *,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False, senders: Executor | None = None) -> None:
         self.vendor = vendor
         self.policy = policy
         self.transport = transport
         self.limiter = limiter
         self.clock, self.sleep, self.stopping = clock, sleep, stopping
+        self.senders = senders  # lanes at once (None: one request at a time)
         self.secrets = vendor.secrets()
         self.cap = 1 << 30  # events per build(): all of a batch, until a vendor asks to split
         self.max_age_s = policy.max_event_age_s or vendor.max_age_s
@@ -164,11 +210,14 @@ class BatchDelivery:
             now_ms = int(self.clock() * 1000)
             for index, reason in built.refused.items():
                 state.settle(group[index], Fate("dead", 0, 0, None, reason, finished_ms=now_ms))
-            for request in built.requests:
+            answers = self._send_all(built.requests, [state.items[p] for p in group])
+            for request, sent in zip(built.requests, answers, strict=True):
                 positions = [group[i] for i in request.items]
-                sent = self._send(request, state.report)
+                state.report.requests += 1
+                if sent.tally is not None:
+                    state.report.statuses[sent.tally] = state.report.statuses.get(sent.tally, 0) + 1
                 reply = sent.reply
-                now_ms = int(self.clock() * 1000)
+                now_ms = sent.at_ms
                 resent = {positions[i] for i in reply.retry} if reply.resend else set()
                 for position in positions:
                     if position not in resent:  # sent again at once for another's fault: not an attempt
@@ -204,28 +253,45 @@ class BatchDelivery:
                 keep.append(position)
         return keep
 
-    def _send(self, request: Request, report: BatchReport) -> Sent:
-        report.requests += 1
+    def _send_all(self, requests: Sequence[Request], items: Sequence[Item]) -> list[Sent]:
+        """Each request's answer, in the requests' order; lanes at once when there is a pool."""
+        order = lanes(requests, items) if self.senders is not None and len(requests) > 1 else []
+        if len(order) <= 1:
+            return [self._send(request) for request in requests]
+        assert self.senders is not None
+        answers: list[Sent | None] = [None] * len(requests)
+
+        def send_lane(lane: list[int]) -> None:
+            for index in lane:
+                answers[index] = self._send(requests[index])
+
+        for future in [self.senders.submit(send_lane, lane) for lane in order]:
+            future.result()
+        return [a for a in answers if a is not None]
+
+    def _send(self, request: Request) -> Sent:
         try:
             self.vendor.before_send(request)
         except FinalError as exc:
             return Sent(Reply(rejected=dict.fromkeys(range(len(request.items)), exc.reason)), None, exc.message,
-                        exc.reason)
+                        exc.reason, at_ms=self._now_ms())
         self.limiter.acquire()
         try:
             answer = self.transport(request)
         except TransportError as exc:
-            report.statuses[0] = report.statuses.get(0, 0) + 1
             return Sent(Reply(retry=list(range(len(request.items)))), None, scrub(str(exc), self.secrets)[:200],
-                        "vendor.unreachable")
-        report.statuses[answer.status] = report.statuses.get(answer.status, 0) + 1
+                        "vendor.unreachable", 0, self._now_ms())
+        at_ms = self._now_ms()
         if answer.status == 429:
             self.limiter.throttled()
         elif 200 <= answer.status < 300:
             self.limiter.succeeded()
         reply = self.vendor.read(request, answer.status, answer.headers, answer.body)
         body = scrub(answer.body[:MAX_BODY_KEPT].decode("utf-8", "replace"), self.secrets)
-        return Sent(reply, answer.status, body, f"vendor.status_{answer.status}")
+        return Sent(reply, answer.status, body, f"vendor.status_{answer.status}", answer.status, at_ms)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
 
 def _span(seconds: float) -> str:

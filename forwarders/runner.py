@@ -72,11 +72,18 @@ class Forwarder:
         self._producer: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._outbound, self._deadletters = outbound_codec(fields=ITEM_FIELDS), deadletter_codec()
+        # A per-event vendor (one event a request) gains nothing from gathering a batch: its events go as
+        # they come (linger 0 unless set), each partition's batch on its own, its users' requests at once.
+        self.per_event = self.vendor.max_events == 1
+        self.linger_ms = 0 if self.per_event and "linger_ms" not in self.policy.model_fields_set \
+            else self.policy.linger_ms
         self.transport = HttpTransport(self.policy.connect_timeout_s, self.policy.timeout_s,
-                                       self.policy.concurrency + 2)
+                                       self.policy.concurrency + self.policy.max_in_flight + 2)
         self.limiter = TokenBucket(self.policy.rate_per_s)
+        self._senders = ThreadPoolExecutor(self.policy.max_in_flight, thread_name_prefix=f"send-{self.name}") \
+            if self.policy.max_in_flight > 1 else None  # threads start with the first lane sent
         self.delivery = BatchDelivery(self.vendor, self.policy, self.transport, self.limiter,
-                                      stopping=self.stopping.is_set)
+                                      stopping=self.stopping.is_set, senders=self._senders)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self, partitions: int = 6) -> None:
@@ -90,7 +97,7 @@ class Forwarder:
         self._producer = Producer(producer_settings(self.bootstrap, {
             "linger.ms": 50, **self.client}))
         self._consumer = Consumer(consumer_settings(self.bootstrap, self.group_id, {
-            "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **fetch_settings(self.policy.linger_ms),
+            "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **fetch_settings(self.linger_ms),
             **self.client}))
         self._listen()
         self._pool = ThreadPoolExecutor(self.policy.concurrency, thread_name_prefix=f"deliver-{self.name}")
@@ -106,7 +113,7 @@ class Forwarder:
         # Half the linger between looks at the buffers (the broker holds a fetch that long too; a quarter
         # cost 6% more CPU per event at 1k events/s, side by side), or less when a buffer is due sooner:
         # a batch leaves when its linger is up, not up to half a linger later.
-        wait = timeout = min(0.05, max(0.005, self.policy.linger_ms / 2000))
+        wait = timeout = min(0.05, max(0.005, self.linger_ms / 2000))
         while not self.stopping.is_set() and not until():
             messages = self._consumer.consume(num_messages=self.batch_cap, timeout=timeout)
             self._take(messages)
@@ -140,6 +147,8 @@ class Forwarder:
             self._consumer = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._senders is not None:
+            self._senders.shutdown(wait=True)
         self.transport.close()
 
     # -- rebalances -----------------------------------------------------------------------------------
@@ -217,12 +226,14 @@ class Forwarder:
         the buffers of the other partitions not under way, up to a batch: at a moderate rate one request
         carries every partition's events (one per partition per linger was ~120 requests a second per
         forwarder at 5k events/s); a backlog fills a batch per partition, and those go in parallel. A
-        partition has one batch under way at a time, so each partition (and user) stays in order.
+        per-event vendor's partitions go each on its own (one request an event anyway: a batch waiting for
+        another partition's slowest answer only delays it). A partition has one batch under way at a
+        time, so each partition (and user) stays in order.
         Returns when the oldest buffer left waiting is due (monotonic seconds), None if none is."""
         assert self._pool is not None
         if self.stopping.is_set():
             return None
-        now, linger = time.monotonic(), self.policy.linger_ms / 1000
+        now, linger = time.monotonic(), self.linger_ms / 1000
         while True:
             idle = [state for state in self._partitions.values() if state.inflight is None and state.buffer]
             if not any(len(s.buffer) >= self.batch_cap or now - s.since >= linger for s in idle):
@@ -232,7 +243,7 @@ class Forwarder:
             items: list[Item] = []
             room = self.batch_cap
             for state in idle:
-                if room <= 0:
+                if room <= 0 or (self.per_event and group):
                     break
                 state.batch, state.buffer = state.buffer[:room], state.buffer[room:]
                 state.batch_offsets, state.offsets = state.offsets[:room], state.offsets[room:]
