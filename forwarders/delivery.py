@@ -34,6 +34,7 @@ from schemas.errors import FinalError
 log = logging.getLogger(__name__)
 
 MAX_BODY_KEPT: Final = 1000
+DEFERRED: Final = "deferred: an earlier event of the same user is retried first"
 
 
 class TransportError(Exception):
@@ -168,12 +169,12 @@ class BatchDelivery:
         state = _Progress(items, int(self.clock() * 1000))
         pending, cap = list(range(len(items))), self.cap
         while pending:
-            retry, wait, cap = self._round(state, pending, cap)
+            retry, wait, cap, deferred = self._round(state, pending, cap)
             now_ms = int(self.clock() * 1000)
             pending = []
             for position in retry:
                 status, _, body = state.last[position]
-                if state.attempts[position] >= self.policy.max_attempts and \
+                if position not in deferred and state.attempts[position] >= self.policy.max_attempts and \
                         now_ms - state.first[position] >= self.policy.max_retry_window_s * 1000:
                     state.settle(position, Fate("dead", 0, 0, status, "retries_exhausted", body, finished_ms=now_ms))
                 else:
@@ -196,9 +197,11 @@ class BatchDelivery:
                 self.sleep(wait)
         return state.report
 
-    def _round(self, state: _Progress, pending: list[int], cap: int) -> tuple[list[int], float, int]:
-        """Send every pending event once; the positions to retry, how long to wait first, the next cap."""
+    def _round(self, state: _Progress, pending: list[int], cap: int) -> tuple[list[int], float, int, set[int]]:
+        """Send every pending event once (but an event whose user has an earlier one to retry waits for
+        it); the positions to retry, how long to wait first, the next cap, and the positions deferred."""
         retry: list[int] = []
+        deferred: set[int] = set()  # not attempted this round (waiting behind their user's retried event)
         wait = 0.0
         failed_attempt = False
         next_cap = cap
@@ -213,6 +216,12 @@ class BatchDelivery:
             answers = self._send_all(built.requests, [state.items[p] for p in group])
             for request, sent in zip(built.requests, answers, strict=True):
                 positions = [group[i] for i in request.items]
+                if sent is None:  # not sent: an earlier event of its user is to be retried; it goes after it
+                    for position in positions:
+                        retry.append(position)
+                        deferred.add(position)
+                        state.last.setdefault(position, (None, DEFERRED, None))
+                    continue
                 state.report.requests += 1
                 if sent.tally is not None:
                     state.report.statuses[sent.tally] = state.report.statuses.get(sent.tally, 0) + 1
@@ -235,9 +244,10 @@ class BatchDelivery:
                     failed_attempt = True
                     wait = max(wait, reply.retry_after or 0.0)
         retry = [p for p in dict.fromkeys(retry) if p not in state.report.fates]  # once each, none settled
-        if failed_attempt and retry:
-            wait = max(wait, backoff(min(state.attempts[p] for p in retry), self.policy))
-        return retry, wait, next_cap
+        attempted = [p for p in retry if p not in deferred]
+        if failed_attempt and attempted:
+            wait = max(wait, backoff(min(state.attempts[p] for p in attempted), self.policy))
+        return retry, wait, next_cap, deferred
 
     def _too_old(self, state: _Progress, pending: list[int]) -> list[int]:
         """Dead-letter the events older than the vendor accepts (also those that aged while retried)."""
@@ -253,21 +263,33 @@ class BatchDelivery:
                 keep.append(position)
         return keep
 
-    def _send_all(self, requests: Sequence[Request], items: Sequence[Item]) -> list[Sent]:
-        """Each request's answer, in the requests' order; lanes at once when there is a pool."""
+    def _send_all(self, requests: Sequence[Request], items: Sequence[Item]) -> list[Sent | None]:
+        """Each request's answer in the requests' order (None: held back this round); lanes at once when
+        there is a pool."""
         order = lanes(requests, items) if self.senders is not None and len(requests) > 1 else []
-        if len(order) <= 1:
-            return [self._send(request) for request in requests]
-        assert self.senders is not None
         answers: list[Sent | None] = [None] * len(requests)
 
-        def send_lane(lane: list[int]) -> None:
+        def send_lane(lane: Sequence[int]) -> None:
+            """The lane's requests in order; once a user has an event to retry, its later ones wait for it
+            (they are retried after it, not sent now), so a user's events never overtake each other."""
+            waiting: set[str] = set()
             for index in lane:
-                answers[index] = self._send(requests[index])
+                request = requests[index]
+                users = {u for u in (_user(items[p]) for p in request.items) if u}
+                if users & waiting:
+                    waiting |= users
+                    continue
+                answers[index] = sent = self._send(request)
+                if sent.reply.retry:
+                    waiting |= {u for u in (_user(items[request.items[i]]) for i in sent.reply.retry) if u}
 
-        for future in [self.senders.submit(send_lane, lane) for lane in order]:
-            future.result()
-        return [a for a in answers if a is not None]
+        if len(order) <= 1:
+            send_lane(range(len(requests)))
+        else:
+            assert self.senders is not None
+            for future in [self.senders.submit(send_lane, lane) for lane in order]:
+                future.result()
+        return answers
 
     def _send(self, request: Request) -> Sent:
         try:

@@ -74,7 +74,8 @@ class Forwarder:
         self._outbound, self._deadletters = outbound_codec(fields=ITEM_FIELDS), deadletter_codec()
         # A per-event vendor (one event a request) gains nothing from gathering a batch: its events go as
         # they come (linger 0 unless set), each partition's batch on its own, its users' requests at once.
-        self.per_event = self.vendor.max_events == 1
+        # max_in_flight 1 is one request at a time, as before: batches gathered, partitions together.
+        self.per_event = self.vendor.max_events == 1 and self.policy.max_in_flight > 1
         self.linger_ms = 0 if self.per_event and "linger_ms" not in self.policy.model_fields_set \
             else self.policy.linger_ms
         self.transport = HttpTransport(self.policy.connect_timeout_s, self.policy.timeout_s,

@@ -72,7 +72,7 @@ class Receiver:
             self.in_flight -= 1
             if self.fail_first.get(user):
                 self.fail_first[user] -= 1
-                return Answer(429, {"Retry-After": "0.3"}, b"")
+                return Answer(503, {"Retry-After": "0.3"}, b"")  # (a 429 would also slow the bucket)
             self.seen.setdefault(user, []).append(n)
         return Answer(200, {}, b"ok")
 
@@ -116,4 +116,34 @@ def test_retry_after_is_still_honoured_with_lanes_at_once() -> None:
     assert {f.state for f in report.fates.values()} == {"delivered"}
     assert report.fates[3].attempts == 2 and report.fates[3].status == 200
     assert all(report.fates[p].attempts == 1 for p in range(10) if p != 3)
-    assert report.statuses == {200: 10, 429: 1} and seconds >= 0.3
+    assert report.statuses == {200: 10, 503: 1} and seconds >= 0.3
+
+
+def test_a_users_later_events_wait_for_its_retried_one_and_are_not_counted_as_attempts() -> None:
+    receiver = Receiver(latency=0.005, fail_first={"u1": 1})
+    with ThreadPoolExecutor(4) as pool:
+        report = webhook(receiver, pool).deliver(webhook_items(users=3, per_user=3))
+    assert {f.state for f in report.fates.values()} == {"delivered"}
+    assert receiver.seen["u1"] == [0, 1, 2]  # the 503 on u1's first did not let its second overtake it
+    u1 = [p for p in range(9) if p % 3 == 1]
+    assert [report.fates[p].attempts for p in u1] == [2, 1, 1]
+
+
+def test_without_a_pool_a_users_later_events_wait_for_its_retried_one_too() -> None:
+    receiver = Receiver(latency=0.0, fail_first={"u0": 2})
+    report = webhook(receiver, None).deliver(webhook_items(users=2, per_user=3))
+    assert receiver.seen["u0"] == [0, 1, 2] and receiver.seen["u1"] == [0, 1, 2]
+    assert report.statuses == {200: 6, 503: 2} and report.fates[0].attempts == 3
+
+
+def test_a_wait_too_long_sends_the_user_s_held_back_events_to_the_retry_topic_after_it() -> None:
+    class Slow(Receiver):
+        def __call__(self, req: Request) -> Answer:
+            if orjson.loads(req.body)["user"] == "u0":
+                return Answer(503, {"Retry-After": "600"}, b"")
+            return super().__call__(req)
+
+    report = webhook(Slow(latency=0.0), None, retry_in_place_s=10).deliver(webhook_items(users=2, per_user=2))
+    assert [(report.fates[p].state, report.fates[p].attempts) for p in (0, 2)] == [("later", 1), ("later", 0)]
+    assert report.fates[2].not_before_ms == report.fates[0].not_before_ms
+    assert report.fates[1].state == report.fates[3].state == "delivered"
