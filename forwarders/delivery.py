@@ -266,7 +266,8 @@ class BatchDelivery:
     def _send_all(self, requests: Sequence[Request], items: Sequence[Item]) -> list[Sent | None]:
         """Each request's answer in the requests' order (None: held back this round); lanes at once when
         there is a pool."""
-        order = lanes(requests, items) if self.senders is not None and len(requests) > 1 else []
+        # a per-event vendor's requests always go through the pool: it alone bounds what is in flight
+        order = lanes(requests, items) if self.senders is not None else []
         answers: list[Sent | None] = [None] * len(requests)
 
         def send_lane(lane: Sequence[int]) -> None:
@@ -283,8 +284,8 @@ class BatchDelivery:
                 if sent.reply.retry:
                     waiting |= {u for u in (_user(items[request.items[i]]) for i in sent.reply.retry) if u}
 
-        if len(order) <= 1:
-            send_lane(range(len(requests)))
+        if len(order) <= 1 and (self.senders is None or self.vendor.max_events > 1):
+            send_lane(range(len(requests)))  # one request after another in this thread, as without lanes
         else:
             assert self.senders is not None
             for future in [self.senders.submit(send_lane, lane) for lane in order]:

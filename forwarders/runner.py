@@ -101,7 +101,10 @@ class Forwarder:
             "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **fetch_settings(self.linger_ms),
             **self.client}))
         self._listen()
-        self._pool = ThreadPoolExecutor(self.policy.concurrency, thread_name_prefix=f"deliver-{self.name}")
+        # A per-event vendor's batch thread only waits for its lanes (the senders bound what is in flight):
+        # one per partition, or batches wait for a thread as well as for their partition's previous batch.
+        threads = max(self.policy.concurrency, self.policy.max_in_flight) if self.per_event else self.policy.concurrency
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"deliver-{self.name}")
 
     def _listen(self) -> None:
         """Join the integration's consumer group on its topic and its retry topic."""
