@@ -14,6 +14,12 @@ Kafka key) are one lane, sent one after another in order; lanes go at once throu
 (`delivery.max_in_flight` threads per process), so a per-event vendor (a webhook) is not held to one
 answer at a time, and two events of one user are never in flight together. Without a pool, or with a
 single lane (a batched vendor's requests usually share users), the requests go in order as before.
+
+No event can stop the forwarder: a vendor module's `build` raising for a batch is retried event by
+event, and the events it raises for are dead-lettered (`forwarder.build_failed`, with the exception's
+type); a request that cannot be sent for an unexpected reason is split until the event is alone, then
+dead-lettered (`forwarder.send_failed`); an answer the module cannot read is read by its status; and
+anything else a batch raises is retried event by event (`forwarder.failed` for the events that raise).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from forwarders.ratelimit import TokenBucket
-from forwarders.vendors.base import Item, Reply, Request, Vendor
+from forwarders.vendors.base import Built, Item, Reply, Request, Vendor, read_status
 from schemas.delivery import Delivery
 from schemas.errors import FinalError
 
@@ -166,6 +172,33 @@ class BatchDelivery:
         self.max_age_s = policy.max_event_age_s or vendor.max_age_s
 
     def deliver(self, items: Sequence[Item]) -> BatchReport:
+        try:
+            return self._deliver(items)
+        except Exception as exc:  # noqa: BLE001 - a bug some event meets: find which, deliver the others
+            if len(items) == 1:
+                return self._failed(items[0], exc)
+            log.warning("%s: a batch of %s events raised %s; delivering them one by one", self.vendor.kind,
+                        len(items), type(exc).__name__)
+        report = BatchReport()
+        for position, item in enumerate(items):
+            try:
+                one = self._deliver([item])
+            except Exception as exc:  # noqa: BLE001 - this event's own failure: dead-letter it
+                one = self._failed(item, exc)
+            report.fates[position] = one.fates[0]
+            report.requests += one.requests
+            for status, n in one.statuses.items():
+                report.statuses[status] = report.statuses.get(status, 0) + n
+        return report
+
+    def _failed(self, item: Item, exc: Exception) -> BatchReport:
+        now_ms = self._now_ms()
+        log.warning("%s: %s/%s@%s raised %s: dead-lettered", self.vendor.kind, item.topic, item.partition,
+                    item.offset, type(exc).__name__)
+        return BatchReport({0: Fate("dead", item.attempts, item.first_attempt_ms or now_ms, None,
+                                    self._failure("forwarder.failed", exc), finished_ms=now_ms)})
+
+    def _deliver(self, items: Sequence[Item]) -> BatchReport:
         state = _Progress(items, int(self.clock() * 1000))
         pending, cap = list(range(len(items))), self.cap
         while pending:
@@ -208,8 +241,7 @@ class BatchDelivery:
         if self.max_age_s is not None:
             pending = self._too_old(state, pending)
         for start in range(0, len(pending), cap):
-            group = pending[start:start + cap]
-            built = self.vendor.build([state.items[p] for p in group])
+            group, built = self._build(state, pending[start:start + cap])
             now_ms = int(self.clock() * 1000)
             for index, reason in built.refused.items():
                 state.settle(group[index], Fate("dead", 0, 0, None, reason, finished_ms=now_ms))
@@ -248,6 +280,33 @@ class BatchDelivery:
         if failed_attempt and attempted:
             wait = max(wait, backoff(min(state.attempts[p] for p in attempted), self.policy))
         return retry, wait, next_cap, deferred
+
+    def _build(self, state: _Progress, group: list[int]) -> tuple[list[int], Built]:
+        """The vendor module's requests for `group`, and the positions they are for: when `build` raises,
+        the events it raises for alone are dead-lettered and the others built together again."""
+        try:
+            return group, self.vendor.build([state.items[p] for p in group])
+        except Exception as exc:  # noqa: BLE001 - some event the module cannot take: find which
+            log.warning("%s: building %s events raised %s; building them one by one", self.vendor.kind, len(group),
+                        type(exc).__name__)
+        good: list[int] = []
+        for position in group:
+            try:
+                self.vendor.build([state.items[position]])
+                good.append(position)
+            except Exception as exc:  # noqa: BLE001 - this event's own failure: dead-letter it
+                item = state.items[position]
+                log.warning("%s: %s/%s@%s cannot be built (%s): dead-lettered", self.vendor.kind, item.topic,
+                            item.partition, item.offset, type(exc).__name__)
+                state.settle(position, Fate("dead", 0, 0, None, self._failure("forwarder.build_failed", exc),
+                                            finished_ms=self._now_ms()))
+        if not good:
+            return good, Built([])
+        return good, self.vendor.build([state.items[p] for p in good])
+
+    def _failure(self, reason: str, exc: BaseException) -> str:
+        """A fate's reason for an exception: ours, its type, its text (secrets scrubbed, trimmed)."""
+        return scrub(f"{reason}: {type(exc).__name__}: {exc}", self.secrets)[:500]
 
     def _too_old(self, state: _Progress, pending: list[int]) -> list[int]:
         """Dead-letter the events older than the vendor accepts (also those that aged while retried)."""
@@ -293,23 +352,35 @@ class BatchDelivery:
         return answers
 
     def _send(self, request: Request) -> Sent:
+        everyone = range(len(request.items))
         try:
             self.vendor.before_send(request)
-        except FinalError as exc:
-            return Sent(Reply(rejected=dict.fromkeys(range(len(request.items)), exc.reason)), None, exc.message,
-                        exc.reason, at_ms=self._now_ms())
-        self.limiter.acquire()
-        try:
+            self.limiter.acquire()
             answer = self.transport(request)
+        except FinalError as exc:
+            return Sent(Reply(rejected=dict.fromkeys(everyone, exc.reason)), None, exc.message, exc.reason,
+                        at_ms=self._now_ms())
         except TransportError as exc:
-            return Sent(Reply(retry=list(range(len(request.items)))), None, scrub(str(exc), self.secrets)[:200],
+            return Sent(Reply(retry=list(everyone)), None, scrub(str(exc), self.secrets)[:200],
                         "vendor.unreachable", 0, self._now_ms())
+        except Exception as exc:  # noqa: BLE001 - not sendable (a header, a body): split to find the event
+            reason = self._failure("forwarder.send_failed", exc)
+            log.warning("%s: a request of %s events cannot be sent: %s", self.vendor.kind, len(request.items),
+                        type(exc).__name__)
+            reply = Reply(retry=list(everyone), split=True, resend=True) if len(request.items) > 1 else \
+                Reply(rejected={0: reason})
+            return Sent(reply, None, None, reason, at_ms=self._now_ms())
         at_ms = self._now_ms()
         if answer.status == 429:
             self.limiter.throttled()
         elif 200 <= answer.status < 300:
             self.limiter.succeeded()
-        reply = self.vendor.read(request, answer.status, answer.headers, answer.body)
+        try:
+            reply = self.vendor.read(request, answer.status, answer.headers, answer.body)
+        except Exception as exc:  # noqa: BLE001 - an answer the module cannot read: its status says enough
+            log.warning("%s: reading a %s answer raised %s; reading its status", self.vendor.kind, answer.status,
+                        type(exc).__name__)
+            reply = read_status(request, answer.status, answer.headers, answer.body)
         body = scrub(answer.body[:MAX_BODY_KEPT].decode("utf-8", "replace"), self.secrets)
         return Sent(reply, answer.status, body, f"vendor.status_{answer.status}", answer.status, at_ms)
 

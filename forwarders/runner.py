@@ -28,11 +28,14 @@ from forwarders.ratelimit import TokenBucket
 from forwarders.records import (
     ITEM_FIELDS,
     NOT_BEFORE,
+    bounded,
     dead_letter_value,
     header_int,
     item_from,
-    receipt,
+    receipts,
+    retry_fits,
     retry_headers,
+    text,
 )
 from forwarders.state import PartitionState, Ticket, TopicPartitionKey, Undecodable
 from forwarders.transport import HttpTransport
@@ -202,6 +205,11 @@ class Forwarder:
                     written_ms=message.timestamp()[1], headers=headers)
             except DecodeError as exc:
                 item = Undecodable(exc, message.value() or b"")
+            except Exception as exc:  # noqa: BLE001 - whatever a record does to the decoder, it is that record's
+                log.warning("%s: %s/%s@%s not decodable: %s", self.name, key[0], key[1], message.offset(),
+                            type(exc).__name__)
+                item = Undecodable(DecodeError("decode.corrupt", text(f"{type(exc).__name__}: {exc}", 500)),
+                                   message.value() or b"")
             if not state.buffer:
                 state.since = now
             if state.done is None:
@@ -305,6 +313,11 @@ class Forwarder:
             elif fate is None or fate.state == "undone":
                 undone = item.offset if undone < 0 else min(undone, item.offset)
             else:
+                if fate.state == "later" and not retry_fits(item):  # the retry topic would refuse it
+                    fates[position] = fate = Fate(
+                        "dead", fate.attempts, fate.first_attempt_ms, fate.status,
+                        f"forwarder.too_large: {len(item.raw)} bytes, too large to retry ({fate.reason})",
+                        fate.body, finished_ms=fate.finished_ms)
                 others.append((item, fate))
         next_offset = undone if undone >= 0 else state.batch_offsets[-1] + 1
         ticket = Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None)
@@ -314,7 +327,7 @@ class Forwarder:
                 record = dead_letter(reason=bad.error.reason, message=bad.error.message, stage="deliver",
                                      original=bad.value, source_topic=key[0], source_partition=key[1],
                                      source_offset=offset, integration=self.name)
-                self._produce(ticket, self.dlq, self._deadletters.encode(record), None)
+                self._produce(ticket, self.dlq, bounded(self._deadletters, record), None)
                 self.metrics.dead.labels(self.name, bad.error.reason).inc()
         for item, fate in others:
             self._account(ticket, item, fate)
@@ -322,9 +335,8 @@ class Forwarder:
             self.metrics.delivered.inc(delivered)
             self.metrics.latency.observe_many((self.name,), latencies)
         requests = report.requests if state.lead else 0  # the batch's requests, counted once
-        if items:
-            self._produce(ticket, self.topics.receipts, receipt(self.name, items, fates, requests=requests),
-                          self.name.encode())
+        for part in receipts(self.name, items, fates, requests=requests) if items else ():
+            self._produce(ticket, self.topics.receipts, part, self.name.encode())
         for status, n in report.statuses.items() if state.lead else ():
             self.metrics.requests.labels(self.name, str(status)).inc(n)
         self.metrics.rate.set(self.limiter.rate or 0)
