@@ -8,6 +8,18 @@ sooner than the vendor's `Retry-After`. An event is given up (dead-lettered, rea
 attempts *and* `max_retry_window_s` have passed since its first. A wait longer than
 `retry_in_place_s` is not slept here: the event is handed back as `later`, for the retry topic,
 unless the integration asks for strict order.
+
+A batch's requests go in lanes (`lanes()`): requests that share a user (userId, else anonymousId, the
+Kafka key) are one lane, sent one after another in order; lanes go at once through the `senders` pool
+(`delivery.max_in_flight` threads per process), so a per-event vendor (a webhook) is not held to one
+answer at a time, and two events of one user are never in flight together. Without a pool, or with a
+single lane (a batched vendor's requests usually share users), the requests go in order as before.
+
+No event can stop the forwarder: a vendor module's `build` raising for a batch is retried event by
+event, and the events it raises for are dead-lettered (`forwarder.build_failed`, with the exception's
+type); a request that cannot be sent for an unexpected reason is split until the event is alone, then
+dead-lettered (`forwarder.send_failed`); an answer the module cannot read is read by its status; and
+anything else a batch raises is retried event by event (`forwarder.failed` for the events that raise).
 """
 
 from __future__ import annotations
@@ -16,17 +28,19 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Final
 
 from forwarders.ratelimit import TokenBucket
-from forwarders.vendors.base import Item, Reply, Request, Vendor
+from forwarders.vendors.base import Built, Item, Reply, Request, Vendor, read_status
 from schemas.delivery import Delivery
 from schemas.errors import FinalError
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_KEPT: Final = 1000
+DEFERRED: Final = "deferred: an earlier event of the same user is retried first"
 
 
 class TransportError(Exception):
@@ -65,6 +79,8 @@ class Sent:
     status: int | None   # None: no answer
     body: str | None     # trimmed, secrets scrubbed
     reason: str          # why the retried events failed, for their fate
+    tally: int | None = None  # the status to count the request under (0: no answer; None: not sent)
+    at_ms: int = 0       # when the answer came
 
 
 @dataclass(slots=True)
@@ -85,6 +101,42 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def lanes(requests: Sequence[Request], items: Sequence[Item]) -> list[list[int]]:
+    """The requests (indexes, each lane in their order) in lanes that may be sent at once: requests that
+    share a user (userId, else anonymousId: the Kafka key) are in one lane, so one user's events are never
+    in flight together and go in order. An event with neither id constrains nothing. Lanes come in the
+    order of their first request."""
+    lane_of: dict[str, int] = {}   # user -> a lane it is in (follow `merged_into` to the lane now)
+    merged_into: list[int] = []
+    members: dict[int, list[int]] = {}
+
+    def root(lane: int) -> int:
+        while merged_into[lane] != lane:
+            merged_into[lane] = lane = merged_into[merged_into[lane]]
+        return lane
+
+    for index, request in enumerate(requests):
+        users = {u for u in (_user(items[p]) for p in request.items) if u}
+        joined = {root(lane_of[u]) for u in users if u in lane_of}
+        if joined:
+            lane = min(joined)
+            for other in joined - {lane}:  # this request ties two lanes together: one lane from now on
+                merged_into[other] = lane
+                members[lane] += members.pop(other)
+        else:
+            lane = len(merged_into)
+            merged_into.append(lane)
+            members[lane] = []
+        members[lane].append(index)
+        for user in users:
+            lane_of[user] = lane
+    return sorted((sorted(m) for m in members.values()), key=lambda m: m[0])
+
+
+def _user(item: Item) -> str | None:
+    return item.user_id or item.anonymous_id
 
 
 class _Progress:
@@ -108,26 +160,54 @@ class BatchDelivery:
 
     def __init__(self, vendor: Vendor, policy: Delivery, transport: Transport, limiter: TokenBucket, *,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False, senders: Executor | None = None) -> None:
         self.vendor = vendor
         self.policy = policy
         self.transport = transport
         self.limiter = limiter
         self.clock, self.sleep, self.stopping = clock, sleep, stopping
+        self.senders = senders  # lanes at once (None: one request at a time)
         self.secrets = vendor.secrets()
         self.cap = 1 << 30  # events per build(): all of a batch, until a vendor asks to split
         self.max_age_s = policy.max_event_age_s or vendor.max_age_s
 
     def deliver(self, items: Sequence[Item]) -> BatchReport:
+        try:
+            return self._deliver(items)
+        except Exception as exc:  # noqa: BLE001 - a bug some event meets: find which, deliver the others
+            if len(items) == 1:
+                return self._failed(items[0], exc)
+            log.warning("%s: a batch of %s events raised %s; delivering them one by one", self.vendor.kind,
+                        len(items), type(exc).__name__)
+        report = BatchReport()
+        for position, item in enumerate(items):
+            try:
+                one = self._deliver([item])
+            except Exception as exc:  # noqa: BLE001 - this event's own failure: dead-letter it
+                one = self._failed(item, exc)
+            report.fates[position] = one.fates[0]
+            report.requests += one.requests
+            for status, n in one.statuses.items():
+                report.statuses[status] = report.statuses.get(status, 0) + n
+        return report
+
+    def _failed(self, item: Item, exc: Exception) -> BatchReport:
+        now_ms = self._now_ms()
+        log.warning("%s: %s/%s@%s raised %s: dead-lettered", self.vendor.kind, item.topic, item.partition,
+                    item.offset, type(exc).__name__)
+        return BatchReport({0: Fate("dead", item.attempts, item.first_attempt_ms or now_ms, None,
+                                    self._failure("forwarder.failed", exc), finished_ms=now_ms)})
+
+    def _deliver(self, items: Sequence[Item]) -> BatchReport:
         state = _Progress(items, int(self.clock() * 1000))
         pending, cap = list(range(len(items))), self.cap
         while pending:
-            retry, wait, cap = self._round(state, pending, cap)
+            retry, wait, cap, deferred = self._round(state, pending, cap)
             now_ms = int(self.clock() * 1000)
             pending = []
             for position in retry:
                 status, _, body = state.last[position]
-                if state.attempts[position] >= self.policy.max_attempts and \
+                if position not in deferred and state.attempts[position] >= self.policy.max_attempts and \
                         now_ms - state.first[position] >= self.policy.max_retry_window_s * 1000:
                     state.settle(position, Fate("dead", 0, 0, status, "retries_exhausted", body, finished_ms=now_ms))
                 else:
@@ -150,25 +230,35 @@ class BatchDelivery:
                 self.sleep(wait)
         return state.report
 
-    def _round(self, state: _Progress, pending: list[int], cap: int) -> tuple[list[int], float, int]:
-        """Send every pending event once; the positions to retry, how long to wait first, the next cap."""
+    def _round(self, state: _Progress, pending: list[int], cap: int) -> tuple[list[int], float, int, set[int]]:
+        """Send every pending event once (but an event whose user has an earlier one to retry waits for
+        it); the positions to retry, how long to wait first, the next cap, and the positions deferred."""
         retry: list[int] = []
+        deferred: set[int] = set()  # not attempted this round (waiting behind their user's retried event)
         wait = 0.0
         failed_attempt = False
         next_cap = cap
         if self.max_age_s is not None:
             pending = self._too_old(state, pending)
         for start in range(0, len(pending), cap):
-            group = pending[start:start + cap]
-            built = self.vendor.build([state.items[p] for p in group])
+            group, built = self._build(state, pending[start:start + cap])
             now_ms = int(self.clock() * 1000)
             for index, reason in built.refused.items():
                 state.settle(group[index], Fate("dead", 0, 0, None, reason, finished_ms=now_ms))
-            for request in built.requests:
+            answers = self._send_all(built.requests, [state.items[p] for p in group])
+            for request, sent in zip(built.requests, answers, strict=True):
                 positions = [group[i] for i in request.items]
-                sent = self._send(request, state.report)
+                if sent is None:  # not sent: an earlier event of its user is to be retried; it goes after it
+                    for position in positions:
+                        retry.append(position)
+                        deferred.add(position)
+                        state.last.setdefault(position, (None, DEFERRED, None))
+                    continue
+                state.report.requests += 1
+                if sent.tally is not None:
+                    state.report.statuses[sent.tally] = state.report.statuses.get(sent.tally, 0) + 1
                 reply = sent.reply
-                now_ms = int(self.clock() * 1000)
+                now_ms = sent.at_ms
                 resent = {positions[i] for i in reply.retry} if reply.resend else set()
                 for position in positions:
                     if position not in resent:  # sent again at once for another's fault: not an attempt
@@ -186,9 +276,37 @@ class BatchDelivery:
                     failed_attempt = True
                     wait = max(wait, reply.retry_after or 0.0)
         retry = [p for p in dict.fromkeys(retry) if p not in state.report.fates]  # once each, none settled
-        if failed_attempt and retry:
-            wait = max(wait, backoff(min(state.attempts[p] for p in retry), self.policy))
-        return retry, wait, next_cap
+        attempted = [p for p in retry if p not in deferred]
+        if failed_attempt and attempted:
+            wait = max(wait, backoff(min(state.attempts[p] for p in attempted), self.policy))
+        return retry, wait, next_cap, deferred
+
+    def _build(self, state: _Progress, group: list[int]) -> tuple[list[int], Built]:
+        """The vendor module's requests for `group`, and the positions they are for: when `build` raises,
+        the events it raises for alone are dead-lettered and the others built together again."""
+        try:
+            return group, self.vendor.build([state.items[p] for p in group])
+        except Exception as exc:  # noqa: BLE001 - some event the module cannot take: find which
+            log.warning("%s: building %s events raised %s; building them one by one", self.vendor.kind, len(group),
+                        type(exc).__name__)
+        good: list[int] = []
+        for position in group:
+            try:
+                self.vendor.build([state.items[position]])
+                good.append(position)
+            except Exception as exc:  # noqa: BLE001 - this event's own failure: dead-letter it
+                item = state.items[position]
+                log.warning("%s: %s/%s@%s cannot be built (%s): dead-lettered", self.vendor.kind, item.topic,
+                            item.partition, item.offset, type(exc).__name__)
+                state.settle(position, Fate("dead", 0, 0, None, self._failure("forwarder.build_failed", exc),
+                                            finished_ms=self._now_ms()))
+        if not good:
+            return good, Built([])
+        return good, self.vendor.build([state.items[p] for p in good])
+
+    def _failure(self, reason: str, exc: BaseException) -> str:
+        """A fate's reason for an exception: ours, its type, its text (secrets scrubbed, trimmed)."""
+        return scrub(f"{reason}: {type(exc).__name__}: {exc}", self.secrets)[:500]
 
     def _too_old(self, state: _Progress, pending: list[int]) -> list[int]:
         """Dead-letter the events older than the vendor accepts (also those that aged while retried)."""
@@ -204,28 +322,70 @@ class BatchDelivery:
                 keep.append(position)
         return keep
 
-    def _send(self, request: Request, report: BatchReport) -> Sent:
-        report.requests += 1
+    def _send_all(self, requests: Sequence[Request], items: Sequence[Item]) -> list[Sent | None]:
+        """Each request's answer in the requests' order (None: held back this round); lanes at once when
+        there is a pool."""
+        # a per-event vendor's requests always go through the pool: it alone bounds what is in flight
+        order = lanes(requests, items) if self.senders is not None else []
+        answers: list[Sent | None] = [None] * len(requests)
+
+        def send_lane(lane: Sequence[int]) -> None:
+            """The lane's requests in order; once a user has an event to retry, its later ones wait for it
+            (they are retried after it, not sent now), so a user's events never overtake each other."""
+            waiting: set[str] = set()
+            for index in lane:
+                request = requests[index]
+                users = {u for u in (_user(items[p]) for p in request.items) if u}
+                if users & waiting:
+                    waiting |= users
+                    continue
+                answers[index] = sent = self._send(request)
+                if sent.reply.retry:
+                    waiting |= {u for u in (_user(items[request.items[i]]) for i in sent.reply.retry) if u}
+
+        if len(order) <= 1 and (self.senders is None or self.vendor.max_events > 1):
+            send_lane(range(len(requests)))  # one request after another in this thread, as without lanes
+        else:
+            assert self.senders is not None
+            for future in [self.senders.submit(send_lane, lane) for lane in order]:
+                future.result()
+        return answers
+
+    def _send(self, request: Request) -> Sent:
+        everyone = range(len(request.items))
         try:
             self.vendor.before_send(request)
-        except FinalError as exc:
-            return Sent(Reply(rejected=dict.fromkeys(range(len(request.items)), exc.reason)), None, exc.message,
-                        exc.reason)
-        self.limiter.acquire()
-        try:
+            self.limiter.acquire()
             answer = self.transport(request)
+        except FinalError as exc:
+            return Sent(Reply(rejected=dict.fromkeys(everyone, exc.reason)), None, exc.message, exc.reason,
+                        at_ms=self._now_ms())
         except TransportError as exc:
-            report.statuses[0] = report.statuses.get(0, 0) + 1
-            return Sent(Reply(retry=list(range(len(request.items)))), None, scrub(str(exc), self.secrets)[:200],
-                        "vendor.unreachable")
-        report.statuses[answer.status] = report.statuses.get(answer.status, 0) + 1
+            return Sent(Reply(retry=list(everyone)), None, scrub(str(exc), self.secrets)[:200],
+                        "vendor.unreachable", 0, self._now_ms())
+        except Exception as exc:  # noqa: BLE001 - not sendable (a header, a body): split to find the event
+            reason = self._failure("forwarder.send_failed", exc)
+            log.warning("%s: a request of %s events cannot be sent: %s", self.vendor.kind, len(request.items),
+                        type(exc).__name__)
+            reply = Reply(retry=list(everyone), split=True, resend=True) if len(request.items) > 1 else \
+                Reply(rejected={0: reason})
+            return Sent(reply, None, None, reason, at_ms=self._now_ms())
+        at_ms = self._now_ms()
         if answer.status == 429:
             self.limiter.throttled()
         elif 200 <= answer.status < 300:
             self.limiter.succeeded()
-        reply = self.vendor.read(request, answer.status, answer.headers, answer.body)
+        try:
+            reply = self.vendor.read(request, answer.status, answer.headers, answer.body)
+        except Exception as exc:  # noqa: BLE001 - an answer the module cannot read: its status says enough
+            log.warning("%s: reading a %s answer raised %s; reading its status", self.vendor.kind, answer.status,
+                        type(exc).__name__)
+            reply = read_status(request, answer.status, answer.headers, answer.body)
         body = scrub(answer.body[:MAX_BODY_KEPT].decode("utf-8", "replace"), self.secrets)
-        return Sent(reply, answer.status, body, f"vendor.status_{answer.status}")
+        return Sent(reply, answer.status, body, f"vendor.status_{answer.status}", answer.status, at_ms)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
 
 def _span(seconds: float) -> str:

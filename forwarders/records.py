@@ -1,8 +1,15 @@
 """The records a forwarder reads and writes, made from and into bytes: Outbound records in (from the
-integration topic or its retry topic), dead letters, retry records and delivery receipts out. Pure."""
+integration topic or its retry topic), dead letters, retry records and delivery receipts out. Pure.
+
+Every record written is below MAX_RECORD_BYTES by construction, whatever the events hold: a record
+over the broker's limit is refused (MSG_SIZE_TOO_LARGE), its batch's offsets are never stored, and the
+batch is delivered again on every restart. Receipts are split in parts, texts and messageIds trimmed,
+a dead letter's original bytes cut if the whole would not fit, and a record too large to retry is
+dead-lettered instead."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -21,6 +28,14 @@ NOT_BEFORE: Final = "er-not-before-ms"
 LAST_STATUS: Final = "er-last-status"
 
 Headers = Sequence[tuple[str, bytes | None]]
+
+# librdkafka refuses a message over message.max.bytes (1,000,000) and the broker one over ~1 MB: what we
+# write stays well below both, with room for a record's key, headers and framing.
+MAX_RECORD_BYTES: Final = 900_000
+RECEIPT_BYTES: Final = 256_000   # a receipt part: a few thousand messageIds
+MAX_ID_CHARS: Final = 256        # a longer messageId is written cut, with a hash of the whole
+MAX_REASON_CHARS: Final = 500
+RETRY_HEADROOM: Final = 1_000    # a retry record's headers and framing
 
 
 def header_int(headers: Headers | None, name: str) -> int | None:
@@ -60,12 +75,52 @@ _new = tuple.__new__
 def dead_letter_value(codec: AvroCodec, item: Item, fate: Fate, integration: str, *, stage: str = "deliver",
                       headers: Headers = ()) -> bytes:
     reason = (fate.reason or "vendor.rejected").split(":")[0][:100]
-    return codec.encode(dead_letter(
+    return bounded(codec, dead_letter(
         reason=reason, message=fate.reason or reason, stage=stage, original=item.raw, source_topic=item.topic,
-        source_partition=item.partition, source_offset=item.offset, message_id=item.message_id or None,
+        source_partition=item.partition, source_offset=item.offset, message_id=short_id(item.message_id) or None,
         integration=integration, attempts=fate.attempts, first_attempt_at=fate.first_attempt_ms,
         last_attempt_at=fate.finished_ms or None, vendor_status=fate.status, vendor_body=fate.body,
         headers=headers))
+
+
+def bounded(codec: AvroCodec, record: dict[str, Any], limit: int = MAX_RECORD_BYTES) -> bytes:
+    """A DeadLetter record encoded below `limit`: texts made valid UTF-8 (an exception's text may hold
+    lone surrogates), and the original bytes cut (the message says so; its topic, partition and offset
+    still point at it) when the whole would not fit."""
+    record = {**record, **{k: text(record[k], 2000) for k in ("reason", "message", "vendorBody", "messageId")
+                           if isinstance(record.get(k), str)}}
+    value = codec.encode(record)
+    if len(value) <= limit:
+        return value
+    original: bytes = record["originalBytes"]
+    keep = max(0, len(original) - (len(value) - limit) - 8_000)  # room for the longer message and varints
+    note = f"original cut to {keep} of {len(original)} bytes (read it at its source offset); "
+    return codec.encode({**record, "originalBytes": original[:keep], "message": text(note + record["message"], 2000)})
+
+
+def retry_fits(item: Item) -> bool:
+    """Whether `item` can go to the retry topic as it is (its bytes, key and our headers)."""
+    return len(item.raw) + len((item.user_id or item.anonymous_id or "").encode()) + RETRY_HEADROOM <= \
+        MAX_RECORD_BYTES
+
+
+def text(value: str, limit: int) -> str:
+    """`value` cut to `limit` characters, as valid UTF-8 (lone surrogates replaced)."""
+    value = value[:limit]
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode()
+    return value
+
+
+def short_id(message_id: str) -> str:
+    """A messageId as receipts and dead letters carry it: whole up to MAX_ID_CHARS; a longer one cut, with
+    a hash of the whole so two long ids stay apart."""
+    if len(message_id) <= MAX_ID_CHARS:
+        return message_id
+    whole = hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()[:32]
+    return text(message_id[:MAX_ID_CHARS - 48], MAX_ID_CHARS) + f"...sha256:{whole}"
 
 
 def retry_headers(fate: Fate) -> list[tuple[str, bytes]]:
@@ -73,25 +128,60 @@ def retry_headers(fate: Fate) -> list[tuple[str, bytes]]:
             (NOT_BEFORE, str(fate.not_before_ms or 0).encode()), (LAST_STATUS, str(fate.status or 0).encode())]
 
 
-def receipt(integration: str, items: Sequence[Item], fates: Mapping[int, Fate], *, requests: int,
-            now_ms: int | None = None) -> bytes:
-    """One batch's outcomes: for each (state, status, attempts, reason), the count and the messageIds."""
+def receipts(integration: str, items: Sequence[Item], fates: Mapping[int, Fate], *, requests: int,
+             now_ms: int | None = None, limit: int = RECEIPT_BYTES) -> list[bytes]:
+    """One batch's outcomes: for each (state, status, attempts, reason), the count and the messageIds, in
+    one record, or in parts (`part`, `parts`; the batch's `requests` in the first) each under `limit`
+    bytes when the messageIds would not fit in one (700 ids of 600 characters did not, at 1 MB)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     groups: dict[tuple[str, int | None, int, str | None], list[str]] = {}
     latencies = []
     for position, fate in fates.items():
         item = items[position]
-        groups.setdefault((fate.state, fate.status, fate.attempts, fate.reason), []).append(item.message_id)
+        reason = text(fate.reason, MAX_REASON_CHARS) if fate.reason else fate.reason
+        groups.setdefault((fate.state, fate.status, fate.attempts, reason), []).append(short_id(item.message_id))
         if fate.state == "delivered" and item.written_ms:
             latencies.append(fate.finished_ms - item.written_ms)
-    outcomes: list[dict[str, Any]] = [
-        {"state": state, "status": status, "attempts": attempts, "reason": reason, "count": len(ids),
-         "messageIds": ids} for (state, status, attempts, reason), ids in groups.items()]
     latencies.sort()
-    return orjson.dumps({
+    head: dict[str, Any] = {
         "integration": integration, "topic": items[0].topic if items else "",
         "partition": items[0].partition if items else -1,
         "firstOffset": min((i.offset for i in items), default=-1),
         "lastOffset": max((i.offset for i in items), default=-1),
-        "requests": requests, "at": now_ms, "outcomes": outcomes,
-        "latencyMs": {"p50": latencies[len(latencies) // 2], "max": latencies[-1]} if latencies else None})
+        "requests": requests, "at": now_ms,
+        "latencyMs": {"p50": latencies[len(latencies) // 2], "max": latencies[-1]} if latencies else None}
+    # at most 6 bytes of JSON a character (a control character's escape): most batches fit at a glance
+    if sum(len(i) for ids in groups.values() for i in ids) * 6 + 600 * len(groups) + 1_000 <= limit:
+        return [orjson.dumps({**head, "outcomes": [_outcome(key, ids) for key, ids in groups.items()]})]
+    return _parts(head, groups, limit)
+
+
+def _outcome(key: tuple[str, int | None, int, str | None], ids: list[str]) -> dict[str, Any]:
+    state, status, attempts, reason = key
+    return {"state": state, "status": status, "attempts": attempts, "reason": reason, "count": len(ids),
+            "messageIds": ids}
+
+
+def _parts(head: dict[str, Any], groups: Mapping[tuple[str, int | None, int, str | None], list[str]],
+           limit: int) -> list[bytes]:
+    """The receipt in parts under `limit` bytes (messageIds are at most MAX_ID_CHARS, 6 bytes of JSON a
+    character: every part holds at least one)."""
+    base = len(orjson.dumps({**head, "part": 0, "parts": 0, "outcomes": []})) + 20
+    parts: list[list[dict[str, Any]]] = [[]]
+    used = base
+    for key, ids in groups.items():
+        overhead = len(orjson.dumps(_outcome(key, []))) + 10
+        chunk: list[str] = []
+        for short in ids:
+            size = len(orjson.dumps(short)) + 1
+            if used + overhead + size > limit and (chunk or parts[-1]):
+                if chunk:
+                    parts[-1].append(_outcome(key, chunk))
+                parts.append([])
+                chunk, used = [], base
+            chunk.append(short)
+            used += size
+        parts[-1].append(_outcome(key, chunk))
+        used += overhead
+    return [orjson.dumps({**head, "requests": head["requests"] if n == 0 else 0, "part": n + 1,
+                          "parts": len(parts), "outcomes": outcomes}) for n, outcomes in enumerate(parts)]

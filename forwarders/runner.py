@@ -28,11 +28,14 @@ from forwarders.ratelimit import TokenBucket
 from forwarders.records import (
     ITEM_FIELDS,
     NOT_BEFORE,
+    bounded,
     dead_letter_value,
     header_int,
     item_from,
-    receipt,
+    receipts,
+    retry_fits,
     retry_headers,
+    text,
 )
 from forwarders.state import PartitionState, Ticket, TopicPartitionKey, Undecodable
 from forwarders.transport import HttpTransport
@@ -72,11 +75,19 @@ class Forwarder:
         self._producer: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._outbound, self._deadletters = outbound_codec(fields=ITEM_FIELDS), deadletter_codec()
+        # A per-event vendor (one event a request) gains nothing from gathering a batch: its events go as
+        # they come (linger 0 unless set), each partition's batch on its own, its users' requests at once.
+        # max_in_flight 1 is one request at a time, as before: batches gathered, partitions together.
+        self.per_event = self.vendor.max_events == 1 and self.policy.max_in_flight > 1
+        self.linger_ms = 0 if self.per_event and "linger_ms" not in self.policy.model_fields_set \
+            else self.policy.linger_ms
         self.transport = HttpTransport(self.policy.connect_timeout_s, self.policy.timeout_s,
-                                       self.policy.concurrency + 2)
+                                       self.policy.concurrency + self.policy.max_in_flight + 2)
         self.limiter = TokenBucket(self.policy.rate_per_s)
+        self._senders = ThreadPoolExecutor(self.policy.max_in_flight, thread_name_prefix=f"send-{self.name}") \
+            if self.policy.max_in_flight > 1 else None  # threads start with the first lane sent
         self.delivery = BatchDelivery(self.vendor, self.policy, self.transport, self.limiter,
-                                      stopping=self.stopping.is_set)
+                                      stopping=self.stopping.is_set, senders=self._senders)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self, partitions: int = 6) -> None:
@@ -90,10 +101,13 @@ class Forwarder:
         self._producer = Producer(producer_settings(self.bootstrap, {
             "linger.ms": 50, **self.client}))
         self._consumer = Consumer(consumer_settings(self.bootstrap, self.group_id, {
-            "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **fetch_settings(self.policy.linger_ms),
+            "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **fetch_settings(self.linger_ms),
             **self.client}))
         self._listen()
-        self._pool = ThreadPoolExecutor(self.policy.concurrency, thread_name_prefix=f"deliver-{self.name}")
+        # A per-event vendor's batch thread only waits for its lanes (the senders bound what is in flight):
+        # one per partition, or batches wait for a thread as well as for their partition's previous batch.
+        threads = max(self.policy.concurrency, self.policy.max_in_flight) if self.per_event else self.policy.concurrency
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"deliver-{self.name}")
 
     def _listen(self) -> None:
         """Join the integration's consumer group on its topic and its retry topic."""
@@ -106,7 +120,7 @@ class Forwarder:
         # Half the linger between looks at the buffers (the broker holds a fetch that long too; a quarter
         # cost 6% more CPU per event at 1k events/s, side by side), or less when a buffer is due sooner:
         # a batch leaves when its linger is up, not up to half a linger later.
-        wait = timeout = min(0.05, max(0.005, self.policy.linger_ms / 2000))
+        wait = timeout = min(0.05, max(0.005, self.linger_ms / 2000))
         while not self.stopping.is_set() and not until():
             messages = self._consumer.consume(num_messages=self.batch_cap, timeout=timeout)
             self._take(messages)
@@ -140,6 +154,8 @@ class Forwarder:
             self._consumer = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._senders is not None:
+            self._senders.shutdown(wait=True)
         self.transport.close()
 
     # -- rebalances -----------------------------------------------------------------------------------
@@ -189,6 +205,11 @@ class Forwarder:
                     written_ms=message.timestamp()[1], headers=headers)
             except DecodeError as exc:
                 item = Undecodable(exc, message.value() or b"")
+            except Exception as exc:  # noqa: BLE001 - whatever a record does to the decoder, it is that record's
+                log.warning("%s: %s/%s@%s not decodable: %s", self.name, key[0], key[1], message.offset(),
+                            type(exc).__name__)
+                item = Undecodable(DecodeError("decode.corrupt", text(f"{type(exc).__name__}: {exc}", 500)),
+                                   message.value() or b"")
             if not state.buffer:
                 state.since = now
             if state.done is None:
@@ -217,12 +238,14 @@ class Forwarder:
         the buffers of the other partitions not under way, up to a batch: at a moderate rate one request
         carries every partition's events (one per partition per linger was ~120 requests a second per
         forwarder at 5k events/s); a backlog fills a batch per partition, and those go in parallel. A
-        partition has one batch under way at a time, so each partition (and user) stays in order.
+        per-event vendor's partitions go each on its own (one request an event anyway: a batch waiting for
+        another partition's slowest answer only delays it). A partition has one batch under way at a
+        time, so each partition (and user) stays in order.
         Returns when the oldest buffer left waiting is due (monotonic seconds), None if none is."""
         assert self._pool is not None
         if self.stopping.is_set():
             return None
-        now, linger = time.monotonic(), self.policy.linger_ms / 1000
+        now, linger = time.monotonic(), self.linger_ms / 1000
         while True:
             idle = [state for state in self._partitions.values() if state.inflight is None and state.buffer]
             if not any(len(s.buffer) >= self.batch_cap or now - s.since >= linger for s in idle):
@@ -232,7 +255,7 @@ class Forwarder:
             items: list[Item] = []
             room = self.batch_cap
             for state in idle:
-                if room <= 0:
+                if room <= 0 or (self.per_event and group):
                     break
                 state.batch, state.buffer = state.buffer[:room], state.buffer[room:]
                 state.batch_offsets, state.offsets = state.offsets[:room], state.offsets[room:]
@@ -290,6 +313,11 @@ class Forwarder:
             elif fate is None or fate.state == "undone":
                 undone = item.offset if undone < 0 else min(undone, item.offset)
             else:
+                if fate.state == "later" and not retry_fits(item):  # the retry topic would refuse it
+                    fates[position] = fate = Fate(
+                        "dead", fate.attempts, fate.first_attempt_ms, fate.status,
+                        f"forwarder.too_large: {len(item.raw)} bytes, too large to retry ({fate.reason})",
+                        fate.body, finished_ms=fate.finished_ms)
                 others.append((item, fate))
         next_offset = undone if undone >= 0 else state.batch_offsets[-1] + 1
         ticket = Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None)
@@ -299,7 +327,7 @@ class Forwarder:
                 record = dead_letter(reason=bad.error.reason, message=bad.error.message, stage="deliver",
                                      original=bad.value, source_topic=key[0], source_partition=key[1],
                                      source_offset=offset, integration=self.name)
-                self._produce(ticket, self.dlq, self._deadletters.encode(record), None)
+                self._produce(ticket, self.dlq, bounded(self._deadletters, record), None)
                 self.metrics.dead.labels(self.name, bad.error.reason).inc()
         for item, fate in others:
             self._account(ticket, item, fate)
@@ -307,9 +335,8 @@ class Forwarder:
             self.metrics.delivered.inc(delivered)
             self.metrics.latency.observe_many((self.name,), latencies)
         requests = report.requests if state.lead else 0  # the batch's requests, counted once
-        if items:
-            self._produce(ticket, self.topics.receipts, receipt(self.name, items, fates, requests=requests),
-                          self.name.encode())
+        for part in receipts(self.name, items, fates, requests=requests) if items else ():
+            self._produce(ticket, self.topics.receipts, part, self.name.encode())
         for status, n in report.statuses.items() if state.lead else ():
             self.metrics.requests.labels(self.name, str(status)).inc(n)
         self.metrics.rate.set(self.limiter.rate or 0)

@@ -23,13 +23,13 @@ NOW_MS = int(time.time() * 1000)
 
 
 def outbound_records(integration: str, kind: str, payloads: Iterable[Mapping[str, Any]], *,
-                     prefix: str = "m", timestamp_ms: int = NOW_MS) -> list[tuple[bytes, bytes, str]]:
-    """(key, Outbound bytes, messageId) for each payload, as the router writes them."""
+                     prefix: str = "m", timestamp_ms: int = NOW_MS, users: int = 7) -> list[tuple[bytes, bytes, str]]:
+    """(key, Outbound bytes, messageId) for each payload, as the router writes them (event i: user i % users)."""
     codec = outbound_codec()
     out = []
     for i, payload in enumerate(payloads):
         message_id = str(payload.get("_messageId") or f"{prefix}-{i}-{uuid.uuid4().hex[:6]}")
-        user = f"user-{i % 7}"
+        user = f"user-{i % users}"
         body = {k: v for k, v in payload.items() if k != "_messageId"}
         value = codec.encode({
             "messageId": message_id, "integration": integration, "kind": kind, "pipeline": "web", "type": "track",
@@ -42,14 +42,14 @@ def outbound_records(integration: str, kind: str, payloads: Iterable[Mapping[str
 
 def write_outbound(bootstrap: str, topics: Topics, integration: str, kind: str,
                    payloads: Iterable[Mapping[str, Any]], *, partitions: int = 3, timestamp_ms: int = NOW_MS,
-                   prefix: str = "m") -> list[str]:
+                   prefix: str = "m", users: int = 7) -> list[str]:
     """Write the payloads to the integration's topic; returns their messageIds."""
     topic = topics.integration(integration)
     ensure_topics(bootstrap, [topic], partitions=partitions)
     producer = Producer(producer_settings(bootstrap))
     ids = []
     for key, value, message_id in outbound_records(integration, kind, payloads, timestamp_ms=timestamp_ms,
-                                                   prefix=prefix):
+                                                   prefix=prefix, users=users):
         _produce(producer, topic, value, key)
         ids.append(message_id)
     assert producer.flush(30) == 0
