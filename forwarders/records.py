@@ -4,7 +4,7 @@ integration topic or its retry topic), dead letters, retry records and delivery 
 Every record written is below MAX_RECORD_BYTES by construction, whatever the events hold: a record
 over the broker's limit is refused (MSG_SIZE_TOO_LARGE), its batch's offsets are never stored, and the
 batch is delivered again on every restart. Receipts are split in parts, texts and messageIds trimmed,
-a dead letter's original bytes cut if the whole would not fit, and a record too large to retry is
+dead letters bounded as schemas/deadletters.py bounds them, and a record too large to retry is
 dead-lettered instead."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import orjson
 from forwarders.delivery import Fate
 from forwarders.vendors.base import Item
 from schemas import AvroCodec
-from schemas.deadletters import dead_letter
+from schemas.deadletters import dead_letter, utf8
 from schemas.errors import DecodeError
 
 ATTEMPTS: Final = "er-attempts"
@@ -75,27 +75,12 @@ _new = tuple.__new__
 def dead_letter_value(codec: AvroCodec, item: Item, fate: Fate, integration: str, *, stage: str = "deliver",
                       headers: Headers = ()) -> bytes:
     reason = (fate.reason or "vendor.rejected").split(":")[0][:100]
-    return bounded(codec, dead_letter(
+    return codec.encode(dead_letter(
         reason=reason, message=fate.reason or reason, stage=stage, original=item.raw, source_topic=item.topic,
         source_partition=item.partition, source_offset=item.offset, message_id=short_id(item.message_id) or None,
         integration=integration, attempts=fate.attempts, first_attempt_at=fate.first_attempt_ms,
         last_attempt_at=fate.finished_ms or None, vendor_status=fate.status, vendor_body=fate.body,
         headers=headers))
-
-
-def bounded(codec: AvroCodec, record: dict[str, Any], limit: int = MAX_RECORD_BYTES) -> bytes:
-    """A DeadLetter record encoded below `limit`: texts made valid UTF-8 (an exception's text may hold
-    lone surrogates), and the original bytes cut (the message says so; its topic, partition and offset
-    still point at it) when the whole would not fit."""
-    record = {**record, **{k: text(record[k], 2000) for k in ("reason", "message", "vendorBody", "messageId")
-                           if isinstance(record.get(k), str)}}
-    value = codec.encode(record)
-    if len(value) <= limit:
-        return value
-    original: bytes = record["originalBytes"]
-    keep = max(0, len(original) - (len(value) - limit) - 8_000)  # room for the longer message and varints
-    note = f"original cut to {keep} of {len(original)} bytes (read it at its source offset); "
-    return codec.encode({**record, "originalBytes": original[:keep], "message": text(note + record["message"], 2000)})
 
 
 def retry_fits(item: Item) -> bool:
@@ -104,23 +89,13 @@ def retry_fits(item: Item) -> bool:
         MAX_RECORD_BYTES
 
 
-def text(value: str, limit: int) -> str:
-    """`value` cut to `limit` characters, as valid UTF-8 (lone surrogates replaced)."""
-    value = value[:limit]
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode()
-    return value
-
-
 def short_id(message_id: str) -> str:
     """A messageId as receipts and dead letters carry it: whole up to MAX_ID_CHARS; a longer one cut, with
     a hash of the whole so two long ids stay apart."""
     if len(message_id) <= MAX_ID_CHARS:
         return message_id
     whole = hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()[:32]
-    return text(message_id[:MAX_ID_CHARS - 48], MAX_ID_CHARS) + f"...sha256:{whole}"
+    return utf8(message_id[:MAX_ID_CHARS - 48], MAX_ID_CHARS) + f"...sha256:{whole}"
 
 
 def retry_headers(fate: Fate) -> list[tuple[str, bytes]]:
@@ -138,7 +113,7 @@ def receipts(integration: str, items: Sequence[Item], fates: Mapping[int, Fate],
     latencies = []
     for position, fate in fates.items():
         item = items[position]
-        reason = text(fate.reason, MAX_REASON_CHARS) if fate.reason else fate.reason
+        reason = utf8(fate.reason, MAX_REASON_CHARS) if fate.reason else fate.reason
         groups.setdefault((fate.state, fate.status, fate.attempts, reason), []).append(short_id(item.message_id))
         if fate.state == "delivered" and item.written_ms:
             latencies.append(fate.finished_ms - item.written_ms)

@@ -28,23 +28,21 @@ from forwarders.ratelimit import TokenBucket
 from forwarders.records import (
     ITEM_FIELDS,
     NOT_BEFORE,
-    bounded,
     dead_letter_value,
     header_int,
     item_from,
     receipts,
     retry_fits,
     retry_headers,
-    text,
 )
 from forwarders.state import PartitionState, Ticket, TopicPartitionKey, Undecodable
 from forwarders.transport import HttpTransport
 from forwarders.vendors import Item, vendor_for
 from schemas import Topics, deadletter_codec, outbound_codec
 from schemas.config import Integration
-from schemas.deadletters import dead_letter
+from schemas.deadletters import dead_letter, utf8
 from schemas.errors import DecodeError
-from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, producer_settings
+from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, flush_until_acknowledged, producer_settings
 from schemas.process import quiet_gc
 from schemas.secrets import resolve_secrets
 
@@ -162,7 +160,7 @@ class Forwarder:
     def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
         for tp in partitions:
             self._partitions.setdefault((tp.topic, tp.partition), PartitionState())
-        log.warning("%s: assigned %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
+        log.info("%s: assigned %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions if (tp.topic, tp.partition) in self._partitions]
@@ -208,7 +206,7 @@ class Forwarder:
             except Exception as exc:  # noqa: BLE001 - whatever a record does to the decoder, it is that record's
                 log.warning("%s: %s/%s@%s not decodable: %s", self.name, key[0], key[1], message.offset(),
                             type(exc).__name__)
-                item = Undecodable(DecodeError("decode.corrupt", text(f"{type(exc).__name__}: {exc}", 500)),
+                item = Undecodable(DecodeError("decode.corrupt", utf8(f"{type(exc).__name__}: {exc}", 500)),
                                    message.value() or b"")
             if not state.buffer:
                 state.since = now
@@ -327,7 +325,7 @@ class Forwarder:
                 record = dead_letter(reason=bad.error.reason, message=bad.error.message, stage="deliver",
                                      original=bad.value, source_topic=key[0], source_partition=key[1],
                                      source_offset=offset, integration=self.name)
-                self._produce(ticket, self.dlq, bounded(self._deadletters, record), None)
+                self._produce(ticket, self.dlq, self._deadletters.encode(record), None)
                 self.metrics.dead.labels(self.name, bad.error.reason).inc()
         for item, fate in others:
             self._account(ticket, item, fate)
@@ -367,8 +365,7 @@ class Forwarder:
 
     def _flush(self) -> None:
         """Wait until Kafka acknowledged every record written (the tickets then hold their outcome)."""
-        while self._producer.flush(5.0):
-            log.warning("%s: records still unacknowledged after 5 s; waiting for Kafka", self.name)
+        flush_until_acknowledged(self._producer, f"{self.name}: records")
 
     def _update_lag(self) -> None:
         """Lag: records not yet settled (read ahead into the buffer counts as not settled), from the high
@@ -392,7 +389,7 @@ class Forwarder:
 def run_forwarder(forwarder: Forwarder, partitions: int = 6) -> int:
     """Run until SIGTERM or SIGINT; returns the exit status."""
     def stop(signum: int, _frame: Any) -> None:
-        log.warning("%s: %s: finishing the batches under way", forwarder.name, signal.Signals(signum).name)
+        log.info("%s: %s: finishing the batches under way", forwarder.name, signal.Signals(signum).name)
         forwarder.stop()
 
     signal.signal(signal.SIGTERM, stop)
@@ -400,5 +397,5 @@ def run_forwarder(forwarder: Forwarder, partitions: int = 6) -> int:
     forwarder.start(partitions)
     quiet_gc()  # an Item and its payload per event, freed by reference counting: young passes find nothing
     forwarder.run()
-    log.warning("%s: stopped", forwarder.name)
+    log.info("%s: stopped", forwarder.name)
     return 0

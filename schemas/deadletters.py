@@ -50,16 +50,28 @@ def dead_letter(*, reason: str, message: str, stage: str, original: bytes, sourc
     if notes:
         message = f"{message[:TEXT_CHARS - 200]} ({'; '.join(notes)})"
     return {
-        "reason": reason[:NAME_CHARS], "message": message[:TEXT_CHARS], "stage": stage[:NAME_CHARS],
-        "integration": integration[:NAME_CHARS] if integration else integration,
-        "pipeline": pipeline[:NAME_CHARS] if pipeline else pipeline,
-        "messageId": message_id[:DEFAULT_LIMITS.id_chars] if message_id else message_id, "attempts": attempts,
+        "reason": utf8(reason, NAME_CHARS), "message": utf8(message, TEXT_CHARS), "stage": utf8(stage, NAME_CHARS),
+        "integration": utf8(integration, NAME_CHARS) if integration else integration,
+        "pipeline": utf8(pipeline, NAME_CHARS) if pipeline else pipeline,
+        "messageId": utf8(message_id, DEFAULT_LIMITS.id_chars) if message_id else message_id, "attempts": attempts,
         "firstAttemptAt": first_attempt_at, "lastAttemptAt": last_attempt_at, "vendorStatus": vendor_status,
-        "vendorBody": vendor_body[:TEXT_CHARS] if vendor_body else vendor_body,
-        "sourceTopic": source_topic[:NAME_CHARS], "sourcePartition": source_partition, "sourceOffset": source_offset,
+        "vendorBody": utf8(vendor_body, TEXT_CHARS) if vendor_body else vendor_body,
+        "sourceTopic": utf8(source_topic, NAME_CHARS), "sourcePartition": source_partition,
+        "sourceOffset": source_offset,
         "originalHeaders": kept, "originalBytes": original,
         "deadLetteredAt": now_ms if now_ms is not None else int(time.time() * 1000),
     }
+
+
+def utf8(value: str, limit: int) -> str:
+    """`value` cut to `limit` characters, as valid UTF-8 (an exception's or a vendor's text may hold lone
+    surrogates, which Avro's string cannot encode)."""
+    value = value[:limit]
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode()
+    return value
 
 
 def describe_error(exc: BaseException) -> str:

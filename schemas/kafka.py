@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -198,6 +199,18 @@ def wait_for_brokers(bootstrap: str, timeout: float | None = None, *, meanwhile:
 
 _NOT_READY = frozenset({"NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "UNKNOWN_TOPIC_OR_PART",
                         "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "_UNKNOWN_PARTITION"})
+
+
+def flush_until_acknowledged(producer: Any, what: str) -> None:
+    """Flush `producer` until Kafka acknowledged every record (librdkafka retries while the broker is
+    away). A wait over 5 s is said once, and its end once: not a line every 5 s of an outage."""
+    started = None
+    while producer.flush(5.0):
+        if started is None:
+            started = time.monotonic() - 5.0
+            log.warning("%s still unacknowledged after 5 s; waiting for Kafka", what)
+    if started is not None:
+        log.info("%s acknowledged after %.0f s", what, time.monotonic() - started)
 
 
 def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 30.0) -> tuple[int, int]:

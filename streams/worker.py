@@ -28,7 +28,7 @@ from typing import Any
 
 from schemas import EventCodec, SchemaRegistryClient, Topics
 from schemas.config import Config
-from schemas.kafka import ensure_topics, partition_count, producer_settings
+from schemas.kafka import ensure_topics, flush_until_acknowledged, partition_count, producer_settings
 from schemas.revisions import ConfigStore, Revision, RevisionWatcher
 from streams.dedup import Deduplicator
 from streams.metrics import UNKNOWN, BatchTally, WorkerMetrics
@@ -123,8 +123,7 @@ class OutputWriter:
         pending, attempt = list(outputs), 0
         while pending:
             self._send(pending)
-            while await asyncio.to_thread(self._producer.flush, 5.0):
-                log.warning("outputs still unacknowledged after 5 s; waiting for Kafka")
+            await asyncio.to_thread(flush_until_acknowledged, self._producer, "outputs")
             pending, attempt, pause = self._failed_again(attempt)
             await asyncio.sleep(pause)
 
@@ -141,8 +140,7 @@ class OutputWriter:
     def wait_blocking(self) -> None:
         attempt = 0
         while True:
-            while self._producer.flush(5.0):
-                log.warning("outputs still unacknowledged after 5 s; waiting for Kafka")
+            flush_until_acknowledged(self._producer, "outputs")
             pending, attempt, pause = self._failed_again(attempt)
             if not pending:
                 return

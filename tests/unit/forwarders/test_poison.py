@@ -55,7 +55,7 @@ def test_a_dead_letter_of_a_record_near_the_limit_is_cut_to_fit() -> None:
     value = dead_letter_value(deadletter_codec(), item, fate, "amp")
     assert len(value) <= MAX_RECORD_BYTES
     record = deadletter_codec().decode(value)
-    assert record["message"].startswith("original cut to") and record["sourceOffset"] == 3
+    assert "original trimmed from 1040000" in record["message"] and record["sourceOffset"] == 3
     assert record["reason"] == "retries_exhausted" and len(record["messageId"]) <= 256
     assert not retry_fits(item) and retry_fits(item._replace(raw=b"x" * 1000))
 
