@@ -199,7 +199,8 @@ def _forward(args: argparse.Namespace) -> int:
     from forwarders.app import forward
     from schemas import Topics
     return forward(args.bootstrap_servers, Topics(args.topic_prefix), args.integration, config_file=args.config,
-                   metrics_port=args.metrics_port, metrics_host=args.metrics_host, partitions=args.partitions)
+                   metrics_port=args.metrics_port, metrics_host=args.metrics_host, partitions=args.partitions,
+                   data_dir=args.data_dir or paths.home() / f"forward-{args.integration}")
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -347,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     forward.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics (0: a free port)")
     forward.add_argument("--metrics-host", default="127.0.0.1")
     forward.add_argument("--partitions", type=int, default=6, help="of the retry and dead-letter topics it creates")
+    forward.add_argument("--data-dir", type=Path, default=None,
+                         help="its crash guard's file (a record it keeps dying on is quarantined); one per process; "
+                              "default: $EVENTROUTER_HOME/forward-INTEGRATION")
     _log_level_option(forward)
     forward.set_defaults(func=_forward)
 

@@ -176,8 +176,9 @@ class Stack:
                                            *self.worker_args])
 
     def add_forwarder(self, name: str, n: int = 1) -> Child:
-        return self._spawn(f"forward-{name}-{n}" if n > 1 else f"forward-{name}",
-                           ["forward", name, "--config", str(self.config), "--partitions", str(self.partitions)])
+        role = f"forward-{name}-{n}" if n > 1 else f"forward-{name}"
+        return self._spawn(role, ["forward", name, "--config", str(self.config), "--partitions", str(self.partitions),
+                                  "--data-dir", str(self.folder / role)])
 
     def describe(self) -> list[str]:
         out = [f"{c.role}: pid {c.process.pid}" + (f", metrics http://127.0.0.1:{c.metrics_port}/metrics"

@@ -40,14 +40,14 @@ def config_from_topic(bootstrap: str, topics: Topics, wait_s: float = 60.0) -> C
 
 
 def forward(bootstrap: str, topics: Topics, name: str, *, config_file: Path | None, metrics_port: int | None,
-            metrics_host: str = "127.0.0.1", partitions: int = 6) -> int:
+            metrics_host: str = "127.0.0.1", partitions: int = 6, data_dir: Path | None = None) -> int:
     waiting = f"the forwarder of {name} waits for it"
     if config_file is None:
         wait_for_brokers(bootstrap, meanwhile=waiting)
     config = load_config(config_file) if config_file is not None else config_from_topic(bootstrap, topics)
     integration = find_integration(config, name)
     metrics = ForwarderMetrics(name)
-    forwarder = Forwarder(bootstrap, topics, integration, metrics=metrics)
+    forwarder = Forwarder(bootstrap, topics, integration, metrics=metrics, state_dir=data_dir)
     wait_for_brokers(bootstrap, meanwhile=waiting)  # after the config is known good: a bad one is refused at once
     if metrics_port is not None:
         port = metrics.serve(metrics_port, metrics_host)

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, cast
 
 from confluent_kafka import TopicPartition
@@ -44,6 +45,7 @@ from schemas.deadletters import dead_letter, utf8
 from schemas.errors import DecodeError
 from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, flush_until_acknowledged, producer_settings
 from schemas.process import quiet_gc
+from schemas.quarantine import BATCH, QUARANTINE, QUARANTINED, CrashGuard
 from schemas.secrets import resolve_secrets
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ log = logging.getLogger(__name__)
 class Forwarder:
     def __init__(self, bootstrap: str, topics: Topics, integration: Integration, *,
                  client: dict[str, Any] | None = None, metrics: ForwarderMetrics | None = None,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: dict[str, str] | None = None, state_dir: Path | None = None) -> None:
         self.bootstrap, self.topics, self.integration = bootstrap, topics, integration
         self.client = client or {}
         self.name = integration.name
@@ -66,6 +68,8 @@ class Forwarder:
         self.topic, self.retry_topic = topics.integration(self.name), topics.retry(self.name)
         self.dlq = topics.dead_letters(self.name)
         self.group_id = f"{topics.prefix}-forward-{self.name}"
+        # a record the process keeps dying on is quarantined (schemas/quarantine.py), not crash-looped on
+        self.guard = CrashGuard(state_dir, self.group_id) if state_dir is not None else None
         self.batch_cap = max(500, self.vendor.max_events)
         self.stopping = threading.Event()
         self._partitions: dict[TopicPartitionKey, PartitionState] = {}
@@ -102,6 +106,9 @@ class Forwarder:
             "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **fetch_settings(self.linger_ms),
             **self.client}))
         self._listen()
+        for (topic, partition, first, last), crashes in self.guard.recover() if self.guard is not None else ():
+            log.warning("%s: the process died with %s/%s@%s-%s in progress (%s times): those go one at a time",
+                        self.name, topic, partition, first, last, crashes)
         # A per-event vendor's batch thread only waits for its lanes (the senders bound what is in flight):
         # one per partition, or batches wait for a thread as well as for their partition's previous batch.
         threads = max(self.policy.concurrency, self.policy.max_in_flight) if self.per_event else self.policy.concurrency
@@ -150,6 +157,8 @@ class Forwarder:
                 log.info("%s: final commit: %s", self.name, exc)
             self._consumer.close()
             self._consumer = None
+        if self.guard is not None:
+            self.guard.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         if self._senders is not None:
@@ -197,10 +206,15 @@ class Forwarder:
                     self._consumer.pause([TopicPartition(key[0], key[1])])
                     state.resume_at = now + (due - now_ms) / 1000
                     continue
+            item: Item | Undecodable
             try:
-                item: Item | Undecodable = item_from(
-                    self._outbound, message.value(), topic=key[0], partition=key[1], offset=message.offset(),
-                    written_ms=message.timestamp()[1], headers=headers)
+                if self.guard is not None and self.guard.suspects and \
+                        self.guard.verdict(key[0], key[1], message.offset()) == QUARANTINE:
+                    crashes = self.guard.crashes_of(key[0], key[1], message.offset())
+                    raise DecodeError(QUARANTINED, f"the process exited {crashes} times on this record (consumer "
+                                                   f"group {self.group_id}); skipped so the stream goes on")
+                item = item_from(self._outbound, message.value(), topic=key[0], partition=key[1],
+                                 offset=message.offset(), written_ms=message.timestamp()[1], headers=headers)
             except DecodeError as exc:
                 item = Undecodable(exc, message.value() or b"")
             except Exception as exc:  # noqa: BLE001 - whatever a record does to the decoder, it is that record's
@@ -245,27 +259,45 @@ class Forwarder:
             return None
         now, linger = time.monotonic(), self.linger_ms / 1000
         while True:
-            idle = [state for state in self._partitions.values() if state.inflight is None and state.buffer]
-            if not any(len(s.buffer) >= self.batch_cap or now - s.since >= linger for s in idle):
-                return min(s.since for s in idle) + linger if idle else None
-            idle.sort(key=lambda state: state.since)  # the longest waiting first
+            idle = [(k, state) for k, state in self._partitions.items() if state.inflight is None and state.buffer]
+            if not any(len(s.buffer) >= self.batch_cap or now - s.since >= linger for _k, s in idle):
+                return min(s.since for _k, s in idle) + linger if idle else None
+            idle.sort(key=lambda pair: pair[1].since)  # the longest waiting first
             group: list[PartitionState] = []
             items: list[Item] = []
             room = self.batch_cap
-            for state in idle:
-                if room <= 0 or (self.per_event and group):
+            for key, state in idle:
+                take, alone = self._take_size(key, state, room)
+                if alone and state.tickets:  # alone: after the one before it is settled, so only it is in progress
+                    continue
+                if room <= 0 or ((self.per_event or alone) and group):
                     break
-                state.batch, state.buffer = state.buffer[:room], state.buffer[room:]
-                state.batch_offsets, state.offsets = state.offsets[:room], state.offsets[room:]
-                room -= len(state.batch)
+                state.batch, state.buffer = state.buffer[:take], state.buffer[take:]
+                state.batch_offsets, state.offsets = state.offsets[:take], state.offsets[take:]
+                room = 0 if alone else room - len(state.batch)
                 state.since = now
                 mine = [i for i in state.batch if isinstance(i, Item)]
                 state.span, state.lead = (len(items), len(items) + len(mine)), not group
                 items += mine
                 group.append(state)
+            if self.guard is not None:  # in progress until its offsets are stored: one small file write
+                self.guard.begin([(*k, s.batch_offsets[0], s.batch_offsets[-1]) for k, s in idle if s.batch])
+            if not group:
+                return now + 0.001
             future = self._pool.submit(self.delivery.deliver, items)
             for state in group:
                 state.inflight = future
+
+    def _take_size(self, key: TopicPartitionKey, state: PartitionState, room: int) -> tuple[int, bool]:
+        """How many of the partition's buffered records its next batch takes, and whether the first goes
+        alone: a record that was in progress when the process died goes on its own (so a next crash names
+        it), and a batch stops before one."""
+        if self.guard is None or not self.guard.suspects:
+            return room, False
+        for position, offset in enumerate(state.offsets[:room]):
+            if self.guard.verdict(key[0], key[1], offset) != BATCH:
+                return max(position, 1), position == 0
+        return room, False
 
     def _settle(self) -> None:
         for key, state in self._partitions.items():
@@ -276,7 +308,7 @@ class Forwarder:
         """Store the offsets of settled batches whose records Kafka acknowledged, in order per partition.
         A record Kafka refused stops the forwarder: its offsets are never stored, so the batch is
         delivered again by whoever takes the partition."""
-        ready = []
+        ready, spans = [], []
         for state in self._partitions.values():
             while state.tickets and state.tickets[0].pending == 0:
                 ticket = state.tickets.popleft()
@@ -285,8 +317,13 @@ class Forwarder:
                 if ticket.offset is not None:
                     ready.append(ticket.offset)
                     state.done = ticket.offset[1]
+                if ticket.span is not None:
+                    spans.append(ticket.span)
         if ready:
             self._consumer.store_offsets(offsets=[TopicPartition(t, p, offset) for (t, p), offset in ready])
+        if spans and self.guard is not None:
+            self.guard.done(spans)
+            self.guard.idle()
 
     def _settle_partition(self, key: TopicPartitionKey, *, wait: bool) -> None:
         """Write (not wait for) what the finished batch of `key` needs written, under a ticket that
@@ -318,7 +355,8 @@ class Forwarder:
                         fate.body, finished_ms=fate.finished_ms)
                 others.append((item, fate))
         next_offset = undone if undone >= 0 else state.batch_offsets[-1] + 1
-        ticket = Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None)
+        ticket = Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None,
+                        (*key, state.batch_offsets[0], state.batch_offsets[-1]))
         state.tickets.append(ticket)
         for bad, offset in () if clean else zip(state.batch, state.batch_offsets, strict=True):
             if isinstance(bad, Undecodable):

@@ -28,10 +28,12 @@ class Ticket:
     """What one settled batch wrote (dead letters, retry records, its receipt): once Kafka has
     acknowledged all of it, the partition's offset can be stored."""
 
-    __slots__ = ("errors", "offset", "pending")
+    __slots__ = ("errors", "offset", "pending", "span")
 
-    def __init__(self, offset: tuple[TopicPartitionKey, int] | None) -> None:
+    def __init__(self, offset: tuple[TopicPartitionKey, int] | None,
+                 span: tuple[str, int, int, int] | None = None) -> None:
         self.offset = offset
+        self.span = span  # the batch's records (topic, partition, first and last offset): the crash guard's
         self.pending = 0
         self.errors: list[str] = []
 

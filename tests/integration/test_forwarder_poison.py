@@ -5,7 +5,9 @@ of 1.26 MB before it was split) are each delivered once, and their receipts acco
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,9 +16,10 @@ from confluent_kafka import Producer
 from forwarders.standins import AmplitudeStandIn
 from schemas import Topics, outbound_codec
 from schemas.kafka import ensure_topics, producer_settings
+from tests.integration.crashing_forwarder import CRASH_MARKER
 from tests.integration.forwarder_helpers import ForwarderThread, integration, outbound_records, wait_for
 from tests.integration.kafka_helpers import consume_all, fresh_topics
-from tests.integration.worker_helpers import _produce, dead_letters
+from tests.integration.worker_helpers import LoggedProcess, _produce, dead_letters
 
 
 @pytest.fixture
@@ -103,3 +106,54 @@ def test_700_events_with_600_character_message_ids_are_each_delivered_once(
     assert sorted(e["insert_id"] for e in amplitude.accepted) == sorted(ids) and amplitude.duplicates == 0
     counted = sum(o["count"] for r in receipts for o in r["outcomes"] if o["state"] == "delivered")
     assert counted == 700 and len(receipts) >= 2 and max(r["parts"] for r in receipts) >= 2
+
+
+def test_a_record_that_kills_the_forwarder_at_every_start_is_quarantined_and_the_rest_delivered(
+        bootstrap: str, amplitude: AmplitudeStandIn, tmp_path: Path) -> None:
+    """The forwarder's process dies outright on one record (os._exit, as a segfault would;
+    tests/integration/crashing_forwarder.py), and is started again each time, as `up` would. Its crash
+    guard sends the crashed batch's records one at a time, pins the record, and after 3 crashes on it
+    alone dead-letters it as `quarantined`: every good record before and after it is delivered."""
+    topics = fresh_topics(bootstrap)
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(f"""
+pipelines: [{{name: web, write_keys: [wk], integrations: [amp]}}]
+integrations:
+  - name: amp
+    kind: amplitude
+    connection: {{api_key: "${{AMP_TEST_KEY}}", endpoint: "{amplitude.url}/2/httpapi"}}
+    playbook: "starter:amplitude"
+    delivery: {{linger_ms: 50}}
+""")
+    before, after = good(6, 0), good(6, 100)
+    (crash,) = outbound_records("amp", "amplitude", [{"event_type": CRASH_MARKER, "_messageId": "poison-1"}])
+    write(bootstrap, topics, [(k, v) for k, v, _ in before] + [(b"user-000", crash[1])] +
+          [(k, v) for k, v, _ in after])
+    exits: list[int] = []
+    forwarder: LoggedProcess | None = None
+    try:
+        while True:
+            assert len(exits) <= 5, f"still crash-looping after {len(exits)} starts: {exits}"
+            forwarder = LoggedProcess(["forward", "amp", "--bootstrap-servers", bootstrap, "--topic-prefix",
+                                       topics.prefix, "--config", str(config), "--partitions", "1",
+                                       "--data-dir", str(tmp_path / "guard")],
+                                      tmp_path / f"forward-{len(exits)}.log", {"AMP_TEST_KEY": "amp-key"},
+                                      module="tests.integration.crashing_forwarder")
+            deadline = time.monotonic() + 120
+            while forwarder.process.poll() is None and time.monotonic() < deadline and \
+                    len({e["insert_id"] for e in amplitude.accepted}) < 12:
+                time.sleep(0.2)
+            code = forwarder.process.poll()
+            if code is None:
+                break  # running, past the record
+            exits.append(code)
+            forwarder.stop()
+        assert exits == [70] * 4, exits  # once in its batch, then 3 times alone
+        (letter,) = dead_letters(bootstrap, topics.dead_letters("amp"), 1, timeout=60, settle=1.0)
+        assert letter["reason"] == "quarantined" and "exited 3 times" in letter["message"], letter["message"]
+        assert letter["originalBytes"] == crash[1] and letter["sourceOffset"] == 6
+        assert {e["insert_id"] for e in amplitude.accepted} == {m for *_, m in before + after}
+        assert forwarder.process.poll() is None, forwarder.log()
+    finally:
+        if forwarder is not None:
+            forwarder.stop()
