@@ -115,7 +115,7 @@ class ReplayForwarder(Forwarder):
         from confluent_kafka import TopicPartition
 
         for (_topic, partition), state in self._partitions.items():
-            if state.buffer or state.inflight is not None or state.tickets:
+            if state.buffer or state.flights or state.tickets:
                 return False
             at = self._consumer.position([TopicPartition(self.topic, partition)])[0].offset
             if at < self.span.end[partition]:

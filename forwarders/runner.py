@@ -36,7 +36,7 @@ from forwarders.records import (
     retry_fits,
     retry_headers,
 )
-from forwarders.state import PartitionState, Ticket, TopicPartitionKey, Undecodable
+from forwarders.state import Flight, PartitionState, Ticket, TopicPartitionKey, Undecodable
 from forwarders.transport import HttpTransport
 from forwarders.vendors import Item, vendor_for
 from schemas import Topics, deadletter_codec, outbound_codec
@@ -49,6 +49,8 @@ from schemas.quarantine import BATCH, QUARANTINE, QUARANTINED, CrashGuard
 from schemas.secrets import resolve_secrets
 
 log = logging.getLogger(__name__)
+
+FLIGHTS = 8  # a per-event vendor's batches under way per partition at once (their requests: max_in_flight)
 
 
 class Forwarder:
@@ -250,43 +252,54 @@ class Forwarder:
         the buffers of the other partitions not under way, up to a batch: at a moderate rate one request
         carries every partition's events (one per partition per linger was ~120 requests a second per
         forwarder at 5k events/s); a backlog fills a batch per partition, and those go in parallel. A
-        per-event vendor's partitions go each on its own (one request an event anyway: a batch waiting for
-        another partition's slowest answer only delays it). A partition has one batch under way at a
-        time, so each partition (and user) stays in order.
+        batched vendor's partition has one batch under way at a time, so each partition (and user) stays
+        in order. A per-event vendor's partitions go each on its own (one request an event anyway), and a
+        partition's next batch goes while earlier ones are under way (up to FLIGHTS), taking the buffer up
+        to the first event of a user still under way: one user's events never overtake each other, and a
+        slow answer holds back only its user (offsets are stored in order, below the oldest unsettled).
         Returns when the oldest buffer left waiting is due (monotonic seconds), None if none is."""
         assert self._pool is not None
         if self.stopping.is_set():
             return None
         now, linger = time.monotonic(), self.linger_ms / 1000
+        flights = FLIGHTS if self.per_event else 1
         while True:
-            idle = [(k, state) for k, state in self._partitions.items() if state.inflight is None and state.buffer]
+            idle = [(k, state) for k, state in self._partitions.items()
+                    if state.buffer and len(state.flights) < flights and not state.held]
             if not any(len(s.buffer) >= self.batch_cap or now - s.since >= linger for _k, s in idle):
                 return min(s.since for _k, s in idle) + linger if idle else None
             idle.sort(key=lambda pair: pair[1].since)  # the longest waiting first
-            group: list[PartitionState] = []
+            going: list[tuple[TopicPartitionKey, PartitionState, Flight]] = []
             items: list[Item] = []
             room = self.batch_cap
             for key, state in idle:
                 take, alone = self._take_size(key, state, room)
-                if alone and state.tickets:  # alone: after the one before it is settled, so only it is in progress
+                if alone and (state.tickets or state.flights):  # alone: only it in progress, so it is named
                     continue
-                if room <= 0 or ((self.per_event or alone) and group):
+                if room <= 0 or ((self.per_event or alone) and going):
                     break
-                state.batch, state.buffer = state.buffer[:take], state.buffer[take:]
-                state.batch_offsets, state.offsets = state.offsets[:take], state.offsets[take:]
-                room = 0 if alone else room - len(state.batch)
+                if state.flights:
+                    take = _free_prefix(state.buffer, take, state.busy())
+                    if take == 0:
+                        continue
+                batch, state.buffer = state.buffer[:take], state.buffer[take:]
+                offsets, state.offsets = state.offsets[:take], state.offsets[take:]
+                room = 0 if alone else room - len(batch)
                 state.since = now
-                mine = [i for i in state.batch if isinstance(i, Item)]
-                state.span, state.lead = (len(items), len(items) + len(mine)), not group
+                mine = [i for i in batch if isinstance(i, Item)]
+                users = frozenset(u for i in mine for u in (i.user_id, i.anonymous_id) if u) if self.per_event \
+                    else frozenset()
+                going.append((key, state, Flight(cast(Any, None), batch, offsets,
+                                                 (len(items), len(items) + len(mine)), not going, users)))
                 items += mine
-                group.append(state)
+            if not going:
+                return None
             if self.guard is not None:  # in progress until its offsets are stored: one small file write
-                self.guard.begin([(*k, s.batch_offsets[0], s.batch_offsets[-1]) for k, s in idle if s.batch])
-            if not group:
-                return now + 0.001
+                self.guard.begin([(*k, f.offsets[0], f.offsets[-1]) for k, _s, f in going])
             future = self._pool.submit(self.delivery.deliver, items)
-            for state in group:
-                state.inflight = future
+            for _key, state, flight in going:
+                flight.future = future
+                state.flights.append(flight)
 
     def _take_size(self, key: TopicPartitionKey, state: PartitionState, room: int) -> tuple[int, bool]:
         """How many of the partition's buffered records its next batch takes, and whether the first goes
@@ -301,8 +314,8 @@ class Forwarder:
 
     def _settle(self) -> None:
         for key, state in self._partitions.items():
-            if state.inflight is not None and state.inflight.done():
-                self._settle_partition(key, wait=False)
+            while state.flights and state.flights[0].future.done():
+                self._settle_flight(key, state, state.flights.popleft())
 
     def _store_acknowledged(self) -> None:
         """Store the offsets of settled batches whose records Kafka acknowledged, in order per partition.
@@ -326,15 +339,18 @@ class Forwarder:
             self.guard.idle()
 
     def _settle_partition(self, key: TopicPartitionKey, *, wait: bool) -> None:
-        """Write (not wait for) what the finished batch of `key` needs written, under a ticket that
-        stores the partition's next offset once Kafka has acknowledged all of it."""
+        """Settle the partition's finished batches, oldest first (with `wait`, every batch under way)."""
         state = self._partitions[key]
-        if state.inflight is None or (not wait and not state.inflight.done()):
-            return
-        report = state.inflight.result()
-        start, end = state.span
-        clean = end - start == len(state.batch)  # no Undecodable among them: the batch is its items
-        items = cast(list[Item], state.batch) if clean else [i for i in state.batch if isinstance(i, Item)]
+        while state.flights and (wait or state.flights[0].future.done()):
+            self._settle_flight(key, state, state.flights.popleft())
+
+    def _settle_flight(self, key: TopicPartitionKey, state: PartitionState, flight: Flight) -> None:
+        """Write (not wait for) what a finished batch needs written, under a ticket that stores the
+        partition's next offset once Kafka has acknowledged all of it."""
+        report = flight.future.result()
+        start, end = flight.span
+        clean = end - start == len(flight.batch)  # no Undecodable among them: the batch is its items
+        items = cast(list[Item], flight.batch) if clean else [i for i in flight.batch if isinstance(i, Item)]
         fates = {p - start: f for p, f in report.fates.items() if start <= p < end}  # this partition's
         # one pass over the batch: what is delivered (counted and observed once per batch), what is not,
         # the first offset to do again
@@ -354,11 +370,12 @@ class Forwarder:
                         f"forwarder.too_large: {len(item.raw)} bytes, too large to retry ({fate.reason})",
                         fate.body, finished_ms=fate.finished_ms)
                 others.append((item, fate))
-        next_offset = undone if undone >= 0 else state.batch_offsets[-1] + 1
-        ticket = Ticket((key, next_offset) if next_offset > state.batch_offsets[0] else None,
-                        (*key, state.batch_offsets[0], state.batch_offsets[-1]))
+        next_offset = undone if undone >= 0 else flight.offsets[-1] + 1
+        ticket = Ticket((key, next_offset) if next_offset > flight.offsets[0] and not state.held else None,
+                        (*key, flight.offsets[0], flight.offsets[-1]))
+        state.held = state.held or undone >= 0  # the next owner of the partition starts at the undone ones
         state.tickets.append(ticket)
-        for bad, offset in () if clean else zip(state.batch, state.batch_offsets, strict=True):
+        for bad, offset in () if clean else zip(flight.batch, flight.offsets, strict=True):
             if isinstance(bad, Undecodable):
                 record = dead_letter(reason=bad.error.reason, message=bad.error.message, stage="deliver",
                                      original=bad.value, source_topic=key[0], source_partition=key[1],
@@ -370,13 +387,12 @@ class Forwarder:
         if delivered:
             self.metrics.delivered.inc(delivered)
             self.metrics.latency.observe_many((self.name,), latencies)
-        requests = report.requests if state.lead else 0  # the batch's requests, counted once
+        requests = report.requests if flight.lead else 0  # the batch's requests, counted once
         for part in receipts(self.name, items, fates, requests=requests) if items else ():
             self._produce(ticket, self.topics.receipts, part, self.name.encode())
-        for status, n in report.statuses.items() if state.lead else ():
+        for status, n in report.statuses.items() if flight.lead else ():
             self.metrics.requests.labels(self.name, str(status)).inc(n)
         self.metrics.rate.set(self.limiter.rate or 0)
-        state.inflight, state.batch, state.batch_offsets, state.lead = None, [], [], False
 
     def _account(self, ticket: Ticket, item: Item, fate: Fate) -> None:
         """An item that was not delivered: dead-lettered, or written to the retry topic."""
@@ -422,6 +438,14 @@ class Forwarder:
             self.metrics.lag.set(lag)
         except Exception as exc:  # noqa: BLE001 - a metric: never stop delivery for it
             log.info("%s: lag not measured: %s", self.name, exc)
+
+
+def _free_prefix(buffer: list[Item | Undecodable], take: int, busy: frozenset[str]) -> int:
+    """How many of the first `take` buffered records go before the first one of a user under way."""
+    for position, item in enumerate(buffer[:take]):
+        if isinstance(item, Item) and (item.user_id in busy or item.anonymous_id in busy):
+            return position
+    return take
 
 
 def run_forwarder(forwarder: Forwarder, partitions: int = 6) -> int:

@@ -43,19 +43,34 @@ class Ticket:
             self.errors.append(str(error))
 
 
+@dataclass(slots=True)
+class Flight:
+    """A partition's batch under way: its records and their offsets, where its items sit in the request
+    batch it went with (shared by the partitions whose batches went together), and the users it holds
+    (a per-event vendor's next batch of the partition may go meanwhile, without them)."""
+
+    future: Future[BatchReport]
+    batch: list[Item | Undecodable]
+    offsets: list[int]
+    span: tuple[int, int]     # this partition's items in the request batch (their positions)
+    lead: bool                # the first partition of that batch: it reports the requests
+    users: frozenset[str]     # userIds and anonymousIds (per-event vendors only)
+
+
 @dataclass
 class PartitionState:
-    """One assigned partition: records read and not yet delivered, the batch under way, a pause."""
+    """One assigned partition: records read and not yet delivered, the batches under way, a pause."""
 
     buffer: list[Item | Undecodable] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     since: float = 0.0
-    inflight: Future[BatchReport] | None = None  # shared by the partitions whose batches went together
-    span: tuple[int, int] = (0, 0)  # this partition's items in the batch under way (their positions)
-    lead: bool = False              # the first partition of that batch: it reports the requests
-    batch: list[Item | Undecodable] = field(default_factory=list)
-    batch_offsets: list[int] = field(default_factory=list)
+    flights: deque[Flight] = field(default_factory=deque)  # under way, oldest first; settled in that order
     tickets: deque[Ticket] = field(default_factory=deque)  # settled batches, oldest first
     resume_at: float | None = None   # retry topic: paused until this monotonic time
     full: bool = False               # paused: buffer over its bound
     done: int | None = None          # the next offset not yet settled (delivered, dead-lettered, retried)
+    held: bool = False               # a batch left records undone: no later batch may store an offset past them
+
+    def busy(self) -> frozenset[str]:
+        """The users of the batches under way."""
+        return frozenset().union(*(flight.users for flight in self.flights))

@@ -288,7 +288,8 @@ def test_lag_is_measured_without_stalling_and_the_buffer_is_bounded(bootstrap: s
     buffered: list[int] = []
 
     def read_ahead() -> int:
-        held = sum(len(p.buffer) + len(p.batch) for p in list(runner.forwarder._partitions.values()))
+        states = list(runner.forwarder._partitions.values())
+        held = sum(len(p.buffer) + sum(len(f.batch) for f in p.flights) for p in states)
         buffered.append(held)
         return held
     try:

@@ -23,8 +23,8 @@ CONFIG = """
 pipelines:
   - {name: web, write_keys: [wk1], integrations: [amp, braze, hook]}
 integrations:
-  - {name: amp, kind: amplitude, playbook: "starter:amplitude"}
-  - {name: braze, kind: braze, playbook: "starter:braze"}
+  - {name: amp, kind: amplitude, connection: {api_key: "${AMP_KEY}"}, playbook: "starter:amplitude"}
+  - {name: braze, kind: braze, connection: {api_key: "${BRAZE_KEY}"}, playbook: "starter:braze"}
   - {name: hook, kind: webhook, connection: {url: "https://crm.example/hook"}, playbook: "starter:webhook"}
 """
 YEAR_1_EAST = "0001-01-01T00:00:00+14:00"
