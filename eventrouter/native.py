@@ -43,6 +43,7 @@ MODULES = (
     "streams/transforms.py",
     "streams/worker.py",
     "forwarders/delivery.py",
+    "forwarders/outcomes.py",
     "forwarders/records.py",
     "forwarders/replay.py",
     "forwarders/runner.py",

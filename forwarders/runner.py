@@ -19,31 +19,28 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from forwarders.delivery import BatchDelivery, Fate
+from forwarders.delivery import BatchDelivery
 from forwarders.metrics import ForwarderMetrics
+from forwarders.outcomes import Outcomes
 from forwarders.ratelimit import TokenBucket
 from forwarders.records import (
     ITEM_FIELDS,
     NOT_BEFORE,
-    dead_letter_value,
     header_int,
     item_from,
-    receipts,
-    retry_fits,
-    retry_headers,
 )
-from forwarders.state import Flight, PartitionState, Ticket, TopicPartitionKey, Undecodable
+from forwarders.state import Flight, PartitionState, TopicPartitionKey, Undecodable
 from forwarders.transport import HttpTransport
 from forwarders.vendors import Item, vendor_for
-from schemas import Topics, deadletter_codec, outbound_codec
+from schemas import Topics, outbound_codec
 from schemas.config import Integration
-from schemas.deadletters import dead_letter, utf8
+from schemas.deadletters import utf8
 from schemas.errors import DecodeError
-from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, flush_until_acknowledged, producer_settings
+from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, producer_settings
 from schemas.process import quiet_gc
 from schemas.quarantine import BATCH, QUARANTINE, QUARANTINED, CrashGuard
 from schemas.secrets import resolve_secrets
@@ -78,7 +75,7 @@ class Forwarder:
         self._consumer: Any = None
         self._producer: Any = None
         self._pool: ThreadPoolExecutor | None = None
-        self._outbound, self._deadletters = outbound_codec(fields=ITEM_FIELDS), deadletter_codec()
+        self._outbound = outbound_codec(fields=ITEM_FIELDS)
         # A per-event vendor (one event a request) gains nothing from gathering a batch: its events go as
         # they come (linger 0 unless set), each partition's batch on its own, its users' requests at once.
         # max_in_flight 1 is one request at a time, as before: batches gathered, partitions together.
@@ -88,6 +85,7 @@ class Forwarder:
         self.transport = HttpTransport(self.policy.connect_timeout_s, self.policy.timeout_s,
                                        self.policy.concurrency + self.policy.max_in_flight + 2)
         self.limiter = TokenBucket(self.policy.rate_per_s)
+        self.outcomes = Outcomes(self.name, topics, self.metrics, self.limiter)
         self._senders = ThreadPoolExecutor(self.policy.max_in_flight, thread_name_prefix=f"send-{self.name}") \
             if self.policy.max_in_flight > 1 else None  # threads start with the first lane sent
         self.delivery = BatchDelivery(self.vendor, self.policy, self.transport, self.limiter,
@@ -104,6 +102,7 @@ class Forwarder:
         # produce request a partition settled its batch, before: ~100 a second per forwarder at 1k/s).
         self._producer = Producer(producer_settings(self.bootstrap, {
             "linger.ms": 50, **self.client}))
+        self.outcomes.producer = self._producer
         self._consumer = Consumer(consumer_settings(self.bootstrap, self.group_id, {
             "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **fetch_settings(self.linger_ms),
             **self.client}))
@@ -150,7 +149,7 @@ class Forwarder:
         self.stopping.set()
         for key in list(self._partitions):
             self._settle_partition(key, wait=True)
-        self._flush()
+        self.outcomes.flush()
         self._store_acknowledged()
         if self._consumer is not None:
             try:
@@ -177,7 +176,7 @@ class Forwarder:
         keys = [(tp.topic, tp.partition) for tp in partitions if (tp.topic, tp.partition) in self._partitions]
         for key in keys:
             self._settle_partition(key, wait=True)
-        self._flush()
+        self.outcomes.flush()
         self._store_acknowledged()
         for key in keys:
             del self._partitions[key]
@@ -269,7 +268,8 @@ class Forwarder:
             if not any(len(s.buffer) >= self.batch_cap or now - s.since >= linger for _k, s in idle):
                 return min(s.since for _k, s in idle) + linger if idle else None
             idle.sort(key=lambda pair: pair[1].since)  # the longest waiting first
-            going: list[tuple[TopicPartitionKey, PartitionState, Flight]] = []
+            going: list[tuple[TopicPartitionKey, PartitionState, list[Item | Undecodable], list[int], tuple[int, int],
+                              frozenset[str]]] = []
             items: list[Item] = []
             room = self.batch_cap
             for key, state in idle:
@@ -289,17 +289,15 @@ class Forwarder:
                 mine = [i for i in batch if isinstance(i, Item)]
                 users = frozenset(u for i in mine for u in (i.user_id, i.anonymous_id) if u) if self.per_event \
                     else frozenset()
-                going.append((key, state, Flight(cast(Any, None), batch, offsets,
-                                                 (len(items), len(items) + len(mine)), not going, users)))
+                going.append((key, state, batch, offsets, (len(items), len(items) + len(mine)), users))
                 items += mine
             if not going:
                 return None
             if self.guard is not None:  # in progress until its offsets are stored: one small file write
-                self.guard.begin([(*k, f.offsets[0], f.offsets[-1]) for k, _s, f in going])
+                self.guard.begin([(*k, offsets[0], offsets[-1]) for k, _s, _b, offsets, _p, _u in going])
             future = self._pool.submit(self.delivery.deliver, items)
-            for _key, state, flight in going:
-                flight.future = future
-                state.flights.append(flight)
+            for position, (_key, state, batch, offsets, span, users) in enumerate(going):
+                state.flights.append(Flight(future, batch, offsets, span, position == 0, users))
 
     def _take_size(self, key: TopicPartitionKey, state: PartitionState, room: int) -> tuple[int, bool]:
         """How many of the partition's buffered records its next batch takes, and whether the first goes
@@ -315,7 +313,7 @@ class Forwarder:
     def _settle(self) -> None:
         for key, state in self._partitions.items():
             while state.flights and state.flights[0].future.done():
-                self._settle_flight(key, state, state.flights.popleft())
+                self.outcomes.settle(key, state, state.flights.popleft())
 
     def _store_acknowledged(self) -> None:
         """Store the offsets of settled batches whose records Kafka acknowledged, in order per partition.
@@ -342,84 +340,7 @@ class Forwarder:
         """Settle the partition's finished batches, oldest first (with `wait`, every batch under way)."""
         state = self._partitions[key]
         while state.flights and (wait or state.flights[0].future.done()):
-            self._settle_flight(key, state, state.flights.popleft())
-
-    def _settle_flight(self, key: TopicPartitionKey, state: PartitionState, flight: Flight) -> None:
-        """Write (not wait for) what a finished batch needs written, under a ticket that stores the
-        partition's next offset once Kafka has acknowledged all of it."""
-        report = flight.future.result()
-        start, end = flight.span
-        clean = end - start == len(flight.batch)  # no Undecodable among them: the batch is its items
-        items = cast(list[Item], flight.batch) if clean else [i for i in flight.batch if isinstance(i, Item)]
-        fates = {p - start: f for p, f in report.fates.items() if start <= p < end}  # this partition's
-        # one pass over the batch: what is delivered (counted and observed once per batch), what is not,
-        # the first offset to do again
-        delivered, latencies, others, undone = 0, [], [], -1
-        for position, item in enumerate(items):
-            fate = fates.get(position)
-            if fate is not None and fate.state == "delivered":
-                delivered += 1
-                if item.written_ms:
-                    latencies.append(max(0.0, fate.finished_ms - item.written_ms) / 1000)
-            elif fate is None or fate.state == "undone":
-                undone = item.offset if undone < 0 else min(undone, item.offset)
-            else:
-                if fate.state == "later" and not retry_fits(item):  # the retry topic would refuse it
-                    fates[position] = fate = Fate(
-                        "dead", fate.attempts, fate.first_attempt_ms, fate.status,
-                        f"forwarder.too_large: {len(item.raw)} bytes, too large to retry ({fate.reason})",
-                        fate.body, finished_ms=fate.finished_ms)
-                others.append((item, fate))
-        next_offset = undone if undone >= 0 else flight.offsets[-1] + 1
-        ticket = Ticket((key, next_offset) if next_offset > flight.offsets[0] and not state.held else None,
-                        (*key, flight.offsets[0], flight.offsets[-1]))
-        state.held = state.held or undone >= 0  # the next owner of the partition starts at the undone ones
-        state.tickets.append(ticket)
-        for bad, offset in () if clean else zip(flight.batch, flight.offsets, strict=True):
-            if isinstance(bad, Undecodable):
-                record = dead_letter(reason=bad.error.reason, message=bad.error.message, stage="deliver",
-                                     original=bad.value, source_topic=key[0], source_partition=key[1],
-                                     source_offset=offset, integration=self.name)
-                self._produce(ticket, self.dlq, self._deadletters.encode(record), None)
-                self.metrics.dead.labels(self.name, bad.error.reason).inc()
-        for item, fate in others:
-            self._account(ticket, item, fate)
-        if delivered:
-            self.metrics.delivered.inc(delivered)
-            self.metrics.latency.observe_many((self.name,), latencies)
-        requests = report.requests if flight.lead else 0  # the batch's requests, counted once
-        for part in receipts(self.name, items, fates, requests=requests) if items else ():
-            self._produce(ticket, self.topics.receipts, part, self.name.encode())
-        for status, n in report.statuses.items() if flight.lead else ():
-            self.metrics.requests.labels(self.name, str(status)).inc(n)
-        self.metrics.rate.set(self.limiter.rate or 0)
-
-    def _account(self, ticket: Ticket, item: Item, fate: Fate) -> None:
-        """An item that was not delivered: dead-lettered, or written to the retry topic."""
-        user = item.user_id or item.anonymous_id
-        if fate.state == "dead":
-            self._produce(ticket, self.dlq, dead_letter_value(self._deadletters, item, fate, self.name), None)
-            self.metrics.dead.labels(self.name, (fate.reason or "").split(":")[0]).inc()
-            log.info("%s: dead-lettered %s/%s@%s: %s", self.name, item.topic, item.partition, item.offset,
-                     (fate.reason or "").split(":")[0])
-        elif fate.state == "later":
-            self._produce(ticket, self.retry_topic, item.raw, user.encode() if user else None, retry_headers(fate))
-            self.metrics.retried.inc()
-
-    # -- writing --------------------------------------------------------------------------------------
-    def _produce(self, ticket: Ticket, topic: str, value: bytes, key: bytes | None,
-                 headers: list[tuple[str, bytes]] | None = None) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=ticket.acked)
-                ticket.pending += 1
-                return
-            except BufferError:
-                self._producer.poll(0.1)
-
-    def _flush(self) -> None:
-        """Wait until Kafka acknowledged every record written (the tickets then hold their outcome)."""
-        flush_until_acknowledged(self._producer, f"{self.name}: records")
+            self.outcomes.settle(key, state, state.flights.popleft())
 
     def _update_lag(self) -> None:
         """Lag: records not yet settled (read ahead into the buffer counts as not settled), from the high

@@ -38,7 +38,10 @@ integrations:
     kind: webhook
     connection: {url: "https://crm.example/hook"}
     playbook: {keep_event: true}
-  - {name: meta, kind: meta_capi, playbook: "starter:meta_capi", connection: {pixel_id: "1"}}
+  - name: meta
+    kind: meta_capi
+    playbook: "starter:meta_capi"
+    connection: {pixel_id: "1", access_token: "${META_TOKEN}"}
 """
 TEXTS = {"emoji": "🎉 party", "zwj": "👩\u200d👩\u200d👧 family", "combining": "e\u0301te\u0301",
          "rtl": "\u202eevil\u202c.txt", "nul": "a\x00b", "cjk": "東京", "nfc_email": unicodedata.normalize(

@@ -162,7 +162,7 @@ REROUTE = """
 pipelines:
   - {{name: web, write_keys: [wk1], integrations: [amp{hook}]}}
 integrations:
-  - {{name: amp, kind: amplitude, playbook: "starter:amplitude"}}
+  - {{name: amp, kind: amplitude, connection: {{api_key: "${{AMP_KEY}}"}}, playbook: "starter:amplitude"}}
 {hook_spec}"""
 HOOK = """  - name: hook
     kind: webhook

@@ -46,11 +46,17 @@ def _track(i: int, **extra: Any) -> dict[str, Any]:
             "sentAt": "2026-11-26T10:00:00.000Z", "properties": {"revenue": 10.0 + i, "seq": i}, **extra}
 
 
+# what each vendor's connection requires, as ${ENV} references (a worker only routes: they need not be set)
+CONNECTIONS = {"amplitude": "{api_key: '${AMP_KEY}'}", "mixpanel": "{project_id: '1', secret: '${MP_SECRET}'}",
+               "braze": "{api_key: '${BRAZE_KEY}'}", "ga4": "{measurement_id: 'G-1', api_secret: '${GA4_SECRET}'}",
+               "meta_capi": "{pixel_id: '1', access_token: '${META_TOKEN}'}", "webhook": "{url: 'https://x.example/h'}"}
+
 SIMPLE = """
 pipelines:
   - {name: web, write_keys: [wk1], integrations: [amp, hook]}
 integrations:
-  - {name: amp, kind: amplitude, playbook: "starter:amplitude", consent: analytics}
+  - {name: amp, kind: amplitude, connection: {api_key: "${AMP_KEY}"}, playbook: "starter:amplitude",
+     consent: analytics}
   - {name: hook, kind: webhook, connection: {url: "https://crm.example/hook"}, playbook: "starter:webhook"}
 """
 
@@ -61,8 +67,7 @@ def test_valid_events_reach_exactly_the_right_topics_in_the_golden_shape(bootstr
     kits = starter_names()
     config = "pipelines:\n  - {name: all, write_keys: [wk1], integrations: [" + ", ".join(kits) + "]}\n" \
              "integrations:\n" + "".join(
-                 f"  - {{name: {k}, kind: {k}, playbook: 'starter:{k}'"
-                 + (", connection: {url: 'https://x.example/h'}" if k == "webhook" else "") + "}\n" for k in kits)
+                 f"  - {{name: {k}, kind: {k}, playbook: 'starter:{k}', connection: {CONNECTIONS[k]}}}\n" for k in kits)
     topics = fresh_topics(bootstrap)
     worker = WorkerProcess(bootstrap, topics, tmp_path, config=_write(tmp_path, config), engine=engine)
     try:
