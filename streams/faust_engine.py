@@ -18,6 +18,7 @@ from typing import Any
 
 from schemas.errors import ConfigurationError
 from schemas.kafka import consumer_settings, security_settings, watermarks
+from schemas.quarantine import QUARANTINE, CrashGuard, spans_of
 from streams.dedup import Deduplicator
 from streams.metrics import WorkerMetrics
 from streams.router import Source
@@ -141,6 +142,21 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
     batches = BatchRouter(holder, writer, dedup, metrics)
 
     guard = OffsetGuard(committed_lookup(settings, settings.topics.raw))
+    crashes = CrashGuard(settings.data_dir, settings.app_id, crashes=settings.quarantine_after)
+    for crashed, count in crashes.recover():
+        log.error("the last run died routing %s/%s@%s..%s (%s times in all): those records go one at a time "
+                  "now; one that kills the process %s times alone is quarantined", *crashed, count,
+                  settings.quarantine_after)
+
+    async def one_at_a_time(source: Source) -> None:
+        """A record of a span the process died on: alone, or quarantined."""
+        span = (source.topic, source.partition, source.offset, source.offset)
+        if crashes.verdict(*span[:3]) == QUARANTINE:
+            await writer.write([batches.quarantined(source, crashes, settings.topics.invalid)])
+        else:
+            crashes.begin([span])
+            await batches.process([source])
+        crashes.done([span])
 
     @app.agent(raw, concurrency=1)
     async def route(stream: Any) -> None:
@@ -151,10 +167,20 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
                 # thread (it did not take effect in our test); seek_wait hops to that thread and waits.
                 await app.consumer._thread.seek_wait(  # type: ignore[attr-defined]
                     {TP(settings.topics.raw, p): o for p, o in seek.items()})
-            if ready:
-                await batches.process([_source(e) for e in ready])
-            for event in ready + redelivered:
+            sources = [_source(e) for e in ready]
+            spans = spans_of((s.topic, s.partition, s.offset) for s in sources)
+            alone = crashes.suspect(spans)
+            if alone:  # the process died on some of these: one at a time, each acked
+                for source, event in zip(sources, ready, strict=True):
+                    await one_at_a_time(source)
+                    await stream.ack(event)
+            elif sources:
+                crashes.begin(spans)  # one small file write, before routing
+                await batches.process(sources)
+                crashes.done(spans)
+            for event in redelivered if alone else ready + redelivered:
                 await stream.ack(event)
+            crashes.idle()
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def count_partitions() -> None:
@@ -163,6 +189,7 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _flush(app: Any, **_kwargs: Any) -> None:
         writer.close()
+        crashes.close()
 
     return app
 

@@ -26,13 +26,11 @@ from typing import Any
 
 import orjson
 
-from schemas import deadletter_codec
 from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, watermarks
 from schemas.process import quiet_gc
-from schemas.quarantine import QUARANTINE, QUARANTINED, CrashGuard, Span
+from schemas.quarantine import QUARANTINE, CrashGuard, Span
 from streams.dedup import Deduplicator
-from streams.metrics import UNKNOWN, BatchTally
-from streams.router import Output, Source
+from streams.router import Source
 from streams.seen_disk import DiskSeen
 from streams.worker import Batch, BatchRouter, OutputWriter, WorkerSettings, start_config
 
@@ -159,7 +157,6 @@ class KafkaEngine:
             log.error("the last run died routing %s/%s@%s..%s (%s times in all): those records go one at a time "
                       "now; one that kills the process %s times alone is quarantined", *crashed, crashes,
                       settings.quarantine_after)
-        letters = deadletter_codec()
         # One batch in flight: its outputs are with the producer while the next batch is routed; it is
         # settled (acknowledged, messageIds marked, offsets stored) before the next one is handed over,
         # and before any rebalance or stop.
@@ -180,15 +177,7 @@ class KafkaEngine:
             """A record of a span the process died on: alone, committed at once, or quarantined."""
             span = (raw, source.partition, source.offset, source.offset)
             if guard.verdict(raw, source.partition, source.offset) == QUARANTINE:
-                letter = guard.letter(stage="route", topic=raw, partition=source.partition, offset=source.offset,
-                                      value=source.value, headers=source.headers)
-                writer.write_blocking([Output(settings.topics.invalid, None, letters.encode(letter))])
-                tally = BatchTally()
-                tally.events_in[UNKNOWN] += 1
-                tally.invalid[(UNKNOWN, UNKNOWN, QUARANTINED)] += 1
-                metrics.add(tally)
-                log.error("quarantined %s/%s@%s: the process exited %s times on it; dead-lettered and skipped", raw,
-                          source.partition, source.offset, guard.crashes_of(raw, source.partition, source.offset))
+                writer.write_blocking([batches.quarantined(source, guard, settings.topics.invalid)])
             else:
                 guard.begin([span])
                 batches.process_blocking([source])

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas import EventCodec, SchemaRegistryClient, Topics
+from schemas import EventCodec, SchemaRegistryClient, Topics, deadletter_codec
 from schemas.config import Config
 from schemas.kafka import ensure_topics, flush_until_acknowledged, partition_count, producer_settings
+from schemas.quarantine import QUARANTINED, CrashGuard
 from schemas.revisions import ConfigStore, Revision, RevisionWatcher
 from streams.dedup import Deduplicator
 from streams.metrics import UNKNOWN, BatchTally, WorkerMetrics
@@ -214,6 +215,19 @@ class BatchRouter:
         self.dedup = dedup
         self.metrics = metrics
         self._expired_at = int(time.time() * 1000)
+
+    def quarantined(self, source: Source, guard: CrashGuard, invalid_topic: str) -> Output:
+        """The `quarantined` dead letter of a record the process keeps dying on (it is not routed), counted
+        with the invalid ones."""
+        letter = guard.letter(stage="route", topic=source.topic, partition=source.partition, offset=source.offset,
+                              value=source.value, headers=source.headers)
+        tally = BatchTally()
+        tally.events_in[UNKNOWN] += 1
+        tally.invalid[(UNKNOWN, UNKNOWN, QUARANTINED)] += 1
+        self.metrics.add(tally)
+        log.error("quarantined %s/%s@%s: the process exited %s times on it; dead-lettered and skipped", source.topic,
+                  source.partition, source.offset, guard.crashes_of(source.topic, source.partition, source.offset))
+        return Output(invalid_topic, None, deadletter_codec().encode(letter))
 
     async def process(self, sources: Sequence[Source]) -> BatchTally:
         while self.holder.router is None:

@@ -33,8 +33,9 @@ def _track(i: int, **extra: Any) -> dict[str, Any]:
             "messageId": f"good-{i}-{uuid.uuid4().hex[:6]}", "properties": {"seq": i}, **extra}
 
 
+@pytest.mark.parametrize("engine", ["kafka", "faust"])
 def test_a_record_that_kills_the_worker_at_every_start_is_quarantined_and_the_rest_routed(
-        bootstrap: str, tmp_path: Path, figures: Figures) -> None:
+        engine: str, bootstrap: str, tmp_path: Path, figures: Figures) -> None:
     config = tmp_path / "eventrouter.yaml"
     config.write_text(CONFIG)
     topics = fresh_topics(bootstrap)
@@ -49,6 +50,7 @@ def test_a_record_that_kills_the_worker_at_every_start_is_quarantined_and_the_re
             starts += 1
             assert starts <= N + 2, f"still crash-looping after {starts - 1} starts: {exits}"
             worker = WorkerProcess(bootstrap, topics, tmp_path, f"w{starts}", config=config, batch_size=50,
+                                   engine=engine,
                                    module="tests.integration.crashing_worker",
                                    extra=("--data-dir", str(tmp_path / "worker-data")))  # one state folder
             deadline = time.monotonic() + 120
@@ -69,7 +71,8 @@ def test_a_record_that_kills_the_worker_at_every_start_is_quarantined_and_the_re
         assert {r["messageId"] for r in hook} >= {e["messageId"] for e in before + after}
         assert poison["messageId"] not in {r["messageId"] for r in hook}
         assert worker is not None and worker.process.poll() is None, worker.log()
-        figures.report("a process that still dies on the same record at every start", quarantined=1,
+        figures.report(f"a process that still dies on the same record at every start ({engine} engine)",
+                       quarantined=1,
                        process_exits=len(exits), good_routed=len(before) + len(after), lost=0)
     finally:
         if worker is not None:
