@@ -81,8 +81,12 @@ class CrashGuard:
         self.path = Path(folder) / f"crashguard-{re.sub(r'[^A-Za-z0-9._-]', '_', group)}.json"
         self.group = group
         self.crashes = crashes
-        # (topic, partition) -> first offset -> [last offset, crashes]
+        # (topic, partition) -> first offset -> [last offset, crashes]: spans in progress when it died
         self.suspects: dict[tuple[str, int], dict[int, list[int]]] = {}
+        # (topic, partition) -> offset -> crashes with that record alone in progress (kept apart from the
+        # spans: a record that began a batch which crashed is both the span's first offset and a record)
+        self.alone: dict[tuple[str, int], dict[int, int]] = {}
+        self._broken = False
         self._in_progress: list[Span] = []
         self._dirty = False
         self._folder_made = False
@@ -93,6 +97,8 @@ class CrashGuard:
         state = self._read()
         for topic, partition, first, last, crashes in state.get("suspects", []):
             self.suspects.setdefault((str(topic), int(partition)), {})[int(first)] = [int(last), int(crashes)]
+        for topic, partition, offset, crashes in state.get("alone", []):
+            self.alone.setdefault((str(topic), int(partition)), {})[int(offset)] = int(crashes)
         counted: list[tuple[Span, int]] = []
         for topic, partition, first, last in state.get("in_progress", []):
             span: Span = (str(topic), int(partition), int(first), int(last))
@@ -100,6 +106,9 @@ class CrashGuard:
             entry = known.get(span[2])
             crashes = (entry[1] if entry else 0) + 1
             known[span[2]] = [max(span[3], entry[0]) if entry else span[3], crashes]
+            if first == last:
+                records = self.alone.setdefault(span[:2], {})
+                crashes = records[first] = records.get(first, 0) + 1
             counted.append((span, crashes))
         self._in_progress = []
         self._write()
@@ -121,15 +130,13 @@ class CrashGuard:
         known = self.suspects.get((topic, partition))
         if not known:
             return BATCH
-        alone = known.get(offset)
-        if alone is not None and alone[0] == offset and alone[1] >= self.crashes:
+        if self.alone.get((topic, partition), {}).get(offset, 0) >= self.crashes:
             return QUARANTINE
         return ALONE if any(start <= offset <= end for start, (end, _c) in known.items()) else BATCH
 
     def crashes_of(self, topic: str, partition: int, offset: int) -> int:
         """How many times the process died with this record alone in progress."""
-        entry = self.suspects.get((topic, partition), {}).get(offset)
-        return entry[1] if entry is not None and entry[0] == offset else 0
+        return self.alone.get((topic, partition), {}).get(offset, 0)
 
     def begin(self, spans: Sequence[Span]) -> None:
         """Before processing `spans`: they are in progress (written at once). A suspicion the partition
@@ -151,6 +158,14 @@ class CrashGuard:
             known = self.suspects.get((topic, partition))
             if known:
                 self._forget((topic, partition), known, before=last + 1)
+        self._dirty = True
+
+    def end(self, spans: Sequence[Span]) -> None:
+        """`spans` are no longer in progress, though not committed either (their suspicions stay; in
+        memory: the next begin() or idle() writes it)."""
+        for span in spans:
+            if span in self._in_progress:
+                self._in_progress.remove(span)
         self._dirty = True
 
     def idle(self) -> None:
@@ -183,6 +198,12 @@ class CrashGuard:
             self._dirty = True
         if not known:
             del self.suspects[where]
+        records = self.alone.get(where)
+        if records is not None:
+            for offset in [offset for offset in records if offset < before]:
+                del records[offset]
+            if not records:
+                del self.alone[where]
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -195,17 +216,26 @@ class CrashGuard:
         return state if isinstance(state, dict) else {}
 
     def _write(self) -> None:
-        if not self._folder_made:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._folder_made = True
+        if self._broken:
+            return
         suspects = [[topic, partition, first, end, crashes] for (topic, partition), known in self.suspects.items()
                     for first, (end, crashes) in known.items()]
-        data = orjson.dumps({"in_progress": self._in_progress, "suspects": suspects})
-        temporary = self.path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        alone = [[topic, partition, offset, crashes] for (topic, partition), records in self.alone.items()
+                 for offset, crashes in records.items()]
+        data = orjson.dumps({"in_progress": self._in_progress, "suspects": suspects, "alone": alone})
+        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.path)
+            if not self._folder_made:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._folder_made = True
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.path)
+        except OSError as exc:  # a full or read-only disk: go on without the guard rather than stop the stream
+            self._broken = True
+            log.error("crash guard %s not writable (%s): running without it (a record the process keeps dying "
+                      "on will not be quarantined)", self.path, type(exc).__name__)
         self._dirty = False

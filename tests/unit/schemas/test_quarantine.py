@@ -42,8 +42,9 @@ def _run(folder: Path, records: list[int], poison: int | None, crashes: int = 3)
     return processed, quarantined, False
 
 
+@pytest.mark.parametrize("poison", [105, 100, 104])  # mid-batch; the first record read; a batch's first
 def test_a_record_that_kills_the_process_is_quarantined_after_n_crashes_alone_and_the_rest_goes_on(
-        tmp_path: Path) -> None:
+        tmp_path: Path, poison: int) -> None:
     records = list(range(100, 112))
     committed = 100
     starts = 0
@@ -51,16 +52,16 @@ def test_a_record_that_kills_the_process_is_quarantined_after_n_crashes_alone_an
     processed: list[int] = []
     while True:
         starts += 1
-        done, quarantined, died = _run(tmp_path, [o for o in records if o >= committed], poison=105)
+        done, quarantined, died = _run(tmp_path, [o for o in records if o >= committed], poison=poison)
         processed += done
         if done or quarantined:
             committed = max(done + quarantined) + 1
         if not died:
             break
         assert starts < 10, "crash loop"
-    # start 1 dies in a batch, starts 2-4 die on 105 alone (3 crashes), start 5 quarantines it and goes on
-    assert starts == 5 and quarantined == [105]
-    assert sorted(set(processed)) == [o for o in records if o != 105]
+    # start 1 dies in a batch, starts 2-4 die on the poison alone (3 crashes), start 5 quarantines it, goes on
+    assert starts == 5 and quarantined == [poison]
+    assert sorted(set(processed)) == [o for o in records if o != poison]
     assert CrashGuard(tmp_path, "g").recover() == []  # a clean stop leaves nothing in progress
     assert CrashGuard(tmp_path, "g").suspects == {}
 
@@ -118,3 +119,13 @@ def test_done_writes_nothing_until_the_next_begin_or_idle(tmp_path: Path) -> Non
     assert guard.path.read_bytes() == written[1]  # per batch: one write, at begin
     guard.idle()
     assert CrashGuard(tmp_path, "g").recover() == []
+
+
+def test_a_guard_that_cannot_write_never_stops_the_stream(tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_text("a file where the guard's folder should be")
+    guard = CrashGuard(tmp_path / "blocked" / "guard", "g")
+    assert guard.recover() == []
+    guard.begin([("t", 0, 1, 2)])  # logged once; the stream goes on without the guard
+    guard.done([("t", 0, 1, 2)])
+    guard.idle()
+    guard.close()
