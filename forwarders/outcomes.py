@@ -56,9 +56,12 @@ class Outcomes:
                         fate.body, finished_ms=fate.finished_ms)
                 others.append((item, fate))
         next_offset = undone if undone >= 0 else flight.offsets[-1] + 1
-        ticket = Ticket((key, next_offset) if next_offset > flight.offsets[0] and not state.held else None,
+        if undone >= 0:  # the next owner of the partition starts there; later batches store no offset past it
+            state.undone = undone if state.undone is None else min(state.undone, undone)
+        if state.undone is not None:
+            next_offset = min(next_offset, state.undone)
+        ticket = Ticket((key, next_offset) if next_offset > flight.offsets[0] else None,
                         (*key, flight.offsets[0], flight.offsets[-1]))
-        state.held = state.held or undone >= 0  # the next owner of the partition starts at the undone ones
         state.tickets.append(ticket)
         for bad, offset in () if clean else zip(flight.batch, flight.offsets, strict=True):
             if isinstance(bad, Undecodable):

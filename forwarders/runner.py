@@ -42,7 +42,7 @@ from schemas.deadletters import utf8
 from schemas.errors import DecodeError
 from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, producer_settings
 from schemas.process import quiet_gc
-from schemas.quarantine import BATCH, QUARANTINE, QUARANTINED, CrashGuard
+from schemas.quarantine import BATCH, QUARANTINE, QUARANTINED, CrashGuard, spans_of
 from schemas.secrets import resolve_secrets
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,15 @@ class Forwarder:
 
     # -- reading --------------------------------------------------------------------------------------
     def _take(self, messages: list[Any]) -> None:
+        reading: list[tuple[str, int, int, int]] = []
+        if self.guard is not None and messages:  # decoding is compiled code too: a record it dies on is named
+            reading = spans_of((m.topic(), m.partition(), m.offset()) for m in messages if m.error() is None)
+            self.guard.begin(reading)
+        self._read(messages)
+        if reading and self.guard is not None:
+            self.guard.end(reading)
+
+    def _read(self, messages: list[Any]) -> None:
         sought: set[TopicPartitionKey] = set()
         now, now_ms = time.monotonic(), int(time.time() * 1000)
         for message in messages:
@@ -263,8 +272,10 @@ class Forwarder:
         now, linger = time.monotonic(), self.linger_ms / 1000
         flights = FLIGHTS if self.per_event else 1
         while True:
+            if self.guard is not None and self.guard.suspects and self._dispatch_alone():
+                return None
             idle = [(k, state) for k, state in self._partitions.items()
-                    if state.buffer and len(state.flights) < flights and not state.held]
+                    if state.buffer and len(state.flights) < flights]
             if not any(len(s.buffer) >= self.batch_cap or now - s.since >= linger for _k, s in idle):
                 return min(s.since for _k, s in idle) + linger if idle else None
             idle.sort(key=lambda pair: pair[1].since)  # the longest waiting first
@@ -273,10 +284,8 @@ class Forwarder:
             items: list[Item] = []
             room = self.batch_cap
             for key, state in idle:
-                take, alone = self._take_size(key, state, room)
-                if alone and (state.tickets or state.flights):  # alone: only it in progress, so it is named
-                    continue
-                if room <= 0 or ((self.per_event or alone) and going):
+                take = self._take_size(key, state, room)
+                if room <= 0 or (self.per_event and going):
                     break
                 if state.flights:
                     take = _free_prefix(state.buffer, take, state.busy())
@@ -284,7 +293,7 @@ class Forwarder:
                         continue
                 batch, state.buffer = state.buffer[:take], state.buffer[take:]
                 offsets, state.offsets = state.offsets[:take], state.offsets[take:]
-                room = 0 if alone else room - len(batch)
+                room -= len(batch)
                 state.since = now
                 mine = [i for i in batch if isinstance(i, Item)]
                 users = frozenset(u for i in mine for u in (i.user_id, i.anonymous_id) if u) if self.per_event \
@@ -299,16 +308,37 @@ class Forwarder:
             for position, (_key, state, batch, offsets, span, users) in enumerate(going):
                 state.flights.append(Flight(future, batch, offsets, span, position == 0, users))
 
-    def _take_size(self, key: TopicPartitionKey, state: PartitionState, room: int) -> tuple[int, bool]:
-        """How many of the partition's buffered records its next batch takes, and whether the first goes
-        alone: a record that was in progress when the process died goes on its own (so a next crash names
-        it), and a batch stops before one."""
+    def _take_size(self, key: TopicPartitionKey, state: PartitionState, room: int) -> int:
+        """How many of the partition's buffered records its next batch takes: it stops before a record that
+        was in progress when the process died (that one goes alone, `_dispatch_alone`)."""
         if self.guard is None or not self.guard.suspects:
-            return room, False
+            return room
         for position, offset in enumerate(state.offsets[:room]):
             if self.guard.verdict(key[0], key[1], offset) != BATCH:
-                return max(position, 1), position == 0
-        return room, False
+                return max(position, 1)
+        return room
+
+    def _dispatch_alone(self) -> bool:
+        """A record that was in progress when the process died goes alone: once everything before it is
+        settled and written, with nothing else under way beside it, so that a next crash names it (and an
+        innocent record is never charged with another's crash). True while such a record waits or goes."""
+        assert self.guard is not None and self._pool is not None
+        if any(f.alone for s in self._partitions.values() for f in s.flights):
+            return True
+        waiting = [(k, s) for k, s in self._partitions.items()
+                   if s.buffer and self.guard.verdict(k[0], k[1], s.offsets[0]) != BATCH]
+        if not waiting:
+            return False
+        if any(s.flights or s.tickets for s in self._partitions.values()):
+            return True
+        key, state = waiting[0]
+        batch, state.buffer = state.buffer[:1], state.buffer[1:]
+        offsets, state.offsets = state.offsets[:1], state.offsets[1:]
+        mine = [i for i in batch if isinstance(i, Item)]
+        self.guard.begin([(*key, offsets[0], offsets[0])])
+        future = self._pool.submit(self.delivery.deliver, mine)
+        state.flights.append(Flight(future, batch, offsets, (0, len(mine)), True, frozenset(), alone=True))
+        return True
 
     def _settle(self) -> None:
         for key, state in self._partitions.items():
@@ -379,6 +409,11 @@ def run_forwarder(forwarder: Forwarder, partitions: int = 6) -> int:
     signal.signal(signal.SIGINT, stop)
     forwarder.start(partitions)
     quiet_gc()  # an Item and its payload per event, freed by reference counting: young passes find nothing
-    forwarder.run()
+    try:
+        forwarder.run()
+    except Exception:
+        if forwarder.guard is not None:  # an error of ours or Kafka's, not a record that killed the process
+            forwarder.guard.close()
+        raise
     log.info("%s: stopped", forwarder.name)
     return 0

@@ -55,6 +55,7 @@ class Flight:
     span: tuple[int, int]     # this partition's items in the request batch (their positions)
     lead: bool                # the first partition of that batch: it reports the requests
     users: frozenset[str]     # userIds and anonymousIds (per-event vendors only)
+    alone: bool = False       # a record the process died on, under way with nothing beside it
 
 
 @dataclass
@@ -69,7 +70,7 @@ class PartitionState:
     resume_at: float | None = None   # retry topic: paused until this monotonic time
     full: bool = False               # paused: buffer over its bound
     done: int | None = None          # the next offset not yet settled (delivered, dead-lettered, retried)
-    held: bool = False               # a batch left records undone: no later batch may store an offset past them
+    undone: int | None = None        # the first record a batch left undone: no offset stored past it
 
     def busy(self) -> frozenset[str]:
         """The users of the batches under way."""

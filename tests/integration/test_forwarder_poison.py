@@ -108,8 +108,9 @@ def test_700_events_with_600_character_message_ids_are_each_delivered_once(
     assert counted == 700 and len(receipts) >= 2 and max(r["parts"] for r in receipts) >= 2
 
 
+@pytest.mark.parametrize("first", [False, True], ids=["mid-batch", "first read"])
 def test_a_record_that_kills_the_forwarder_at_every_start_is_quarantined_and_the_rest_delivered(
-        bootstrap: str, amplitude: AmplitudeStandIn, tmp_path: Path) -> None:
+        first: bool, bootstrap: str, amplitude: AmplitudeStandIn, tmp_path: Path) -> None:
     """The forwarder's process dies outright on one record (os._exit, as a segfault would;
     tests/integration/crashing_forwarder.py), and is started again each time, as `up` would. Its crash
     guard sends the crashed batch's records one at a time, pins the record, and after 3 crashes on it
@@ -125,7 +126,7 @@ integrations:
     playbook: "starter:amplitude"
     delivery: {{linger_ms: 50}}
 """)
-    before, after = good(6, 0), good(6, 100)
+    before, after = ([], good(12, 100)) if first else (good(6, 0), good(6, 100))
     (crash,) = outbound_records("amp", "amplitude", [{"event_type": CRASH_MARKER, "_messageId": "poison-1"}])
     write(bootstrap, topics, [(k, v) for k, v, _ in before] + [(b"user-000", crash[1])] +
           [(k, v) for k, v, _ in after])
@@ -151,7 +152,7 @@ integrations:
         assert exits == [70] * 4, exits  # once in its batch, then 3 times alone
         (letter,) = dead_letters(bootstrap, topics.dead_letters("amp"), 1, timeout=60, settle=1.0)
         assert letter["reason"] == "quarantined" and "exited 3 times" in letter["message"], letter["message"]
-        assert letter["originalBytes"] == crash[1] and letter["sourceOffset"] == 6
+        assert letter["originalBytes"] == crash[1] and letter["sourceOffset"] == len(before)
         assert {e["insert_id"] for e in amplitude.accepted} == {m for *_, m in before + after}
         assert forwarder.process.poll() is None, forwarder.log()
     finally:
