@@ -21,6 +21,7 @@ from forwarders.vendors.base import Item
 from schemas import AvroCodec
 from schemas.deadletters import dead_letter, utf8
 from schemas.errors import DecodeError
+from schemas.validation import DEFAULT_LIMITS
 
 ATTEMPTS: Final = "er-attempts"
 FIRST_ATTEMPT: Final = "er-first-attempt-ms"
@@ -33,7 +34,7 @@ Headers = Sequence[tuple[str, bytes | None]]
 # write stays well below both, with room for a record's key, headers and framing.
 MAX_RECORD_BYTES: Final = 900_000
 RECEIPT_BYTES: Final = 256_000   # a receipt part: a few thousand messageIds
-MAX_ID_CHARS: Final = 256        # a longer messageId is written cut, with a hash of the whole
+MAX_ID_CHARS: Final = DEFAULT_LIMITS.id_chars  # the doors' cap; a longer (older) messageId is cut, with a hash
 MAX_REASON_CHARS: Final = 500
 RETRY_HEADROOM: Final = 1_000    # a retry record's headers and framing
 

@@ -12,7 +12,7 @@ import pytest
 
 from forwarders.delivery import Answer, BatchDelivery, Fate
 from forwarders.ratelimit import TokenBucket
-from forwarders.records import MAX_RECORD_BYTES, RECEIPT_BYTES, dead_letter_value, receipts, retry_fits
+from forwarders.records import MAX_ID_CHARS, MAX_RECORD_BYTES, RECEIPT_BYTES, dead_letter_value, receipts, retry_fits
 from forwarders.vendors import Built, Item, Request, vendor_for
 from forwarders.vendors.amplitude import Amplitude
 from schemas import deadletter_codec
@@ -46,7 +46,7 @@ def test_ids_past_the_cap_are_cut_with_a_hash_and_stay_apart() -> None:
     items = [Item("a" * 5000 + str(i), {}, offset=i) for i in range(2)]
     (part,) = receipts("amp", items, delivered(2), requests=1)
     ids = orjson.loads(part)["outcomes"][0]["messageIds"]
-    assert len(set(ids)) == 2 and all(len(i) <= 256 and "sha256:" in i for i in ids)
+    assert len(set(ids)) == 2 and all(len(i) <= MAX_ID_CHARS and "sha256:" in i for i in ids)
 
 
 def test_a_dead_letter_of_a_record_near_the_limit_is_cut_to_fit() -> None:
@@ -56,7 +56,7 @@ def test_a_dead_letter_of_a_record_near_the_limit_is_cut_to_fit() -> None:
     assert len(value) <= MAX_RECORD_BYTES
     record = deadletter_codec().decode(value)
     assert "original trimmed from 1040000" in record["message"] and record["sourceOffset"] == 3
-    assert record["reason"] == "retries_exhausted" and len(record["messageId"]) <= 256
+    assert record["reason"] == "retries_exhausted" and len(record["messageId"]) <= MAX_ID_CHARS
     assert not retry_fits(item) and retry_fits(item._replace(raw=b"x" * 1000))
 
 
