@@ -185,7 +185,8 @@ class BatchDelivery:
                 one = self._deliver([item])
             except Exception as exc:  # noqa: BLE001 - this event's own failure: dead-letter it
                 one = self._failed(item, exc)
-            report.fates[position] = one.fates[0]
+            if 0 in one.fates:  # a vendor module that left an event unanswered leaves it undone
+                report.fates[position] = one.fates[0]
             report.requests += one.requests
             for status, n in one.statuses.items():
                 report.statuses[status] = report.statuses.get(status, 0) + n
