@@ -1,6 +1,6 @@
 """Memory over a long run: the whole chain of bench/chain.py (SDK -> Kafka -> worker -> three forwarders
 -> stand-ins) fed at a fixed rate for ten minutes, every process's resident memory (VmRSS) sampled
-every 15 s. The target (../shared/reference/performance.md): each Python process <= 150 MiB and no
+every 15 s. The target: each Python process <= 150 MiB and no
 growth over a 10-minute soak. Also per minute: latency at Amplitude (from each event's scheduled send
 time), and at the end every event accounted for by messageId at all three vendors.
 

@@ -1,4 +1,4 @@
-"""One consumer per integration topic: batching, delivery, retries, dead letters (issue #5)."""
+"""One consumer per integration topic: batching, delivery, retries, dead letters."""
 
 from schemas.native import use_compiled
 

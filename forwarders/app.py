@@ -4,15 +4,18 @@ newest revision on the config topic), build its forwarder, serve metrics, run un
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from forwarders.metrics import ForwarderMetrics
-from forwarders.runner import Forwarder, run_forwarder
+from forwarders.runner import Forwarder
 from schemas import Topics
 from schemas.config import Config, Integration, load_config
 from schemas.errors import ConfigurationError
 from schemas.kafka import wait_for_brokers
+from schemas.process import quiet_gc
 from schemas.revisions import ConfigStore
 
 log = logging.getLogger(__name__)
@@ -53,3 +56,23 @@ def forward(bootstrap: str, topics: Topics, name: str, *, config_file: Path | No
         port = metrics.serve(metrics_port, metrics_host)
         log.info("%s: metrics on http://%s:%s/metrics", name, metrics_host, port)
     return run_forwarder(forwarder, partitions)
+
+
+def run_forwarder(forwarder: Forwarder, partitions: int = 6) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit status."""
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("%s: %s: finishing the batches under way", forwarder.name, signal.Signals(signum).name)
+        forwarder.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    forwarder.start(partitions)
+    quiet_gc()  # an Item and its payload per event, freed by reference counting: young passes find nothing
+    try:
+        forwarder.run()
+    except Exception:
+        if forwarder.guard is not None:  # an error of ours or Kafka's, not a record that killed the process
+            forwarder.guard.close()
+        raise
+    log.info("%s: stopped", forwarder.name)
+    return 0

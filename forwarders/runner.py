@@ -13,7 +13,6 @@ offsets are committed, and the consumer leaves the group.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +40,6 @@ from schemas.config import Integration
 from schemas.deadletters import utf8
 from schemas.errors import DecodeError
 from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, producer_settings
-from schemas.process import quiet_gc
 from schemas.quarantine import BATCH, QUARANTINE, QUARANTINED, CrashGuard, spans_of
 from schemas.secrets import resolve_secrets
 
@@ -121,7 +119,7 @@ class Forwarder:
                                  on_lost=self._revoked)
 
     def run(self, until: Callable[[], bool] = lambda: False) -> None:
-        """Consume and deliver until `stop()` (or SIGTERM in `run_forwarder`) or `until()` is true."""
+        """Consume and deliver until `stop()` (or SIGTERM in forwarders/app.py `run_forwarder`) or `until()` is true."""
         last_lag = 0.0
         # Half the linger between looks at the buffers (the broker holds a fetch that long too; a quarter
         # cost 6% more CPU per event at 1k events/s, side by side), or less when a buffer is due sooner:
@@ -288,7 +286,7 @@ class Forwarder:
                 if room <= 0 or (self.per_event and going):
                     break
                 if state.flights:
-                    take = _free_prefix(state.buffer, take, state.busy())
+                    take = state.free_prefix(take)
                     if take == 0:
                         continue
                 batch, state.buffer = state.buffer[:take], state.buffer[take:]
@@ -389,31 +387,3 @@ class Forwarder:
             self.metrics.lag.set(lag)
         except Exception as exc:  # noqa: BLE001 - a metric: never stop delivery for it
             log.info("%s: lag not measured: %s", self.name, exc)
-
-
-def _free_prefix(buffer: list[Item | Undecodable], take: int, busy: frozenset[str]) -> int:
-    """How many of the first `take` buffered records go before the first one of a user under way."""
-    for position, item in enumerate(buffer[:take]):
-        if isinstance(item, Item) and (item.user_id in busy or item.anonymous_id in busy):
-            return position
-    return take
-
-
-def run_forwarder(forwarder: Forwarder, partitions: int = 6) -> int:
-    """Run until SIGTERM or SIGINT; returns the exit status."""
-    def stop(signum: int, _frame: Any) -> None:
-        log.info("%s: %s: finishing the batches under way", forwarder.name, signal.Signals(signum).name)
-        forwarder.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    forwarder.start(partitions)
-    quiet_gc()  # an Item and its payload per event, freed by reference counting: young passes find nothing
-    try:
-        forwarder.run()
-    except Exception:
-        if forwarder.guard is not None:  # an error of ours or Kafka's, not a record that killed the process
-            forwarder.guard.close()
-        raise
-    log.info("%s: stopped", forwarder.name)
-    return 0

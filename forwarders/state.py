@@ -75,3 +75,11 @@ class PartitionState:
     def busy(self) -> frozenset[str]:
         """The users of the batches under way."""
         return frozenset().union(*(flight.users for flight in self.flights))
+
+    def free_prefix(self, take: int) -> int:
+        """How many of the first `take` buffered records go before the first one of a user under way."""
+        busy = self.busy()
+        for position, item in enumerate(self.buffer[:take]):
+            if isinstance(item, Item) and (item.user_id in busy or item.anonymous_id in busy):
+                return position
+        return take

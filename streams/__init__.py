@@ -1,4 +1,4 @@
-"""The Faust router: decode, validate, dedupe, apply playbooks, route to integration topics (issue #4)."""
+"""The Faust router: decode, validate, dedupe, apply playbooks, route to integration topics."""
 
 from schemas.native import use_compiled
 

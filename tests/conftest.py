@@ -83,6 +83,6 @@ def figures(request: pytest.FixtureRequest) -> Figures:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     lines = table()
     if lines:
-        terminalreporter.section("reliability figures (../shared/reference/reliability.md rows)")
+        terminalreporter.section("reliability figures (the fault table's rows)")
         for line in lines:
             terminalreporter.write_line(line)

@@ -10,7 +10,7 @@ from typing import Any
 
 @dataclass
 class Row:
-    row: str                    # the fault or input, as ../shared/reference/reliability.md names it
+    row: str                    # the fault or input, as the fault table names it
     test: str
     figures: dict[str, Any] = field(default_factory=dict)
 
