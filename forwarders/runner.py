@@ -192,6 +192,8 @@ class Forwarder:
         self._read(messages)
         if reading and self.guard is not None:
             self.guard.end(reading)
+            if self.guard.suspects:  # on disk at once: a record going alone must be alone in progress there
+                self.guard.idle()
 
     def _read(self, messages: list[Any]) -> None:
         sought: set[TopicPartitionKey] = set()

@@ -7,9 +7,11 @@ The guard keeps, in a small file of the process's own (under the state folder it
 consumer group), the spans of records in progress. A process that dies leaves its spans there; the
 next start counts them as crashes:
 
-- a span left in progress counts one crash for (topic, partition, first offset) (the group is the file);
-- every record of a span that crashed is then processed alone, with a commit after it, so a next crash
-  names the one record;
+- a span left in progress counts one crash for its records (merged with the suspect spans it overlaps;
+  the group is the file);
+- a single crash is most likely not a record's doing (a SIGKILL, a deploy, the OOM killer): the span is
+  processed again as usual. Once a span has crashed the process twice (`ALONE_AFTER`), every record of it
+  is processed alone, with a commit after it, so a next crash names the one record;
 - a record that crashed the process `crashes` times (3 by default) alone is quarantined: dead-lettered
   with reason `quarantined` (`letter()`) and committed past, never processed again.
 A suspicion ends once its span is committed, or once the partition is read past it.
@@ -58,6 +60,7 @@ QUARANTINED: Final = "quarantined"  # the dead letter's reason
 BATCH: Final = "batch"              # verdicts: process it with the others,
 ALONE: Final = "alone"              # process it on its own and commit after it,
 QUARANTINE: Final = "quarantine"    # dead-letter it without processing it
+ALONE_AFTER: Final = 2              # crashes of a span before its records go one at a time
 
 
 def spans_of(records: Iterable[tuple[str, int, int]]) -> list[Span]:
@@ -100,13 +103,18 @@ class CrashGuard:
         for topic, partition, offset, crashes in state.get("alone", []):
             self.alone.setdefault((str(topic), int(partition)), {})[int(offset)] = int(crashes)
         counted: list[tuple[Span, int]] = []
-        for topic, partition, first, last in state.get("in_progress", []):
+        in_progress = state.get("in_progress", [])
+        for topic, partition, first, last in in_progress:
             span: Span = (str(topic), int(partition), int(first), int(last))
             known = self.suspects.setdefault(span[:2], {})
-            entry = known.get(span[2])
-            crashes = (entry[1] if entry else 0) + 1
-            known[span[2]] = [max(span[3], entry[0]) if entry else span[3], crashes]
-            if first == last:
+            overlapping = [start for start, (end, _c) in known.items() if start <= span[3] and span[2] <= end]
+            crashes = max((known[start][1] for start in overlapping), default=0) + 1
+            low = min([span[2], *overlapping])
+            high = max([span[3], *(known[start][0] for start in overlapping)])
+            for start in overlapping:
+                del known[start]
+            known[low] = [high, crashes]
+            if first == last and len(in_progress) == 1:  # it alone was in progress: it is the one
                 records = self.alone.setdefault(span[:2], {})
                 crashes = records[first] = records.get(first, 0) + 1
             counted.append((span, crashes))
@@ -121,7 +129,8 @@ class CrashGuard:
             return False
         for topic, partition, first, last in spans:
             known = self.suspects.get((topic, partition))
-            if known and any(start <= last and first <= end for start, (end, _c) in known.items()):
+            if known and any(start <= last and first <= end and crashes >= ALONE_AFTER
+                             for start, (end, crashes) in known.items()):
                 return True
         return False
 
@@ -132,7 +141,8 @@ class CrashGuard:
             return BATCH
         if self.alone.get((topic, partition), {}).get(offset, 0) >= self.crashes:
             return QUARANTINE
-        return ALONE if any(start <= offset <= end for start, (end, _c) in known.items()) else BATCH
+        return ALONE if any(start <= offset <= end and crashes >= ALONE_AFTER
+                            for start, (end, crashes) in known.items()) else BATCH
 
     def crashes_of(self, topic: str, partition: int, offset: int) -> int:
         """How many times the process died with this record alone in progress."""

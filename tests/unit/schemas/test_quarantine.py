@@ -59,26 +59,30 @@ def test_a_record_that_kills_the_process_is_quarantined_after_n_crashes_alone_an
         if not died:
             break
         assert starts < 10, "crash loop"
-    # start 1 dies in a batch, starts 2-4 die on the poison alone (3 crashes), start 5 quarantines it, goes on
-    assert starts == 5 and quarantined == [poison]
+    # starts 1-2 die in a batch, starts 3-5 die on the poison alone (3 crashes), start 6 quarantines it
+    assert starts == 6 and quarantined == [poison]
     assert sorted(set(processed)) == [o for o in records if o != poison]
     assert CrashGuard(tmp_path, "g").recover() == []  # a clean stop leaves nothing in progress
     assert CrashGuard(tmp_path, "g").suspects == {}
 
 
-def test_a_single_crash_on_a_batch_makes_its_records_go_alone_and_then_back_to_batches(tmp_path: Path) -> None:
+def test_a_second_crash_on_a_batch_makes_its_records_go_alone_and_then_back_to_batches(tmp_path: Path) -> None:
     guard = CrashGuard(tmp_path, "g")
     guard.recover()
-    guard.begin([("t", 0, 10, 19), ("t", 1, 5, 9)])  # the process dies here
+    guard.begin([("t", 0, 10, 19), ("t", 1, 5, 9)])  # the process dies here: a SIGKILL, say
+    once = CrashGuard(tmp_path, "g")
+    assert once.recover() == [(("t", 0, 10, 19), 1), (("t", 1, 5, 9), 1)]
+    assert once.verdict("t", 0, 12) == BATCH and not once.suspect([("t", 0, 10, 19)])  # once is no pattern
+    once.begin([("t", 0, 12, 25), ("t", 1, 5, 9)])  # and dies again on (part of) the same records
     again = CrashGuard(tmp_path, "g")
-    assert again.recover() == [(("t", 0, 10, 19), 1), (("t", 1, 5, 9), 1)]
-    assert again.verdict("t", 0, 12) == ALONE and again.verdict("t", 0, 20) == BATCH
+    assert again.recover() == [(("t", 0, 12, 25), 2), (("t", 1, 5, 9), 2)]
+    assert again.verdict("t", 0, 12) == ALONE and again.verdict("t", 0, 26) == BATCH
     assert again.verdict("t", 2, 12) == BATCH
-    assert again.suspect([("t", 0, 18, 30)]) and not again.suspect([("t", 0, 20, 30), ("t", 1, 10, 12)])
+    assert again.suspect([("t", 0, 18, 30)]) and not again.suspect([("t", 0, 26, 30), ("t", 1, 10, 12)])
     again.begin([("t", 0, 10, 10)])
     again.done([("t", 0, 10, 10)])
     assert again.verdict("t", 0, 11) == ALONE  # the rest of the span still goes alone
-    again.done([("t", 0, 19, 19)])
+    again.done([("t", 0, 25, 25)])
     again.begin([("t", 1, 30, 40)])  # partition 1 read past its suspect span (committed elsewhere)
     assert again.suspects == {} and not again.suspect([("t", 0, 10, 19)])
 
