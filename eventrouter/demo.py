@@ -70,6 +70,7 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
             # the run is over: what the SDK's and the import's closed clients say about the broker going away
             # until the interpreter exits is noise, not news
             logging.getLogger("producers.publisher").setLevel(logging.CRITICAL)
+            logging.getLogger("schemas.kafka_watch").setLevel(logging.CRITICAL)
             kafka.stop()
             print("broker stopped")
 

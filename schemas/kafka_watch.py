@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import orjson
 
-log = logging.getLogger("eventrouter.kafka")
+log = logging.getLogger(__name__)
 
 STATS_INTERVAL_MS: Final = 5000
 _ADDRESS = re.compile(r"^(?:[a-z_]+://)?(\[[^\]]+\]:\d+|[^\s/:]+:\d+)/[^\s:]+: ")

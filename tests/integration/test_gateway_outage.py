@@ -177,7 +177,7 @@ def test_with_no_broker_worker_and_gateway_say_so_once_then_carry_on_when_it_is_
         assert worker.proc.poll() is None, worker.text()  # it waits, it does not exit
         for process, what in ((gateway, "the gateway answers 503"), (worker, "the worker waits for it")):
             log = process.text()
-            unreachable = re.findall(rf"WARNING eventrouter.kafka broker {re.escape(bootstrap)} unreachable since "
+            unreachable = re.findall(rf"WARNING schemas.kafka_watch broker {re.escape(bootstrap)} unreachable since "
                                      rf"[0-9:]+ \(Connect to ipv4#{re.escape(bootstrap)} failed: Connection "
                                      rf"refused\); {what}", log)
             assert len(unreachable) == 1, log
