@@ -65,6 +65,7 @@ def test_sigkill_between_the_vendors_2xx_and_the_commit_resends_with_the_same_ke
     ids = write_outbound(bootstrap, topics, "amp", "amplitude", amplitude_events(6000))
     first = ForwarderProcess(bootstrap, topics, config, "amp", tmp_path, env=ENV, tag="-1")
     amplitude.victim = first.pid
+    second: ForwarderProcess | None = None
     try:
         first.process.wait(90)
         assert first.process.returncode == -signal.SIGKILL, first.log()
@@ -77,6 +78,8 @@ def test_sigkill_between_the_vendors_2xx_and_the_commit_resends_with_the_same_ke
         assert second.stop() == 0, second.log()
     finally:
         first.stop()
+        if second is not None:
+            second.stop()  # a no-op once stopped; else it would outlive the test
         amplitude.stop()
         mixpanel.stop()
     lost = len(set(ids) - set(amplitude.keys))
