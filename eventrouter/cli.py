@@ -11,9 +11,6 @@ from pathlib import Path
 from eventrouter import paths
 from eventrouter.ops import add_commands as add_ops_commands
 
-# Commands the pipeline grows into; named here so docker-compose.yml and the README can refer
-# to them. Each says plainly that it is not in this version yet.
-
 
 def _kafka(args: argparse.Namespace) -> int:
     from eventrouter.localkafka import LocalKafka
