@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# the hot path compiled with mypyc (eventrouter/native.py); a no-op while the build is current, and
+# the hot path compiled with mypyc (eventrouter/dev/native.py); a no-op while the build is current, and
 # plain Python (same behaviour, more CPU) when it cannot be built
 native: $(STAMP)
-	@$(BIN)/python -m eventrouter.native
+	@$(BIN)/python -m eventrouter.dev.native
 
 run: native
 	$(BIN)/eventrouter demo

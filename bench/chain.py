@@ -47,18 +47,21 @@ from bench.hops import ends, hops, written
 
 REPO = Path(__file__).resolve().parents[1]
 VENDORS = ("amplitude", "mixpanel", "meta")
-ENV = {"BENCH_AMP_KEY": "amp-key", "BENCH_MP_SECRET": "mp-secret", "BENCH_META_TOKEN": "meta-token"}
+ENV = {"BENCH_AMP_KEY": "amp-key", "BENCH_MP_SECRET": "mp-secret", "BENCH_META_TOKEN": "meta-token",
+       "EVENTROUTER_PRIVATE_NETWORKS": "127.0.0.0/8"}  # the stand-ins, on loopback (forwarders/ssrf.py)
 CONFIG = """
 pipelines:
   - {{name: web, write_keys: [wk_bench], integrations: [amplitude, mixpanel, meta]}}
 integrations:
   - {{name: amplitude, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 25}},
-     connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{amplitude}/2/httpapi"}}}}
+     connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{amplitude}/2/httpapi",
+                   allow_http: true, allow_private: true}}}}
   - {{name: mixpanel, kind: mixpanel, playbook: "starter:mixpanel", delivery: {{linger_ms: 25}},
      connection: {{project_id: "42", username: sa.user, secret: "${{BENCH_MP_SECRET}}",
-                   endpoint: "{mixpanel}/import"}}}}
+                   endpoint: "{mixpanel}/import", allow_http: true, allow_private: true}}}}
   - {{name: meta, kind: meta_capi, playbook: "starter:meta_capi", delivery: {{linger_ms: 25}},
-     connection: {{pixel_id: "1234567890", access_token: "${{BENCH_META_TOKEN}}", endpoint: "{meta}"}}}}
+     connection: {{pixel_id: "1234567890", access_token: "${{BENCH_META_TOKEN}}", endpoint: "{meta}",
+                   allow_http: true, allow_private: true}}}}
 """
 
 
@@ -74,7 +77,7 @@ def events(n: int, tag: str) -> list[dict[str, Any]]:
 
 # -- stand-ins that note when each event arrived ----------------------------------------------------
 def stand_ins() -> dict[str, Any]:
-    from forwarders.standins import AmplitudeStandIn, MetaStandIn, MixpanelStandIn
+    from eventrouter.dev.standins import AmplitudeStandIn, MetaStandIn, MixpanelStandIn
 
     def timed(cls: Any) -> Any:
         class Timed(cls):  # type: ignore[misc, valid-type]
@@ -123,7 +126,7 @@ def child_passthrough(bootstrap: str, n: int) -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer
 
     from schemas import EventCodec
-    from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+    from schemas.runtime.kafka import consumer_settings, ensure_topics, producer_settings
 
     topic = f"pass-{uuid.uuid4().hex[:6]}"
     ensure_topics(bootstrap, [topic], partitions=6)
@@ -155,14 +158,16 @@ def child_naive(bootstrap: str, n: int, urls: dict[str, str]) -> dict[str, Any]:
     import requests
     from kafka import KafkaConsumer, KafkaProducer
 
+    from forwarders.ssrf import operator_networks
     from forwarders.vendors import Item, vendor_for
     from schemas.config import parse_config
-    from schemas.kafka import ensure_topics
-    from streams.playbook import Route
+    from schemas.playbook.route import Route
+    from schemas.runtime.kafka import ensure_topics
 
     config = parse_config(CONFIG.format(**urls))
     routes = [(Route(i), vendor_for(i.kind, {k: ENV.get(v[2:-1], v) if isinstance(v, str) and v.startswith("${")
-                                            else v for k, v in i.connection.items()})) for i in config.integrations]
+                                            else v for k, v in i.connection.items()}, operator_networks(ENV)))
+              for i in config.integrations]
     topic = f"naive-{uuid.uuid4().hex[:6]}"
     ensure_topics(bootstrap, [topic], partitions=6)  # the broker does not create topics on first use
     corpus = events(n, "naive")
@@ -301,8 +306,8 @@ def main() -> None:
 
     from eventrouter.stack import Stack
     from schemas import Topics
-    from schemas.kafka import ensure_topics
-    from schemas.revisions import ConfigStore
+    from schemas.runtime.kafka import ensure_topics
+    from schemas.runtime.revisions import ConfigStore
 
     kafka, bootstrap = start_kafka(full_jit=True)
     vendors = stand_ins()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from eventrouter import paths
-from eventrouter.localkafka import LocalKafka
-from eventrouter.localkafka.cluster import JVM_OPTIONS_ENV
+from eventrouter.dev.localkafka import LocalKafka
+from eventrouter.dev.localkafka.cluster import JVM_OPTIONS_ENV
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _TICKS = os.sysconf("SC_CLK_TCK")

@@ -33,18 +33,21 @@ pipelines:
 integrations:
   - name: amplitude
     kind: amplitude
-    connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{url}/2/httpapi"}}
+    connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{url}/2/httpapi", allow_http: true, allow_private: true}}
     playbook: "starter:amplitude"
   - name: mixpanel
     kind: mixpanel
-    connection: {{project_id: "42", username: sa.user, secret: "${{BENCH_MP_SECRET}}", endpoint: "{mp}/import"}}
+    connection: {{project_id: "42", username: sa.user, secret: "${{BENCH_MP_SECRET}}", endpoint: "{mp}/import",
+                  allow_http: true, allow_private: true}}
     playbook: "starter:mixpanel"
   - name: meta
     kind: meta_capi
-    connection: {{pixel_id: "1234567890", access_token: "${{BENCH_META_TOKEN}}", endpoint: "{meta}"}}
+    connection: {{pixel_id: "1234567890", access_token: "${{BENCH_META_TOKEN}}", endpoint: "{meta}",
+                  allow_http: true, allow_private: true}}
     playbook: "starter:meta_capi"
 """
-ENV = {"BENCH_AMP_KEY": "amp-key", "BENCH_MP_SECRET": "mp-secret", "BENCH_META_TOKEN": "meta-token"}
+ENV = {"BENCH_AMP_KEY": "amp-key", "BENCH_MP_SECRET": "mp-secret", "BENCH_META_TOKEN": "meta-token",
+       "EVENTROUTER_PRIVATE_NETWORKS": "127.0.0.0/8"}  # the stand-ins, on loopback (forwarders/ssrf.py)
 
 
 def payload(kind: str, i: int, now_s: int) -> dict[str, Any]:
@@ -81,7 +84,7 @@ def preload(bootstrap: str, topic: str, kind: str, n: int) -> None:
     from confluent_kafka import Producer
 
     from schemas import outbound_codec
-    from schemas.kafka import ensure_topics, producer_settings
+    from schemas.runtime.kafka import ensure_topics, producer_settings
 
     ensure_topics(bootstrap, [topic], partitions=PARTITIONS[0])
     codec = outbound_codec()
@@ -136,7 +139,7 @@ def naive(bootstrap: str, topic: str, url: str, n: int) -> None:
     from confluent_kafka import Consumer
 
     from schemas import outbound_codec
-    from schemas.kafka import consumer_settings
+    from schemas.runtime.kafka import consumer_settings
 
     codec = outbound_codec()
     consumer = Consumer(consumer_settings(bootstrap, f"naive-{uuid.uuid4().hex[:6]}",
@@ -186,7 +189,7 @@ def main() -> None:
     import gc
     import tempfile
 
-    from forwarders.standins import AmplitudeStandIn, MetaStandIn, MixpanelStandIn
+    from eventrouter.dev.standins import AmplitudeStandIn, MetaStandIn, MixpanelStandIn
 
     # The stand-ins (threads of this process) keep every event they accept: hundreds of thousands of
     # dicts, which the cyclic collector would scan again and again, stalling the stand-ins for 100s of ms

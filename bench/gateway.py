@@ -22,7 +22,7 @@ import orjson
 
 from bench.common import cpu_seconds, free_port, percentile, start_kafka, track_corpus, wait_http, write_result
 from schemas import Topics
-from schemas.kafka import ensure_topics
+from schemas.runtime.kafka import ensure_topics
 
 
 def _bodies(n: int, per_request: int) -> list[bytes]:

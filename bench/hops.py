@@ -14,7 +14,7 @@ def ends(bootstrap: str, topics: list[str], partitions: int) -> dict[tuple[str, 
     """The high watermark of every partition of `topics`, to read a run's records from."""
     from confluent_kafka import Consumer
 
-    from schemas.kafka import consumer_settings, watermarks
+    from schemas.runtime.kafka import consumer_settings, watermarks
 
     consumer = Consumer(consumer_settings(bootstrap, f"hops-{uuid.uuid4().hex[:6]}"))
     try:
@@ -29,7 +29,7 @@ def written(bootstrap: str, starts: dict[tuple[str, int], int]) -> dict[str, dic
     from confluent_kafka import Consumer, TopicPartition
 
     from schemas import EventCodec, outbound_codec
-    from schemas.kafka import consumer_settings
+    from schemas.runtime.kafka import consumer_settings
 
     last = ends(bootstrap, sorted({t for t, _ in starts}), 1 + max(p for _, p in starts))
     decoders = {t: (EventCodec() if t.endswith(".raw") else outbound_codec(fields=("messageId",))) for t, _ in starts}

@@ -48,7 +48,7 @@ integrations:
     delivery: {{{delivery}}}
   - name: amplitude
     kind: amplitude
-    connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{amp}/2/httpapi"}}
+    connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{amp}/2/httpapi", allow_http: true, allow_private: true}}
     playbook: "starter:amplitude"
     delivery: {{{delivery}}}
 """
@@ -147,7 +147,7 @@ def record(i: int, sent_ms: int, codec: Any, prefix: str) -> tuple[bytes, bytes]
 def producer(bootstrap: str, topic: str) -> Any:
     from confluent_kafka import Producer
 
-    from schemas.kafka import ensure_topics, producer_settings
+    from schemas.runtime.kafka import ensure_topics, producer_settings
 
     ensure_topics(bootstrap, [topic], partitions=PARTITIONS)
     return Producer(producer_settings(bootstrap, {"linger.ms": 5}))
@@ -245,7 +245,7 @@ def run_hook(bootstrap: str, folder: Path, delivery: str, n: int, *, rate: int =
 
 
 def run_amplitude(bootstrap: str, folder: Path, delivery: str, n: int) -> dict[str, Any]:
-    from forwarders.standins import AmplitudeStandIn
+    from eventrouter.dev.standins import AmplitudeStandIn
 
     stand_in = AmplitudeStandIn().start()
     prefix = f"pa{uuid.uuid4().hex[:8]}"

@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 from bench.common import cpu_seconds, free_port, percentile, start_kafka, track_corpus, wait_http, write_result
 from producers import Analytics
 from schemas import EventCodec
-from schemas.kafka import ensure_topics, producer_settings
+from schemas.runtime.kafka import ensure_topics, producer_settings
 
 Call = Callable[[str, str, dict[str, Any]], Any]
 

@@ -9,7 +9,7 @@ minutes share the drift.
 
 Each revision is checked out in a git worktree of its own (`.` is the checkout as it is, uncommitted
 changes included) and its process runs from there, against one broker of this checkout's. A worktree of a
-revision that has a compiled hot path gets it built first (eventrouter/native.py, ~90 s), so compiled runs
+revision that has a compiled hot path gets it built first (eventrouter/dev/native.py, ~90 s), so compiled runs
 against compiled; `REV:pure` runs a revision without it. `forwarder`:
 an Amplitude forwarder per revision (linger 25 ms) reading a topic of its own, all fed the same Outbound
 records, delivering to one counting stand-in. `worker`: a worker per revision (the chain's three starter
@@ -43,7 +43,7 @@ pipelines:
   - {{name: web, write_keys: [wk], integrations: [amplitude]}}
 integrations:
   - {{name: amplitude, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 25}},
-     connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{url}/2/httpapi"}}}}
+     connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{url}/2/httpapi", allow_http: true, allow_private: true}}}}
 """
 
 
@@ -54,7 +54,7 @@ def checkout(spec: str, under: Path) -> Path:
     path = under / spec.replace("/", "_").replace(":", "_")
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(path), rev], check=True)
     if not spec.endswith(":pure") and (path / "eventrouter" / "native.py").exists():
-        subprocess.run([sys.executable, "-m", "eventrouter.native"], cwd=path, check=True)
+        subprocess.run([sys.executable, "-m", "eventrouter.dev.native"], cwd=path, check=True)
     return path
 
 
@@ -78,9 +78,9 @@ def forwarders(bootstrap: str, revs: dict[str, Path], folder: Path) -> tuple[dic
                                                                              Callable[[], None]]:
     from confluent_kafka import Producer
 
-    from forwarders.standins import AmplitudeStandIn
+    from eventrouter.dev.standins import AmplitudeStandIn
     from schemas import outbound_codec
-    from schemas.kafka import ensure_topics, producer_settings
+    from schemas.runtime.kafka import ensure_topics, producer_settings
 
     stand_in = AmplitudeStandIn().start()
     config = folder / "forwarder.yaml"
@@ -112,8 +112,8 @@ def workers(bootstrap: str, revs: dict[str, Path], folder: Path) -> tuple[dict[s
                                                                           Callable[[], None]]:
     from producers import Analytics
     from schemas import Topics
-    from schemas.kafka import ensure_topics
-    from schemas.revisions import ConfigStore
+    from schemas.runtime.kafka import ensure_topics
+    from schemas.runtime.revisions import ConfigStore
 
     config = folder / "worker.yaml"
     config.write_text(CHAIN_CONFIG.format(amplitude="http://127.0.0.1:9", mixpanel="http://127.0.0.1:9",

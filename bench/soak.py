@@ -76,7 +76,7 @@ def main() -> None:
 
     from eventrouter.stack import Stack
     from schemas import Topics
-    from schemas.revisions import ConfigStore
+    from schemas.runtime.revisions import ConfigStore
     from streams.metrics import scrape
 
     kafka, bootstrap = start_kafka(full_jit=True)

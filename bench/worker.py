@@ -69,7 +69,7 @@ def corpus(n: int) -> list[tuple[bytes, bytes]]:
 def preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     from confluent_kafka import Producer
 
-    from schemas.kafka import ensure_topics, producer_settings
+    from schemas.runtime.kafka import ensure_topics, producer_settings
 
     ensure_topics(bootstrap, [topic], partitions=3)
     producer = Producer(producer_settings(bootstrap, {"linger.ms": 50}))
@@ -135,7 +135,7 @@ def control(bootstrap: str, prefix: str, n: int) -> dict[str, Any]:
 
     from schemas import Topics
     from schemas.config import parse_config
-    from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+    from schemas.runtime.kafka import consumer_settings, ensure_topics, producer_settings
     from streams.router import Rejected, Router, Source
 
     topics = Topics(prefix)

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from eventrouter import paths
-from eventrouter.ops import add_commands as add_ops_commands
+from eventrouter.ops.commands import add_commands as add_ops_commands
 
 
 def _kafka(args: argparse.Namespace) -> int:
-    from eventrouter.localkafka import LocalKafka
+    from eventrouter.dev.localkafka import LocalKafka
 
     kafka = LocalKafka(args.state_dir or paths.kafka_state_dir(), paths.cache_dir(), version=args.kafka_version)
     if args.action == "start":
@@ -54,11 +54,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from eventrouter.ops import load_checked
+    from eventrouter.checks import load_checked
     from eventrouter.stack import Stack, run_up
     from schemas import Topics
-    from schemas.kafka import wait_for_brokers
-    from schemas.revisions import ConfigStore
+    from schemas.runtime.kafka import wait_for_brokers
+    from schemas.runtime.revisions import ConfigStore
 
     load_checked(args.config)  # every problem at once (the forwarders' too), before anything starts
     wait_for_brokers(args.bootstrap_servers, meanwhile="waiting for it before starting the stack")
@@ -75,7 +75,7 @@ def _up(args: argparse.Namespace) -> int:
 def _gateway(args: argparse.Namespace) -> int:
     from producers.gateway import GatewaySettings, serve, write_keys_from_config
     from schemas import Topics
-    from schemas.kafka_watch import WATCH
+    from schemas.runtime.kafka_watch import WATCH
 
     keys = set(args.write_key or ())
     if args.config:
@@ -85,7 +85,8 @@ def _gateway(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     settings = GatewaySettings(args.bootstrap_servers, frozenset(keys), Topics(args.topic_prefix),
-                               ack_timeout=args.ack_timeout, follow_config=args.follow_config)
+                               ack_timeout=args.ack_timeout, follow_config=args.follow_config,
+                               header_timeout=args.header_timeout, body_timeout=args.body_timeout)
     WATCH.meanwhile = "the gateway answers 503 with Retry-After until Kafka acknowledges again"
     return serve(settings, args.host, args.port, args.processes)
 
@@ -94,7 +95,7 @@ def _import(args: argparse.Namespace) -> int:
     from producers.importer import Importer
     from producers.publisher import Publisher
     from schemas import Topics
-    from schemas.kafka import BrokerUnreachable, wait_for_brokers
+    from schemas.runtime.kafka import BrokerUnreachable, wait_for_brokers
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
@@ -122,9 +123,9 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from eventrouter.ops import load_checked, unset_references
+    from eventrouter.checks import load_checked, unset_references
     from schemas import Topics
-    from schemas.revisions import ConfigStore
+    from schemas.runtime.revisions import ConfigStore
     from schemas.secrets import masked
 
     if args.action == "validate":
@@ -173,10 +174,11 @@ def _memory_keys(text: str) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from eventrouter.ops import load_checked
+    from eventrouter.checks import load_checked
     from schemas import Topics
-    from schemas.kafka import wait_for_brokers
-    from streams.worker import WorkerSettings, run_worker
+    from schemas.runtime.kafka import wait_for_brokers
+    from streams.app import run_worker
+    from streams.worker import WorkerSettings
 
     if args.config is not None:
         load_checked(args.config)  # a bad file is refused at once, broker or not, as `config apply` would
@@ -244,7 +246,7 @@ def _log_level_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eventrouter.localkafka import DEFAULT_KAFKA_VERSION
+    from eventrouter.dev.localkafka import DEFAULT_KAFKA_VERSION
 
     parser = argparse.ArgumentParser(prog="eventrouter", description="Kafka-native server-side event router")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
@@ -297,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--ack-timeout", type=float, default=5.0,
                          help="seconds to wait for Kafka's acknowledgement, then 503 + Retry-After (default 5: "
                               "well inside the 10 s HTTP timeout of Segment's Node and Go libraries)")
+    gateway.add_argument("--header-timeout", type=float, default=10.0,
+                         help="seconds for a request's line and headers to arrive (and idle keep-alive; default 10)")
+    gateway.add_argument("--body-timeout", type=float, default=10.0,
+                         help="seconds for a request's body to arrive, then 408 and the connection closed "
+                              "(default 10)")
     _log_level_option(gateway)
     gateway.set_defaults(func=_gateway)
 
@@ -331,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--partitions", type=int, default=6, help="of the raw topic, if the worker creates it")
     worker.add_argument("--replication-factor", type=int, default=1)
     worker.add_argument("--engine", choices=["kafka", "faust"], default="kafka",
-                        help="kafka: confluent-kafka consumer group (default); faust: faust-streaming (see README)")
+                        help="kafka: confluent-kafka consumer group (default); faust: faust-streaming, the alternative "
+                             "(docs/decisions.md)")
     worker.add_argument("--store", default="memory://", help="faust engine: the dedup table's store")
     worker.add_argument("--schema-registry", default=None, metavar="URL",
                         help="a Confluent-compatible schema registry, for records framed with its schema ids")
@@ -364,19 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import KafkaException
 
-    from eventrouter.localkafka import LocalKafkaError
+    from eventrouter.dev.localkafka import LocalKafkaError
     from schemas import EventRouterError
 
     args = build_parser().parse_args(argv)
     if args.kafka_config is not None:
-        from schemas.kafka import KAFKA_CONFIG_ENV
+        from schemas.runtime.kafka import KAFKA_CONFIG_ENV
 
         os.environ[KAFKA_CONFIG_ENV] = str(args.kafka_config.resolve())  # inherited by the processes it starts
     configure_logging(args)
     try:
         code: int = args.func(args)
     except (LocalKafkaError, EventRouterError) as exc:
-        print(f"eventrouter: {exc}", file=sys.stderr)
+        from schemas.secrets import scrub
+
+        print(f"eventrouter: {scrub(str(exc))}", file=sys.stderr)
         return 1
     except KafkaException as exc:  # e.g. the broker went away between the wait for it and a metadata call
         error = exc.args[0] if exc.args else exc
@@ -397,3 +407,6 @@ def configure_logging(args: argparse.Namespace) -> None:
     else:
         level = "INFO" if args.verbose else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from schemas.secrets import install_log_scrubbing
+
+    install_log_scrubbing()  # no line this process writes carries a secret it resolved

@@ -16,10 +16,10 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from eventrouter.localkafka import LocalKafka
+from eventrouter.dev.localkafka import LocalKafka
 from schemas import EventCodec, Topics
-from schemas.kafka import consumer_settings, ensure_topics
 from schemas.native import compiled_current
+from schemas.runtime.kafka import consumer_settings, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
             # the run is over: what the SDK's and the import's closed clients say about the broker going away
             # until the interpreter exits is noise, not news
             logging.getLogger("producers.publisher").setLevel(logging.CRITICAL)
-            logging.getLogger("schemas.kafka_watch").setLevel(logging.CRITICAL)
+            logging.getLogger("schemas.runtime.kafka_watch").setLevel(logging.CRITICAL)
             kafka.stop()
             print("broker stopped")
 
@@ -80,9 +80,9 @@ def _round_trip(bootstrap: str, count: int, keep_running: bool) -> int:
     HTTP gateway, file import); every one accounted for at each stage."""
     import tempfile
 
-    from eventrouter.demo_delivery import SECRETS, DemoVendors
+    from eventrouter.demo_delivery import PRIVATE_NETWORKS, SECRETS, DemoVendors
     from eventrouter.stack import Stack, run_up
-    from schemas.revisions import ConfigStore
+    from schemas.runtime.revisions import ConfigStore
 
     topics = Topics("demo")
     ensure_topics(bootstrap, [topics.raw, topics.invalid], partitions=3)
@@ -92,7 +92,7 @@ def _round_trip(bootstrap: str, count: int, keep_running: bool) -> int:
     config.write_text(vendors.config())
     revision, _ = ConfigStore(bootstrap, topics).apply(config)
     print(f"config: revision {revision.number} (six integrations, one per vendor stand-in); logs in {folder}")
-    stack = Stack(bootstrap, topics, config, folder, env=SECRETS).start()
+    stack = Stack(bootstrap, topics, config, folder, env={**SECRETS, **PRIVATE_NETWORKS}).start()
     print("\n".join(stack.describe()), flush=True)
     print(f"gateway writeKey: wk_demo (the demo config's pipeline); try:\n  curl -u wk_demo: "
           f"http://127.0.0.1:{stack.gateway_port}/v1/track -H 'Content-Type: application/json' "

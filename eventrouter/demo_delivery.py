@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from forwarders.standins import (
+from eventrouter.dev.standins import (
     AmplitudeStandIn,
     BrazeStandIn,
     GA4StandIn,
@@ -21,6 +21,9 @@ from forwarders.standins import (
 
 SECRETS = {"GA4_API_SECRET": "ga4-secret", "META_ACCESS_TOKEN": "meta-token", "AMPLITUDE_API_KEY": "amp-key",
            "MIXPANEL_SECRET": "mp-secret", "BRAZE_API_KEY": "braze-key", "WEBHOOK_SECRET": "hook-secret"}
+# The stand-ins listen on loopback: the demo's forwarders may reach it (the operator's list, which each
+# connection's `allow_private` also needs; forwarders/ssrf.py). A real deployment leaves it empty.
+PRIVATE_NETWORKS = {"EVENTROUTER_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128"}
 
 CONFIG = """
 # the demo's config: one pipeline, every starter kit, each vendor's endpoint a local stand-in
@@ -28,16 +31,20 @@ pipelines:
   - {{name: demo, write_keys: [wk_demo], integrations: [ga4, meta, amplitude, mixpanel, braze, webhook]}}
 integrations:
   - {{name: ga4, kind: ga4, consent: analytics, playbook: "starter:ga4",
-     connection: {{measurement_id: G-TEST, api_secret: "${{GA4_API_SECRET}}", endpoint: "{ga4}/mp/collect"}}}}
+     connection: {{measurement_id: G-TEST, api_secret: "${{GA4_API_SECRET}}", endpoint: "{ga4}/mp/collect",
+                   allow_http: true, allow_private: true}}}}
   - {{name: meta, kind: meta_capi, consent: advertising, playbook: "starter:meta_capi",
-     connection: {{pixel_id: "1234567890", access_token: "${{META_ACCESS_TOKEN}}", endpoint: "{meta}"}}}}
+     connection: {{pixel_id: "1234567890", access_token: "${{META_ACCESS_TOKEN}}", endpoint: "{meta}",
+                   allow_http: true, allow_private: true}}}}
   - {{name: amplitude, kind: amplitude, playbook: "starter:amplitude",
-     connection: {{api_key: "${{AMPLITUDE_API_KEY}}", endpoint: "{amplitude}/2/httpapi"}}}}
+     connection: {{api_key: "${{AMPLITUDE_API_KEY}}", endpoint: "{amplitude}/2/httpapi",
+                   allow_http: true, allow_private: true}}}}
   - {{name: mixpanel, kind: mixpanel, playbook: "starter:mixpanel",
      connection: {{project_id: "42", username: sa.user, secret: "${{MIXPANEL_SECRET}}",
-                   endpoint: "{mixpanel}/import"}}}}
+                   endpoint: "{mixpanel}/import", allow_http: true, allow_private: true}}}}
   - {{name: braze, kind: braze, playbook: "starter:braze",
-     connection: {{api_key: "${{BRAZE_API_KEY}}", endpoint: "{braze}/users/track"}}}}
+     connection: {{api_key: "${{BRAZE_API_KEY}}", endpoint: "{braze}/users/track",
+                   allow_http: true, allow_private: true}}}}
   - {{name: webhook, kind: webhook, playbook: "starter:webhook",
      connection: {{url: "{webhook}/hook", secret: "${{WEBHOOK_SECRET}}", allow_http: true, allow_private: true}}}}
 """

@@ -113,7 +113,7 @@ def raw_records(bootstrap: str, topic: str, timeout: float = 3.0) -> int:
     Raises KafkaException when the broker does not answer within about `timeout` per call."""
     from confluent_kafka import Consumer
 
-    from schemas.kafka import consumer_settings, partition_count, watermarks
+    from schemas.runtime.kafka import consumer_settings, partition_count, watermarks
 
     quiet = {"log_level": 0}  # an outage is said once by `up`, not by librdkafka every few seconds
     count = partition_count(bootstrap, topic, timeout=timeout, client=quiet)

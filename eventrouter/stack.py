@@ -1,6 +1,7 @@
 """The pipeline's processes against one broker (`eventrouter up CONFIG`, and the main job): the HTTP
 gateway, stream workers, and a forwarder per integration, each a child process with its own log and
-metrics port, stopped by its PID. A child that exits on its own is started again (`revive()`), after 1,
+metrics port and the least environment (eventrouter/environment.py: a forwarder its own integration's
+secrets only), stopped by its PID. A child that exits on its own is started again (`revive()`), after 1,
 2, 4 ... s (at most 60 s) while it keeps failing, forever: no child stops the others; one that keeps
 failing is reported (`failing()`, the progress line). `progress()` reads every stage's counters (the raw
 topic's size, the workers' and forwarders' metrics) into one account per integration, and rides out a
@@ -20,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from eventrouter.environment import child_environment
 from eventrouter.progress import Lane, Progress, forwarder_counts, raw_records, worker_counts
 from schemas import Topics
 from schemas.config import load_config
+from schemas.secrets import referenced_names
 
 __all__ = ["Child", "Lane", "Progress", "Stack", "free_port", "run_up"]
 
@@ -74,10 +77,12 @@ class Stack:
         self.bootstrap, self.topics, self.config, self.folder = bootstrap, topics, config, folder
         self.gateway_port = free_port() if gateway_port == 0 else gateway_port
         self.workers, self.partitions = workers, partitions
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, **(env or {})}  # where each child's environment is taken from
         parsed = load_config(config)
         named = {name for p in parsed.pipelines for name in p.integrations}
         self.integrations = [i.name for i in parsed.integrations if i.enabled and i.name in named]
+        # the `${ENV}` names each forwarder resolves: it is given those, no other integration's
+        self.references = {i.name: referenced_names(i.connection) for i in parsed.integrations}
         self.children: list[Child] = []
         self.max_restarts = 3       # exits in a row after which a child counts as `exited()` (still retried)
         self.first_delay_s, self.max_delay_s = 1.0, 60.0  # back-off of a child that keeps exiting
@@ -99,8 +104,14 @@ class Stack:
         log = open(self.folder / f"{role}.log", "ab")  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "eventrouter", *args, "--bootstrap-servers", self.bootstrap,
                    "--topic-prefix", self.topics.prefix, *(["--metrics-port", str(port)] if port else [])]
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.environment(args))
         return Child(role, process, log, port, list(args))
+
+    def environment(self, args: Sequence[str]) -> dict[str, str]:
+        """The environment of the child that runs `eventrouter ARGS` (eventrouter/environment.py): a
+        forwarder's holds its integration's `${ENV}` names; a worker's and the gateway's no vendor's."""
+        names = self.references.get(args[1], set()) if len(args) > 1 and args[0] == "forward" else set()
+        return child_environment(self.env, names)
 
     def revive(self) -> list[str]:
         """Start again each child that exited on its own (a crash, a start that failed: a port taken, the

@@ -18,8 +18,8 @@ from typing import Any
 from eventrouter.progress import Snapshot, unreachable
 from schemas import Topics
 from schemas.errors import EventRouterError
-from schemas.kafka import admin_settings, consumer_settings, partition_count, watermarks
-from schemas.revisions import ConfigStore
+from schemas.runtime.kafka import admin_settings, consumer_settings, partition_count, watermarks
+from schemas.runtime.revisions import ConfigStore
 
 
 class BrokerUnreachable(EventRouterError):

@@ -14,9 +14,9 @@ from forwarders.runner import Forwarder
 from schemas import Topics
 from schemas.config import Config, Integration, load_config
 from schemas.errors import ConfigurationError
-from schemas.kafka import wait_for_brokers
-from schemas.process import quiet_gc
-from schemas.revisions import ConfigStore
+from schemas.runtime.kafka import wait_for_brokers
+from schemas.runtime.process import quiet_gc
+from schemas.runtime.revisions import ConfigStore
 
 log = logging.getLogger(__name__)
 

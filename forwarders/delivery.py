@@ -36,6 +36,7 @@ from forwarders.ratelimit import TokenBucket
 from forwarders.vendors.base import Built, Item, Reply, Request, Vendor, read_status
 from schemas.delivery import Delivery
 from schemas.errors import FinalError
+from schemas.secrets import SCRUBBER, Scrubber
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,10 @@ def backoff(attempt: int, policy: Delivery, rng: Callable[[], float] = random.ra
     return float(max(policy.min_backoff_s / 2, ceiling * rng()))
 
 
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+def scrub(text: str, secrets: Sequence[str] | Scrubber = ()) -> str:
+    """`text` with `secrets` (and their encodings) and every secret the process resolved replaced with ***."""
+    text = SCRUBBER.scrub(text)
+    return (secrets if isinstance(secrets, Scrubber) else Scrubber(secrets)).scrub(text)
 
 
 def lanes(requests: Sequence[Request], items: Sequence[Item]) -> list[list[int]]:
@@ -167,7 +167,7 @@ class BatchDelivery:
         self.limiter = limiter
         self.clock, self.sleep, self.stopping = clock, sleep, stopping
         self.senders = senders  # lanes at once (None: one request at a time)
-        self.secrets = vendor.secrets()
+        self.secrets = Scrubber(vendor.secrets())  # and the process's (SCRUBBER): scrub()
         self.cap = 1 << 30  # events per build(): all of a batch, until a vendor asks to split
         self.max_age_s = policy.max_event_age_s or vendor.max_age_s
 
@@ -359,8 +359,8 @@ class BatchDelivery:
             self.limiter.acquire()
             answer = self.transport(request)
         except FinalError as exc:
-            return Sent(Reply(rejected=dict.fromkeys(everyone, exc.reason)), None, exc.message, exc.reason,
-                        at_ms=self._now_ms())
+            return Sent(Reply(rejected=dict.fromkeys(everyone, exc.reason)), None, scrub(exc.message, self.secrets),
+                        exc.reason, at_ms=self._now_ms())
         except TransportError as exc:
             return Sent(Reply(retry=list(everyone)), None, scrub(str(exc), self.secrets)[:200],
                         "vendor.unreachable", 0, self._now_ms())
@@ -383,6 +383,8 @@ class BatchDelivery:
                         type(exc).__name__)
             reply = read_status(request, answer.status, answer.headers, answer.body)
         body = scrub(answer.body[:MAX_BODY_KEPT].decode("utf-8", "replace"), self.secrets)
+        log.debug("%s: %s events -> %s: delivered %s, retry %s, rejected %s", self.vendor.kind, len(request.items),
+                  answer.status, len(reply.delivered), len(reply.retry), len(reply.rejected))
         return Sent(reply, answer.status, body, f"vendor.status_{answer.status}", answer.status, at_ms)
 
     def _now_ms(self) -> int:

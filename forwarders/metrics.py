@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from schemas.histogram import BatchHistogram
+from schemas.runtime.histogram import BatchHistogram
 
 
 class ForwarderMetrics:

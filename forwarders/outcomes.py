@@ -15,7 +15,7 @@ from forwarders.state import Flight, PartitionState, Ticket, TopicPartitionKey, 
 from forwarders.vendors import Item
 from schemas import Topics, deadletter_codec
 from schemas.deadletters import dead_letter
-from schemas.kafka import flush_until_acknowledged
+from schemas.runtime.kafka import flush_until_acknowledged
 
 log = logging.getLogger(__name__)
 

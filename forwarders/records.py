@@ -21,6 +21,7 @@ from forwarders.vendors.base import Item
 from schemas import AvroCodec
 from schemas.deadletters import dead_letter, utf8
 from schemas.errors import DecodeError
+from schemas.secrets import scrub
 from schemas.validation import DEFAULT_LIMITS
 
 ATTEMPTS: Final = "er-attempts"
@@ -114,7 +115,7 @@ def receipts(integration: str, items: Sequence[Item], fates: Mapping[int, Fate],
     latencies = []
     for position, fate in fates.items():
         item = items[position]
-        reason = utf8(fate.reason, MAX_REASON_CHARS) if fate.reason else fate.reason
+        reason = utf8(scrub(fate.reason), MAX_REASON_CHARS) if fate.reason else fate.reason  # may quote the vendor
         groups.setdefault((fate.state, fate.status, fate.attempts, reason), []).append(short_id(item.message_id))
         if fate.state == "delivered" and item.written_ms:
             latencies.append(fate.finished_ms - item.written_ms)

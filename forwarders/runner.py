@@ -39,9 +39,9 @@ from schemas import Topics, outbound_codec
 from schemas.config import Integration
 from schemas.deadletters import utf8
 from schemas.errors import DecodeError
-from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, producer_settings
-from schemas.quarantine import BATCH, QUARANTINE, QUARANTINED, CrashGuard, spans_of
-from schemas.secrets import resolve_secrets
+from schemas.runtime.kafka import RejoinWatch, consumer_settings, ensure_topics, fetch_settings, producer_settings
+from schemas.runtime.quarantine import BATCH, QUARANTINE, QUARANTINED, CrashGuard, spans_of
+from schemas.secrets import SCRUBBER, resolve_secrets, unscrubbed_names
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ class Forwarder:
         self.name = integration.name
         self.policy = integration.delivery
         self.vendor = vendor_for(integration.kind, resolve_secrets(integration.connection, environ))
+        SCRUBBER.add(*self.vendor.secrets())  # what the vendor builds of them (basic auth), by value from now on
+        for name in unscrubbed_names(integration.connection, environ):
+            log.warning("%s: $%s is too short to be scrubbed by value from logs and dead letters", self.name, name)
         if self.policy.batch_size:
             self.vendor.max_events = min(self.vendor.max_events, self.policy.batch_size)  # type: ignore[misc]
         if self.policy.batch_bytes:
@@ -65,12 +68,13 @@ class Forwarder:
         self.topic, self.retry_topic = topics.integration(self.name), topics.retry(self.name)
         self.dlq = topics.dead_letters(self.name)
         self.group_id = f"{topics.prefix}-forward-{self.name}"
-        # a record the process keeps dying on is quarantined (schemas/quarantine.py), not crash-looped on
+        # a record the process keeps dying on is quarantined (schemas/runtime/quarantine.py), not crash-looped on
         self.guard = CrashGuard(state_dir, self.group_id) if state_dir is not None else None
         self.batch_cap = max(500, self.vendor.max_events)
         self.stopping = threading.Event()
         self._partitions: dict[TopicPartitionKey, PartitionState] = {}
         self._consumer: Any = None
+        self._rejoin = RejoinWatch(60.0)  # six session timeouts (10 s)
         self._producer: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._outbound = outbound_codec(fields=ITEM_FIELDS)
@@ -81,7 +85,8 @@ class Forwarder:
         self.linger_ms = 0 if self.per_event and "linger_ms" not in self.policy.model_fields_set \
             else self.policy.linger_ms
         self.transport = HttpTransport(self.policy.connect_timeout_s, self.policy.timeout_s,
-                                       self.policy.concurrency + self.policy.max_in_flight + 2)
+                                       self.policy.concurrency + self.policy.max_in_flight + 2,
+                                       allowance=self.vendor.allowance)
         self.limiter = TokenBucket(self.policy.rate_per_s)
         self.outcomes = Outcomes(self.name, topics, self.metrics, self.limiter)
         self._senders = ThreadPoolExecutor(self.policy.max_in_flight, thread_name_prefix=f"send-{self.name}") \
@@ -91,7 +96,7 @@ class Forwarder:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self, partitions: int = 6) -> None:
-        from confluent_kafka import Consumer, Producer
+        from confluent_kafka import Producer
 
         ensure_topics(self.bootstrap, [self.topic, self.retry_topic, self.dlq, self.topics.receipts],
                       partitions=partitions, client=self.client)
@@ -101,9 +106,7 @@ class Forwarder:
         self._producer = Producer(producer_settings(self.bootstrap, {
             "linger.ms": 50, **self.client}))
         self.outcomes.producer = self._producer
-        self._consumer = Consumer(consumer_settings(self.bootstrap, self.group_id, {
-            "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **fetch_settings(self.linger_ms),
-            **self.client}))
+        self._consumer = self._new_consumer()
         self._listen()
         for (topic, partition, first, last), crashes in self.guard.recover() if self.guard is not None else ():
             log.warning("%s: the process died with %s/%s@%s-%s in progress (%s times): those go one at a time",
@@ -113,10 +116,27 @@ class Forwarder:
         threads = max(self.policy.concurrency, self.policy.max_in_flight) if self.per_event else self.policy.concurrency
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"deliver-{self.name}")
 
+    def _new_consumer(self) -> Any:
+        from confluent_kafka import Consumer
+
+        return Consumer(consumer_settings(self.bootstrap, self.group_id, {
+            "max.poll.interval.ms": 600_000, "session.timeout.ms": 10_000, **fetch_settings(self.linger_ms),
+            **self.client}))
+
     def _listen(self) -> None:
         """Join the integration's consumer group on its topic and its retry topic."""
         self._consumer.subscribe([self.topic, self.retry_topic], on_assign=self._assigned, on_revoke=self._revoked,
-                                 on_lost=self._revoked)
+                                 on_lost=self._lost)
+
+    def _rejoin_if_overdue(self) -> None:
+        if not self._rejoin.overdue():
+            return
+        log.warning("%s: no partitions assigned %.0f s after losing them: joining the group again with a new "
+                    "consumer", self.name, self._rejoin.deadline_s)
+        self._rejoin.replaced()
+        self._consumer.close()
+        self._consumer = self._new_consumer()
+        self._listen()
 
     def run(self, until: Callable[[], bool] = lambda: False) -> None:
         """Consume and deliver until `stop()` (or SIGTERM in forwarders/app.py `run_forwarder`) or `until()` is true."""
@@ -133,6 +153,7 @@ class Forwarder:
             self._producer.poll(0)
             self._store_acknowledged()
             self._resume_due()
+            self._rejoin_if_overdue()
             timeout = wait if due is None else min(wait, max(0.001, due - time.monotonic()))
             if time.monotonic() - last_lag > 5.0:
                 last_lag = time.monotonic()
@@ -166,9 +187,14 @@ class Forwarder:
 
     # -- rebalances -----------------------------------------------------------------------------------
     def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._rejoin.assigned()
         for tp in partitions:
             self._partitions.setdefault((tp.topic, tp.partition), PartitionState())
         log.info("%s: assigned %s", self.name, sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
+
+    def _lost(self, consumer: Any, partitions: list[Any]) -> None:
+        self._revoked(consumer, partitions)
+        self._rejoin.lost()
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions if (tp.topic, tp.partition) in self._partitions]

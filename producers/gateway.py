@@ -5,6 +5,11 @@ rejected one is durable in the invalid-events topic, with its reason; the reject
 in the response (`rejected: [{index, messageId, reason, message}]`). Kafka unreachable or too slow:
 503 with Retry-After, which Segment's libraries retry (messageIds make the retry harmless).
 Stateless: run several behind one load balancer, or `--processes N` on one port (SO_REUSEPORT).
+
+Hostile clients: a writeKey in the Authorization header is checked before the body is read; the request
+line and headers must arrive within `header_timeout` of the connection (or of the previous answer on a
+kept-alive one: aiohttp's keep-alive timer, which also closes idle connections), and the body within
+`body_timeout` (408, connection closed); refusals are logged once per reason per 10 s, with a count.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from aiohttp import web
 from confluent_kafka import KafkaError, Message
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from producers.gateway_metrics import GatewayMetrics, Outages
+from producers.gateway_metrics import GatewayMetrics, Outages, RefusalLog
 from producers.messages import iso, message_id
 from producers.publisher import DeliveryError, Publisher, QueueFullError
 from producers.tracking_api import (
@@ -34,8 +39,9 @@ from producers.tracking_api import (
     SINGLE_PATHS,
     Rejection,
     RequestError,
-    basic_auth_user,
+    batch_reply,
     dead_letter_bytes,
+    header_write_key,
     parse_request,
     read_body,
 )
@@ -46,6 +52,7 @@ from schemas.validation import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 _SLACK = 4096  # gzip of incompressible data is a little larger than the data
+_LINGER_S = 2.0  # at most this long reading (and dropping) the rest of a refused request's body
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class GatewaySettings:
     ack_timeout: float = 5.0  # under the 10 s HTTP timeout of Segment's Node and Go libraries: they get the 503
     producer_config: dict[str, Any] = field(default_factory=dict)
     follow_config: bool = False  # also accept the writeKeys of the newest config revision, as it changes
+    # Segment's Node and Go libraries give up after 10 s: a request slower than that is no client of theirs
+    header_timeout: float = 10.0  # request line and headers, from the connection or the previous answer
+    body_timeout: float = 10.0    # the whole body, from the headers
 
     def __repr__(self) -> str:  # writeKeys are credentials: never in a repr or a log line
         return f"GatewaySettings(bootstrap={self.bootstrap!r}, write_keys=<{len(self.write_keys)} masked>)"
@@ -78,6 +88,7 @@ class Gateway:
         self._watcher: Any = None
         self.metrics = GatewayMetrics()
         self.outages = Outages(self.metrics, settings.ack_timeout)
+        self.refusals = RefusalLog()
 
     def _is_known(self, key: str) -> bool:
         return key in self._keys
@@ -87,8 +98,13 @@ class Gateway:
         log.info("config revision %s: %d writeKeys accepted", revision.number, len(self._keys))
 
     def app(self) -> web.Application:
-        # We gunzip ourselves, bounded by the limit: aiohttp's own decompression is unbounded.
-        app = web.Application(handler_args={"auto_decompress": False})
+        # We gunzip ourselves, bounded by the limit: aiohttp's own decompression is unbounded. aiohttp's
+        # keep-alive timer runs from the connection until a request's headers are in, and from each answer
+        # until the next: our header timeout. Lingering (reading the unread body of a refused request, so
+        # the client sees the answer rather than a reset) is bounded too.
+        app = web.Application(handler_args={"auto_decompress": False,
+                                            "keepalive_timeout": self.settings.header_timeout,
+                                            "lingering_time": _LINGER_S})
         app.router.add_get("/metrics", self.serve_metrics)
         app.router.add_post("/v1/{call}", self.handle)
         app.router.add_post("/{call}", self.handle)  # some clients post to the host root (e.g. /batch)
@@ -106,7 +122,7 @@ class Gateway:
         self._raw.start()
         self._invalid.start()
         if s.follow_config:
-            from schemas.revisions import ConfigStore, RevisionWatcher
+            from schemas.runtime.revisions import ConfigStore, RevisionWatcher
 
             self._watcher = RevisionWatcher(ConfigStore(s.bootstrap, s.topics), self._take_revision)
             self._watcher.start()
@@ -131,12 +147,12 @@ class Gateway:
     async def serve_metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         response = await self._answer(request)
         self.metrics.requests.labels(str(response.status)).inc()
         return response
 
-    async def _answer(self, request: web.Request) -> web.Response:
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         call = request.match_info["call"]
         if call not in SINGLE_PATHS and call not in BATCH_PATHS:
             return web.json_response({"success": False, "code": "not_found", "message": f"no endpoint /v1/{call}"},
@@ -144,14 +160,17 @@ class Gateway:
         limits = self.settings.limits
         limit = limits.batch_bytes if call in BATCH_PATHS else limits.event_bytes
         try:
-            raw = await _read_capped(request, limit + _SLACK)
+            auth_user = header_write_key(request.headers.get("Authorization"), self._is_known)
+            try:
+                async with asyncio.timeout(self.settings.body_timeout):
+                    raw = await _read_capped(request, limit + _SLACK)
+            except TimeoutError:
+                return await self._timed_out(request, call)
             body = read_body(raw, request.headers.get("Content-Encoding"), limit)
-            parsed = parse_request(call, body, basic_auth_user(request.headers.get("Authorization")),
-                                   is_known=self._is_known,
+            parsed = parse_request(call, body, auth_user, is_known=self._is_known,
                                    received_at=iso(dt.datetime.now(dt.UTC)), new_id=message_id, limits=limits)
         except RequestError as exc:
-            if exc.status == 401:
-                log.warning("refused request path=/v1/%s reason=auth peer=%s", call, request.remote)
+            self.refusals.refused(exc.code, exc.status, f"/v1/{call}", request.remote)
             self.metrics.rejected.labels(exc.code).inc()
             return web.json_response(exc.body(), status=exc.status)
         acks = _Acks(asyncio.get_running_loop(), self.outages)
@@ -171,11 +190,22 @@ class Gateway:
         self.metrics.accepted.inc(len(parsed.accepted))
         for rejection in parsed.rejected:
             self.metrics.rejected.labels(rejection.reason).inc()
-        reply: dict[str, Any] = {"success": True}
-        if call in BATCH_PATHS:
-            reply["accepted"] = len(parsed.accepted)
-            reply["rejected"] = [r.report() for r in parsed.rejected]
+        reply = batch_reply(parsed) if call in BATCH_PATHS else {"success": True}
         return web.Response(body=orjson.dumps(reply), content_type="application/json")
+
+    async def _timed_out(self, request: web.Request, call: str) -> web.StreamResponse:
+        """408 for a body slower than body_timeout, and the connection closed at once (not kept alive,
+        and not lingered on: the client is the slow one)."""
+        self.refusals.refused("timeout", 408, f"/v1/{call}", request.remote)
+        self.metrics.rejected.labels("timeout").inc()
+        response = web.json_response({"success": False, "code": "timeout", "message": "the body did not arrive "
+                                      f"within {self.settings.body_timeout:g} s"}, status=408)
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+        return response
 
     async def _publish(self, call: str, accepted: list[dict[str, Any]], rejected: list[Rejection],
                        acks: _Acks) -> None:

@@ -128,3 +128,28 @@ class Outages:
                      "unconfirmed at the answer: %d acknowledged later, %d failed for good",
                      self.clock() - ended.started, ended.answered_503, ended.unconfirmed, ended.late_acked,
                      ended.late_failed)
+
+
+class RefusalLog:
+    """Refused requests logged by reason at most once per `interval` seconds: the first refusal of a reason
+    is logged at once, those that follow within the interval are counted, and the next line of that reason
+    says how many were left out. A client hammering with a wrong writeKey costs a line per interval, not
+    one per request. Peers are logged (ids of the connection, never the key or the body)."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 logger: logging.Logger = log) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._log = logger
+        self._next: dict[str, float] = {}       # reason -> when its next line may be written
+        self._suppressed: dict[str, int] = {}   # reason -> lines left out since its last one
+
+    def refused(self, reason: str, status: int, path: str, peer: str | None) -> None:
+        now = self._clock()
+        if now < self._next.get(reason, now):
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        self._next[reason] = now + self.interval
+        left_out = self._suppressed.pop(reason, 0)
+        more = f" (and {left_out} more refused for this reason in the last {self.interval:g} s)" if left_out else ""
+        self._log.warning("refused request status=%d reason=%s path=%s peer=%s%s", status, reason, path, peer, more)

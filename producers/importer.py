@@ -31,7 +31,7 @@ from confluent_kafka import KafkaError, Message
 
 from producers.publisher import Publisher
 from schemas import EventCodec
-from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_message, clean
+from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_message, clean, loads_exact
 
 _NAMESPACE = uuid.UUID("6f1d9c1e-2b7a-4f39-9a51-2f4f0e8d3c11")
 
@@ -58,8 +58,8 @@ def prepare_line(line: bytes, *, origin: str, number: int, write_key: str | None
                  limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """One JSON line -> a validated message, or ValidationError. Pure."""
     try:
-        event = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        event = loads_exact(line)
+    except (ValueError, RecursionError) as exc:
         raise ValidationError("invalid.json", "", f"not JSON: {str(exc)[:100]}") from None
     if not isinstance(event, dict):
         raise ValidationError("invalid.json", "", "a line must be a JSON object")

@@ -211,11 +211,12 @@ class Composer:
         try:  # the direct path; anything it does not take is composed again by the reference path
             longest_id = self.limits.id_chars
             for value in (user_id, anonymous_id, group_id, previous_id, message_id):
-                if value is not None and (type(value) is not str or not value or len(value) > longest_id):
+                if value is not None and (type(value) is not str or not value or len(value) > longest_id
+                                          or not value.isprintable()):  # the reference path names a control char
                     raise _Unusual
             longest = self.limits.string_chars
             for value in (event, name, category):
-                if value is not None and (type(value) is not str or len(value) > longest):
+                if value is not None and (type(value) is not str or len(value) > longest or not value.isprintable()):
                     raise _Unusual
             key = user_id or anonymous_id
             if not key or (call == "track" and not event) or (call == "group" and not group_id) \

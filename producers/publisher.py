@@ -24,8 +24,8 @@ from typing import Any, Literal
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas import RetryableError
-from schemas.kafka import producer_settings
-from schemas.kafka_watch import WATCH, report_error
+from schemas.runtime.kafka import producer_settings
+from schemas.runtime.kafka_watch import WATCH, report_error
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,15 @@
 The aiohttp handlers in producers/gateway.py only move bytes and await Kafka; every decision is here.
 
 - writeKey: HTTP Basic username (Segment's libraries), else `writeKey` in the body; unknown -> 401.
-- Bodies may be gzip (Content-Encoding: gzip); the decompressed size is bounded, so a small gzip
-  bomb is refused as over the limit rather than expanded.
+- writeKey in the Authorization header: checked before the body is read (`header_write_key`), so an
+  unknown key costs no body read, inflation or parse. In the body: checked after the bounded parse.
+- Bodies may be gzip (Content-Encoding: gzip), of one member or several (read as one stream, as gzip
+  does); the decompressed size of all of them is bounded, so a small gzip bomb is refused as over the
+  limit rather than expanded, and anything after the last member is refused, never ignored.
+- JSON integers are kept exact: one beyond 64 bits (which orjson would round to a float) reaches
+  validation as an int, which refuses it (`invalid.unencodable`).
+- A batch holds at most `Limits.batch_events` (2,500) events, or the whole request is refused; the reply
+  counts the rejected events and lists the first REPORTED_REJECTIONS (100) of them (all are dead-lettered).
 - /v1/track, identify, page, screen, group, alias take one event, whose type is the path's.
   /v1/batch (and /v1/import) take {"batch": [...]} with optional batch-level `context`,
   `integrations` and `sentAt`, which each event inherits unless it sets its own (Segment's rule).
@@ -24,10 +31,11 @@ from typing import Any, Final
 import orjson
 
 from schemas.envelope import CALL_TYPES
-from schemas.validation import Limits, ValidationError, check_message, clean
+from schemas.validation import Limits, ValidationError, check_message, clean, loads_exact
 
 SINGLE_PATHS: Final = CALL_TYPES
 BATCH_PATHS: Final = ("batch", "import")
+REPORTED_REJECTIONS: Final = 100  # rejections listed in a batch's reply; the count covers all of them
 
 
 class RequestError(Exception):
@@ -72,23 +80,40 @@ def read_body(raw: bytes, content_encoding: str | None, limit: int) -> Any:
     """Decompress (bounded) and parse JSON; RequestError 400 on anything else."""
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            raw = inflater.decompress(raw, limit + 1)
-        except zlib.error:
-            raise RequestError(400, "bad_gzip", "the body is not valid gzip") from None
-        if len(raw) > limit or inflater.unconsumed_tail:
-            raise RequestError(400, "too_large", f"the decompressed body is over the limit of {limit} bytes")
-        if not inflater.eof:
-            raise RequestError(400, "bad_gzip", "the gzip body is truncated")
+        raw = _gunzip(raw, limit)
     elif encoding != "identity":
         raise RequestError(400, "bad_encoding", f"unsupported Content-Encoding {encoding!r}")
     if len(raw) > limit:
         raise RequestError(400, "too_large", f"the body is {len(raw)} bytes, over the limit of {limit}")
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return loads_exact(raw)
+    except (ValueError, RecursionError) as exc:
         raise RequestError(400, "bad_json", f"malformed JSON: {str(exc)[:120]}") from None
+
+
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    """Every member of a gzip stream, together at most `limit` bytes; 400 for anything after the last."""
+    out: list[bytes] = []
+    size = 0
+    rest = raw
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(rest, limit - size + 1)
+        except zlib.error:
+            raise RequestError(400, "bad_gzip", "the body is not valid gzip" if not out else
+                               f"gzip member {len(out) + 1} is not valid gzip") from None
+        size += len(data)
+        if size > limit or inflater.unconsumed_tail:
+            raise RequestError(400, "too_large", f"the decompressed body is over the limit of {limit} bytes")
+        if not inflater.eof:
+            raise RequestError(400, "bad_gzip", "the gzip body is truncated")
+        out.append(data)
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(out)
+        if rest[:2] != b"\x1f\x8b":
+            raise RequestError(400, "bad_gzip", f"{len(rest)} bytes after the last gzip member are not gzip")
 
 
 def basic_auth_user(header: str | None) -> str | None:
@@ -100,6 +125,15 @@ def basic_auth_user(header: str | None) -> str | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return decoded.split(":", 1)[0] or None
+
+
+def header_write_key(authorization: str | None, is_known: Callable[[str], bool]) -> str | None:
+    """The writeKey of an Authorization header, checked before the body is read: 401 when unknown; None
+    when the header carries none (the body's `writeKey` may, checked after its bounded parse)."""
+    key = basic_auth_user(authorization)
+    if key is not None and not is_known(key):
+        raise RequestError(401, "auth", "unknown or disabled writeKey")
+    return key
 
 
 def parse_request(path_call: str, body: Any, auth_user: str | None, *, is_known: Callable[[str], bool],
@@ -127,6 +161,9 @@ def parse_request(path_call: str, body: Any, auth_user: str | None, *, is_known:
     batch = body.get("batch")
     if not isinstance(batch, list):
         raise RequestError(400, "bad_body", "batch must be a JSON array of events")
+    if len(batch) > limits.batch_events:
+        raise RequestError(400, "too_many_events", f"the batch holds {len(batch)} events, over the limit of "
+                           f"{limits.batch_events} per request; send smaller batches")
     try:
         inherited = clean({k: body[k] for k in ("context", "integrations", "sentAt") if k in body}, "", limits)
     except ValidationError as exc:
@@ -141,6 +178,12 @@ def parse_request(path_call: str, body: Any, auth_user: str | None, *, is_known:
         except ValidationError as exc:
             parsed.rejected.append(Rejection(index, exc.reason, exc.message, event, given))
     return parsed
+
+
+def batch_reply(parsed: Parsed) -> dict[str, Any]:
+    """A batch's 200 body: the counts, and the first REPORTED_REJECTIONS rejections (all are dead-lettered)."""
+    return {"success": True, "accepted": len(parsed.accepted), "rejectedCount": len(parsed.rejected),
+            "rejected": [r.report() for r in parsed.rejected[:REPORTED_REJECTIONS]]}
 
 
 def _message_id_of(event: Any, new_id: Callable[[], str]) -> str:

@@ -1,4 +1,9 @@
-"""The contract every part shares: Avro schemas and codec, topic names, the error tree."""
+"""The contract every part shares: the Avro schemas and codec, the event envelope and its validation, topic
+names, the dead-letter record, the error tree, the config model and the destination catalogue.
+
+Below it, each in a home of its own: `schemas/playbook/` (the playbook language), `schemas/runtime/` (what
+every process shares: Kafka settings, config revisions, the crash guard). The compiled fast paths of the
+codec are `compiled*.py` and `direct*.py` (docs/decisions.md, "the speed layer")."""
 
 from __future__ import annotations
 

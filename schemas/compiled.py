@@ -1,7 +1,7 @@
 """A schema-specialised Avro binary writer: Python source generated once per schema, then exec'd.
 
 Why: fastavro's generic writer costs ~0.6 us per plain field and 1-2 us per nullable union, about
-35 us for a small `Event`; the SDK's whole budget is ~25 us per call (docs: bench/README.md). Code
+35 us for a small `Event`; the SDK's whole budget is ~25 us per call (docs/benchmarks.md). Code
 generated for one schema does the same work in straight-line Python at a third of the cost. The
 output is byte-identical to fastavro's `schemaless_writer` (tests/unit/schemas/test_compiled.py
 checks it on random records of every contract schema), and bad values raise EncodeError naming the
@@ -277,12 +277,12 @@ def writer_source(schema: Mapping[str, Any]) -> tuple[str, dict[str, str], dict[
 
 
 def writer_key(schema: Mapping[str, Any]) -> str:
-    """What names the writers built ahead of time for `schema` (eventrouter/native.py)."""
+    """What names the writers built ahead of time for `schema` (eventrouter/dev/native.py)."""
     return "w" + hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def module_source(schema: Mapping[str, Any]) -> str:
-    """A module of the writers, for `eventrouter.native` to compile as `schemas/_aot_<writer_key>.py`. Its
+    """A module of the writers, for `eventrouter.dev.native` to compile as `schemas/_aot_<writer_key>.py`. Its
     constants (enum tables, field defaults) come from the schema, written as literals."""
     source, records, consts = writer_source(schema)
     shared = ("_varint", "_L", "_SMALL", "_bad", "_pack_f", "_pack_d", "EncodeError", "Any")
@@ -307,7 +307,7 @@ def _literal_type(value: Any) -> str:
 def compile_writers(schema: Mapping[str, Any]) -> dict[str, Callable[[Mapping[str, Any], bytearray], None]]:
     """A writer for `schema` and for every record type it names, by full name: `write(record, out)`
     appends the Avro binary of `record` (a dict of that record type) to `out`. Compiled ahead of time for
-    the schemas the native build knows (eventrouter/native.py), exec'd for any other."""
+    the schemas the native build knows (eventrouter/dev/native.py), exec'd for any other."""
     writers: dict[str, Callable[[Mapping[str, Any], bytearray], None]] | None = generated(writer_key(schema), "WRITERS")
     if writers is not None:
         return writers

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import PurePath
 from typing import Any, Final
 
-from schemas.kafka import RECORD_BYTES
+from schemas.runtime.kafka import RECORD_BYTES
+from schemas.secrets import scrub
 from schemas.validation import DEFAULT_LIMITS
 
 TEXT_CHARS: Final = 2000                   # message, vendor body
@@ -32,7 +33,10 @@ def dead_letter(*, reason: str, message: str, stage: str, original: bytes, sourc
                 vendor_status: int | None = None, vendor_body: str | None = None,
                 headers: Iterable[tuple[str, bytes | None]] = (), now_ms: int | None = None) -> dict[str, Any]:
     """A `DeadLetter` record (schemas/avro/deadletter.avsc), trimmed to its bounds (see the module's
-    docstring). Callers scrub secrets from `message` and bodies."""
+    docstring). Reason, message and vendor body are scrubbed of every secret the process knows
+    (schemas/secrets.py SCRUBBER): a vendor's answer may echo the request, its key and headers."""
+    reason, message = scrub(reason), scrub(message)
+    vendor_body = scrub(vendor_body) if vendor_body else vendor_body
     kept, room, dropped = [], HEADER_BYTES, 0
     for key, value in headers:
         size = len(key) * 4 + len(value or b"")

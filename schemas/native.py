@@ -1,6 +1,6 @@
 """Compiled hot-path modules, used when they were built from exactly these sources.
 
-`python -m eventrouter.native` (run by `make run` and `make test`) compiles the modules of the hot path
+`python -m eventrouter.dev.native` (run by `make run` and `make test`) compiles the modules of the hot path
 with mypyc into `.eventrouter/native/`, beside a manifest of their sources' SHA-256. A package that calls
 `use_compiled(__name__, __path__)` first in its `__init__` then finds those modules there before its own
 `.py` files, but only when every source listed still has the hash it was compiled from: an edited module
@@ -60,13 +60,14 @@ def build_current() -> bool:
         return False
 
 
-def generated(key: str, name: str) -> Any:
-    """`name` of the module `schemas._aot_<key>` the native build generated (the Avro readers and writers,
-    eventrouter/native.py), when the build is current and has it; None otherwise."""
+def generated(key: str, name: str, package: str = "schemas") -> Any:
+    """`name` of the module `<package>._aot_<key>` the native build generated (the Avro readers and writers in
+    `schemas`, the playbook sections in `schemas.playbook`: eventrouter/dev/native.py), when the build is
+    current and has it; None otherwise."""
     if not compiled_current():
         return None
     try:
-        module = importlib.import_module(f"schemas._aot_{key}")
+        module = importlib.import_module(f"{package}._aot_{key}")
     except ImportError:
         return None
     return getattr(module, name, None)

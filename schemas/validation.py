@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +32,8 @@ REASONS: Final = (
     "invalid.missing_field",   # a field the call type requires (track: event, group: groupId, alias: previousId)
     "invalid.field_type",      # a well-known field holding the wrong JSON type
     "invalid.timestamp",       # a timestamp that is not ISO-8601
-    "invalid.unencodable",     # a value JSON cannot carry: NaN, lone surrogate, an object
+    "invalid.unencodable",     # a value JSON cannot carry: NaN, lone surrogate, an object, an int beyond 64 bits
+    "invalid.control_character",  # a control character (C0, DEL, C1) in an id or an event's name
     "limit.event_size",        # serialized event over Limits.event_bytes
     "limit.depth",             # nesting deeper than Limits.depth
     "limit.keys",              # an object or array with more than Limits.keys entries
@@ -42,6 +45,26 @@ _ID_FIELDS: Final = ("userId", "anonymousId", "groupId", "previousId")
 CAPPED_IDS: Final = ("messageId", *_ID_FIELDS)  # at most Limits.id_chars characters each
 _STRING_FIELDS: Final = ("messageId", "event", "name", "category", "writeKey", "channel")
 _TEXT_FIELDS: Final = _ID_FIELDS + _STRING_FIELDS
+# Ids become Kafka keys, dedup keys, log ids and vendor fields; event names become vendor event names and
+# playbook keys: none may hold a control character (NUL, newline, escape, DEL, C1), whatever the source.
+NAMED_FIELDS: Final = (*CAPPED_IDS, "event", "name")
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+_LONG_INTEGER: Final = re.compile(rb"\d{19}")  # below it every JSON integer fits in an int64
+
+
+def loads_exact(raw: bytes) -> Any:
+    """JSON text -> Python values, every integer exact: orjson reads one beyond 64 bits as a rounded float,
+    so a text with a run of 19+ digits is read again by the standard library (validation then refuses
+    the integers out of range, `invalid.unencodable`). Raises ValueError (or RecursionError) when it is
+    not JSON, NaN and Infinity included."""
+    body = orjson.loads(raw)
+    if _LONG_INTEGER.search(raw) is None:
+        return body
+    return json.loads(raw, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 _OBJECT_FIELDS: Final = ("properties", "traits", "context", "integrations")
 TIMESTAMP_FIELDS: Final = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
 REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
@@ -65,9 +88,10 @@ class Limits:
     keys: int = 1000
     string_chars: int = 16 * 1024
     id_chars: int = 512
+    batch_events: int = 2500  # events per gateway batch; Segment's libraries send at most a few hundred
 
     def __post_init__(self) -> None:
-        for name in ("event_bytes", "batch_bytes", "depth", "keys", "string_chars", "id_chars"):
+        for name in ("event_bytes", "batch_bytes", "depth", "keys", "string_chars", "id_chars", "batch_events"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be positive")
 
@@ -305,7 +329,8 @@ def check_decoded(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -
 
 
 def check_call(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> None:
-    """The call type, its required fields, an identity, and string ids of at most `limits.id_chars`."""
+    """The call type, its required fields, an identity, string ids of at most `limits.id_chars`, and no
+    control character in an id or the event's name."""
     call = message.get("type")
     if call not in CALL_TYPES:
         raise ValidationError("invalid.type", "type", f"must be one of {', '.join(CALL_TYPES)}, got {call!r}"
@@ -320,6 +345,11 @@ def check_call(message: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> N
         if value is not None and len(value) > longest:
             raise ValidationError("limit.id", field, f"{len(value)} characters is over the limit of {longest} for "
                                   "an id", longest)
+    for field in NAMED_FIELDS:
+        value = message.get(field)
+        if value and not value.isprintable() and (found := _CONTROL.search(value)) is not None:
+            raise ValidationError("invalid.control_character", field, f"control character U+{ord(found[0]):04X} "
+                                  f"at position {found.start()}")
     if not message.get("userId") and not message.get("anonymousId"):
         raise ValidationError("invalid.identity", "userId", "userId or anonymousId is required")
     for field in REQUIRED[call]:

@@ -1,5 +1,5 @@
 """The dedup state of a worker: the messageIds it has seen within the window, and the records that keep
-them across restarts and rebalances (streams/kafka_engine.py DedupStore reads them back). Pure."""
+them across restarts and rebalances (streams/dedup_log.py DedupStore reads them back). Pure."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from schemas.kafka import RECORD_BYTES
+from schemas.runtime.kafka import RECORD_BYTES
 from streams.router import Output
 
 LOG_RECORD_BYTES: Final = RECORD_BYTES // 4  # a dedup-log record's bytes at most, well under the broker's limit

@@ -2,7 +2,7 @@
 
 Faust consumes the raw topic as raw bytes in a consumer group, in batches (`noack_take`), keeps the
 dedup table (a Faust table, changelog-backed) and acks each record only after its outputs are durable;
-the OffsetGuard makes sure no offset is skipped. See the README for what we measured with it: its
+the OffsetGuard makes sure no offset is skipped. See docs/decisions.md for what we measured with it: its
 per-record overhead (a consumer that does nothing tops out at ~7-8k records/s here) and the records it
 failed to deliver to the stream after a SIGKILL-triggered rebalance, which is why the confluent-kafka
 engine (streams/kafka_engine.py) is the default.
@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from schemas.errors import ConfigurationError
-from schemas.kafka import consumer_settings, security_settings, watermarks
-from schemas.quarantine import QUARANTINE, CrashGuard, spans_of
+from schemas.runtime.kafka import consumer_settings, security_settings, watermarks
+from schemas.runtime.quarantine import QUARANTINE, CrashGuard, spans_of
 from streams.dedup import Deduplicator
 from streams.metrics import WorkerMetrics
 from streams.router import Source

@@ -9,7 +9,7 @@ the batch in hand is finished and committed before the consumer leaves the group
 leaves no duplicate behind.
 
 A record that kills the process outright (no exception to catch: a segfault, os._exit) is not crash-looped
-on: the crash guard (schemas/quarantine.py, its file in --data-dir) notes each batch's spans before
+on: the crash guard (schemas/runtime/quarantine.py, its file in --data-dir) notes each batch's spans before
 routing it; after a crash those records go one at a time, each committed on its own, and one that killed
 the process `quarantine_after` times alone is dead-lettered as `quarantined` and skipped.
 """
@@ -20,105 +20,18 @@ import logging
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Iterable
 from typing import Any
 
-import orjson
-
-from schemas.kafka import consumer_settings, ensure_topics, fetch_settings, watermarks
-from schemas.process import quiet_gc
-from schemas.quarantine import QUARANTINE, CrashGuard, Span
+from schemas.runtime.kafka import RejoinWatch, consumer_settings, ensure_topics, fetch_settings
+from schemas.runtime.process import quiet_gc
+from schemas.runtime.quarantine import QUARANTINE, CrashGuard, Span
 from streams.dedup import Deduplicator
+from streams.dedup_log import DedupStore, dedup_topic
 from streams.router import Source
 from streams.seen_disk import DiskSeen
 from streams.worker import Batch, BatchRouter, OutputWriter, WorkerSettings, start_config
 
 log = logging.getLogger(__name__)
-_new = tuple.__new__  # Source(...) without NamedTuple's interpreted __new__
-
-
-def dedup_topic(settings: WorkerSettings) -> str:
-    return f"{settings.app_id}-dedup-log"
-
-
-class DedupStore(dict[str, Any]):
-    """The dedup state of the partitions this worker owns, read back from the dedup log (streams/worker.py
-    Deduplicator, batched format): keys seen within the window, with when and in which partition."""
-
-    def __init__(self, settings: WorkerSettings, topic: str) -> None:
-        super().__init__()
-        self.settings = settings
-        self.topic = topic
-
-    def restore(self, partitions: Iterable[int], dedup: Deduplicator) -> int:
-        """Read each partition of the log, from the window's start to its end, into `dedup`; returns the
-        messageIds still within the window. Fails only when the log stops answering for a minute: a day's
-        log at a high rate takes minutes, and a fixed deadline made such a worker fail every start."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        wanted = list(partitions)
-        if not wanted:
-            return 0
-        consumer = Consumer(consumer_settings(self.settings.bootstrap, f"restore-{uuid.uuid4().hex[:8]}",
-                                              {"enable.auto.commit": False, **self.settings.client}))
-        try:
-            now_ms, window_ms = int(time.time() * 1000), dedup.window_ms
-            ends = {p: watermarks(consumer, self.topic, p, 30)[1] for p in wanted}
-            starts = self._window_starts(consumer, [p for p, end in ends.items() if end > 0], now_ms - window_ms)
-            todo = {p for p, start in starts.items() if start < ends[p]}
-            consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in todo])
-            count = 0
-            heard = reported = time.monotonic()
-            while todo:
-                messages = consumer.consume(num_messages=10_000, timeout=0.5)
-                if messages:
-                    heard = time.monotonic()
-                elif time.monotonic() - heard > 60:
-                    raise TimeoutError(f"dedup log partitions {sorted(todo)}: nothing read for 60 s")
-                for message in messages:
-                    if message.error() is not None:
-                        continue
-                    partition, offset = message.partition(), message.offset()
-                    try:
-                        record = orjson.loads(message.value() or b"{}")
-                        seen_at, keys = int(record["t"]), record["k"]
-                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                        log.error("dedup log %s/%s@%s is not a dedup record; skipped", self.topic, partition, offset)
-                        continue
-                    if now_ms - seen_at < window_ms:
-                        count += dedup.load(seen_at, partition or 0, keys)
-                    if offset is not None and partition is not None and offset + 1 >= ends[partition]:
-                        todo.discard(partition)
-                if time.monotonic() - reported > 15:
-                    reported = time.monotonic()
-                    log.info("restoring the dedup state: %s messageIds so far, partitions %s to go", count,
-                                sorted(todo))
-            return count
-        finally:
-            consumer.close()
-
-    def _window_starts(self, consumer: Any, partitions: list[int], since_ms: int) -> dict[int, int]:
-        """Per partition, the first offset written at or after `since_ms` (the log keeps a day more than
-        the window: half of it need not be read); its end when there is none."""
-        from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
-
-        if not partitions:
-            return {}
-        try:
-            found = consumer.offsets_for_times([TopicPartition(self.topic, p, since_ms) for p in partitions], 30)
-        except KafkaException as exc:
-            log.warning("dedup log: no offsets for the window's start (%s); read from the beginning", exc)
-            return dict.fromkeys(partitions, OFFSET_BEGINNING)
-        return {tp.partition: (tp.offset if tp.offset >= 0 else 2**62) if tp.error is None else OFFSET_BEGINNING
-                for tp in found}
-
-    def forget(self, partitions: Iterable[int]) -> None:
-        """Memory only: what went to disk stays until it leaves the window. It was seen (and logged), so it
-        cannot make a new event look like a duplicate; a worker given the partition back reads it again."""
-        gone = set(partitions)
-        for key in [k for k, v in self.items() if v & 0xFFFF in gone]:
-            del self[key]
 
 
 class KafkaEngine:
@@ -189,6 +102,7 @@ class KafkaEngine:
             guard.done([span])
 
         def assigned(consumer: Any, partitions: list[Any]) -> None:
+            rejoin.assigned()
             mine = [tp.partition for tp in partitions if tp.topic == raw]
             started = time.monotonic()
             count = store.restore(mine, dedup)
@@ -217,18 +131,30 @@ class KafkaEngine:
             owned.difference_update(mine)
             metrics.assigned.set(len(owned))
             log.warning("lost raw partitions %s (outputs of an uncommitted batch may be written twice)", mine)
+            rejoin.lost()
 
-        consumer = Consumer(consumer_settings(settings.bootstrap, settings.app_id, {
-            "auto.commit.interval.ms": 1000, "session.timeout.ms": int(settings.session_timeout_s * 1000),
-            "heartbeat.interval.ms": int(settings.session_timeout_s * 200), "max.poll.interval.ms": 600_000,
-            # 4 MiB of raw events read ahead (~4,000, a dozen batches): on a backlog of 200k events, 16 MiB
-            # made the worker's peak RSS 159 MiB, 4 MiB 128 MiB, at the same events/s
-            "queued.max.messages.kbytes": 4096,
-            **fetch_settings(int(settings.batch_within_s * 1000)), **settings.client}))
-        consumer.subscribe([raw], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+        def join() -> Any:
+            joining = Consumer(consumer_settings(settings.bootstrap, settings.app_id, {
+                "auto.commit.interval.ms": 1000, "session.timeout.ms": int(settings.session_timeout_s * 1000),
+                "heartbeat.interval.ms": int(settings.session_timeout_s * 200), "max.poll.interval.ms": 600_000,
+                # 4 MiB of raw events read ahead (~4,000, a dozen batches): on a backlog of 200k events, 16 MiB
+                # made the worker's peak RSS 159 MiB, 4 MiB 128 MiB, at the same events/s
+                "queued.max.messages.kbytes": 4096,
+                **fetch_settings(int(settings.batch_within_s * 1000)), **settings.client}))
+            joining.subscribe([raw], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+            return joining
+
+        rejoin = RejoinWatch(max(60.0, 6 * settings.session_timeout_s))
+        consumer = join()
         quiet_gc()
         try:
             while not self._stop.is_set():
+                if rejoin.overdue():
+                    log.warning("no raw partitions assigned %.0f s after losing them: joining the group again "
+                                "with a new consumer", rejoin.deadline_s)
+                    rejoin.replaced()
+                    consumer.close()
+                    consumer = join()
                 messages = consumer.consume(num_messages=settings.batch_size, timeout=settings.batch_within_s)
                 sources = []
                 first: dict[int, int] = {}
@@ -240,8 +166,7 @@ class KafkaEngine:
                         continue
                     partition, offset = message.partition() or 0, message.offset() or 0
                     headers: Any = message.headers() or ()
-                    sources.append(_new(Source, (message.value(), raw, partition, offset, message.timestamp()[1],
-                                                headers)))
+                    sources.append(Source(message.value(), raw, partition, offset, message.timestamp()[1], headers))
                     if partition not in first:
                         first[partition] = offset
                     last[partition] = offset

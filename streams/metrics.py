@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from schemas.histogram import BatchHistogram
+from schemas.runtime.histogram import BatchHistogram
 
 UNKNOWN = "-"
 

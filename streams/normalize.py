@@ -31,18 +31,26 @@ def iso_ms(ms: int) -> str:
 _MILLIS: Final = [f".{ms:03d}Z" for ms in range(1000)]
 
 
-def corrected_ms(stamps: Mapping[str, int], received_ms: int, max_future_s: int = 3600) -> int:
+MAX_PAST_S: Final = 90 * 86400  # how far back a skew-corrected time may fall (offline mobile queues: days, not years)
+
+
+def corrected_ms(stamps: Mapping[str, int], received_ms: int, max_future_s: int = 3600,
+                 max_past_s: int = MAX_PAST_S) -> int:
     """The event's time from its parsed timestamps (`timestamp`, `originalTimestamp`, `sentAt`, as epoch
     ms). An explicit `timestamp` is authoritative (historical imports); otherwise
     `timestamp = receivedAt - (sentAt - originalTimestamp)`, which cancels the sender's clock skew.
-    A time later than receivedAt + max_future_s, or outside the years 1-9999 (a skew of millennia between
-    sentAt and originalTimestamp), is taken as receivedAt."""
+    A time later than receivedAt + max_future_s, or outside the years 1-9999, is taken as receivedAt; so is
+    a skew-corrected time more than max_past_s before receivedAt (sentAt in year 3000 with an
+    originalTimestamp of today would otherwise give a time a millennium back). An explicit `timestamp`
+    may lie any distance back (historical imports)."""
     explicit = stamps.get("timestamp")
     original, sent = stamps.get("originalTimestamp"), stamps.get("sentAt")
     if explicit is not None:
         moment = explicit
     elif original is not None and sent is not None:
         moment = received_ms - (sent - original)
+        if moment < received_ms - max_past_s * 1000:
+            return received_ms
     else:
         moment = original if original is not None else received_ms
     if moment > received_ms + max_future_s * 1000 or not in_range(moment):  # a skew past year 1 or 9999 too

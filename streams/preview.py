@@ -7,15 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from schemas.config import Config
+from schemas.playbook.route import PlaybookError, Route
 from streams.normalize import normalized
-from streams.playbook import PlaybookError, Route
 
 
 def preview(config: Config, integration: str, event: Mapping[str, Any],
             received: dt.datetime | None = None) -> dict[str, Any]:
     """{"integration", "eventName", "payload"}, or {"integration", "filtered": rule}, or {"error": reason}."""
     spec = config.integration(integration)  # KeyError: no such integration
-    route = Route(spec, allow_code=config.settings.allow_code)
+    route = Route(spec)  # code hooks: only from modules in EVENTROUTER_CODE_MODULES
     event = normalized(event, received, config.settings.max_future_s)
     try:
         outcome = route.decide(event)

@@ -10,7 +10,8 @@ from here:
   exception's type, for a failure no check foresaw).
 - `Router.route(admitted)` -> `Routed`: one `Output` per integration that receives the event (its
   Outbound record, keyed by user), the integrations that filtered it and by which rule, and a dead
-  letter per integration whose playbook failed on it (`playbook.*`; `playbook.error` with the exception's
+  letter per integration whose playbook failed on it (`playbook.*`, `playbook.budget` past a bound of
+  schemas/playbook/budget.py; `playbook.error` with the exception's
   type for any other exception). One integration's failure never affects another.
 
 Neither raises because of a record: whatever one record does, it ends as outputs or dead letters.
@@ -30,10 +31,10 @@ from schemas.config import Config, Pipeline
 from schemas.deadletters import dead_letter, describe_error
 from schemas.direct_outbound import OutboundParts, integration_part
 from schemas.errors import DecodeError
-from schemas.kafka import RECORD_BYTES
+from schemas.playbook.route import PlaybookError, Route
+from schemas.runtime.kafka import RECORD_BYTES
 from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_decoded, in_range
 from streams.normalize import corrected_ms, iso_ms
-from streams.playbook import PlaybookError, Route
 
 log = logging.getLogger(__name__)
 OUTPUT_BYTES: Final = RECORD_BYTES - 64 * 1024  # an Outbound record's bytes at most (and Kafka's overhead)
@@ -105,11 +106,10 @@ class Router:
         self._codec = codec or EventCodec()
         self._outbound = outbound_codec()
         self._deadletters = deadletter_codec()
-        allow_code = config.settings.allow_code
         # Only integrations that are enabled and named by a pipeline are compiled and routed to.
         named = {name for p in config.pipelines for name in p.integrations}
         self.routes: dict[str, Route] = {
-            i.name: Route(i, allow_code=allow_code) for i in config.integrations if i.enabled and i.name in named}
+            i.name: Route(i) for i in config.integrations if i.enabled and i.name in named}
         self._topic_of = {name: topics.integration(name) for name in self.routes}
         self._integration_parts = {name: integration_part(name, r.integration.kind) for name, r in self.routes.items()}
         # per pipeline, what routing each event needs of each of its integrations (disabled ones left out)

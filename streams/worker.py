@@ -1,8 +1,8 @@
-"""`eventrouter worker`: what every engine shares to route raw events to the integration topics.
+"""What every engine of `eventrouter worker` shares to route raw events to the integration topics.
 
 Wiring only; the decisions are streams/router.py's. An engine reads the raw topic in a consumer group
 (streams/kafka_engine.py with confluent-kafka, the default; streams/faust_engine.py with Faust) and
-hands each batch of raw records to BatchRouter here. Each batch:
+hands each batch of raw records to BatchRouter here; streams/app.py picks the engine. Each batch:
 admit every record (decode, writeKey, validation), drop messageIds already seen in the window, route
 the rest through the playbooks, write every Outbound record and dead letter with one confluent-kafka
 producer (idempotent, acks=all, murmur2 so each user's records stay in one partition), wait until
@@ -11,7 +11,7 @@ so an offset is committed only after its outputs are durable. A failed write is 
 skipped: the batch waits. One bad record never stops the worker; every record ends as outputs, a
 filter count with its rule, a dedup count, or a dead letter with its reason.
 
-The config comes from the config topic (schemas/revisions.py): a new revision is compiled in the
+The config comes from the config topic (schemas/runtime/revisions.py): a new revision is compiled in the
 watcher thread and swapped in between batches; every Outbound record carries the revision that shaped it.
 """
 
@@ -28,9 +28,9 @@ from typing import Any
 
 from schemas import EventCodec, SchemaRegistryClient, Topics, deadletter_codec
 from schemas.config import Config
-from schemas.kafka import ensure_topics, flush_until_acknowledged, partition_count, producer_settings
-from schemas.quarantine import QUARANTINED, CrashGuard
-from schemas.revisions import ConfigStore, Revision, RevisionWatcher
+from schemas.runtime.kafka import ensure_topics, flush_until_acknowledged, partition_count, producer_settings
+from schemas.runtime.quarantine import QUARANTINED, CrashGuard
+from schemas.runtime.revisions import ConfigStore, Revision, RevisionWatcher
 from streams.dedup import Deduplicator
 from streams.metrics import UNKNOWN, BatchTally, WorkerMetrics
 from streams.router import Output, Rejected, Router, Source
@@ -68,7 +68,7 @@ class WorkerSettings:
     engine: str = "kafka"                # "kafka" (confluent-kafka, the default) or "faust"
     schema_registry: str | None = None   # a Confluent-compatible registry: records framed with its ids decode
     # a record on which the process died this many times, processed alone, is dead-lettered as `quarantined`
-    # and skipped (the default engine; schemas/quarantine.py)
+    # and skipped (the default engine; schemas/runtime/quarantine.py)
     quarantine_after: int = 3
 
     @property
@@ -235,6 +235,8 @@ class BatchRouter:
         batch = self.prepare(sources, self.holder.router)
         await self.writer.write(batch.outputs)
         self.writer.send(self.dedup_changes(batch))
+        log.debug("batch of %s records: %s outputs written, %s messageIds marked seen", batch.size,
+                  len(batch.outputs), len(batch.marks))
         return self.finish(batch)
 
     def process_blocking(self, sources: Sequence[Source]) -> BatchTally:
@@ -255,6 +257,8 @@ class BatchRouter:
         messageIds seen."""
         self.writer.wait_blocking()
         self.writer.send(self.dedup_changes(batch))
+        log.debug("batch of %s records: %s outputs written, %s messageIds marked seen", batch.size,
+                  len(batch.outputs), len(batch.marks))
         return self.finish(batch)
 
     def prepare(self, sources: Sequence[Source], router: Router, seen: set[str] | None = None) -> Batch:
@@ -352,13 +356,3 @@ def start_config(settings: WorkerSettings) -> tuple[WorkerMetrics, RouterHolder,
         log.warning("no config revision in %s yet: waiting for `eventrouter config apply`", settings.topics.config)
     return metrics, holder, watcher
 
-
-def run_worker(settings: WorkerSettings) -> int:
-    """Run until SIGTERM/SIGINT. Refuses to start on a bad config file."""
-    if settings.engine == "faust":
-        from streams.faust_engine import run_faust
-
-        return run_faust(settings)
-    from streams.kafka_engine import run_kafka
-
-    return run_kafka(settings)

@@ -15,11 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from eventrouter.localkafka import LocalKafka
+from eventrouter.dev.localkafka import LocalKafka
 from schemas.native import compiled_current
 from tests.figures import Figures, table
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The vendor stand-ins listen on loopback: the operator's list of private networks an integration may reach
+# with `allow_private` (forwarders/ssrf.py) holds loopback for the whole session, subprocesses included.
+# Each config that points a vendor at a stand-in still opts in itself (allow_http, allow_private).
+os.environ.setdefault("EVENTROUTER_PRIVATE_NETWORKS", "127.0.0.0/8,::1/128")
 
 # A test that replaces a module's function or an object's method to force a failure runs as plain Python
 # only: a compiled module binds its names at build time. tests/unit/schemas/test_native.py runs the unit
@@ -45,7 +50,7 @@ def _start(tmp: Path, nodes: int) -> LocalKafka:
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    """The session's single-node broker (LocalKafka handle)."""
+    """The test run's single-node broker (LocalKafka handle)."""
     kafka = _start(tmp_path_factory.mktemp("kafka-1node"), nodes=1)
     yield kafka
     kafka.stop()
@@ -53,7 +58,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
 
 @pytest.fixture(scope="session")
 def bootstrap(kafka_broker: LocalKafka) -> str:
-    """Bootstrap address of the session's single-node broker."""
+    """Bootstrap address of the test run's single-node broker."""
     status = kafka_broker.status()
     assert status.bootstrap is not None
     return status.bootstrap
@@ -83,6 +88,6 @@ def figures(request: pytest.FixtureRequest) -> Figures:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     lines = table()
     if lines:
-        terminalreporter.section("reliability figures (the fault table's rows)")
+        terminalreporter.section("reliability figures (the fault table's rows: docs/reliability.md)")
         for line in lines:
             terminalreporter.write_line(line)

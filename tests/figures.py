@@ -1,6 +1,6 @@
-"""Figures of the reliability tests: each fault-table row a test covers reports what it measured
-(lost, duplicates, dead letters by reason, recovery time, ...), and the run ends with one table of
-them (tests/conftest.py prints it). Lost must be 0 in every row; the tests assert it themselves."""
+"""Figures of the reliability tests: each row of the fault table (docs/reliability.md) that a test covers
+reports what it measured (lost, duplicates, dead letters by reason, recovery time, ...), and the run ends
+with one table of them (tests/conftest.py prints it). Lost must be 0 in every row; the tests assert it themselves."""
 
 from __future__ import annotations
 

@@ -56,6 +56,56 @@ def test_imports_flow_one_way(package: str) -> None:
     assert bad == []
 
 
+def _imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The project's modules `path` imports, at the top or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found & modules
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    """No circles: a module that another one builds on never imports it, not even inside a function."""
+    files = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+             for package in PACKAGES for p in (REPO / package).rglob("*.py")}
+    graph = {name: _imports_of(path, set(files)) - {name} for name, path in files.items()}
+    circles = []
+    for start, imported in graph.items():
+        seen, todo = set(), list(imported)
+        while todo:
+            name = todo.pop()
+            if name == start:
+                circles.append(start)
+                break
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph[name])
+    assert circles == []
+
+
+# The development tools (eventrouter/dev: the embedded broker, the vendor stand-ins, the native build) are
+# imported by the commands that start them for a user (the CLI, the demo) and by tests and benchmarks only.
+DEV_USERS = {"eventrouter/cli.py", "eventrouter/demo.py", "eventrouter/demo_delivery.py"}
+
+
+def test_the_pipeline_never_imports_the_development_tools() -> None:
+    bad = []
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            where = path.relative_to(REPO).as_posix()
+            if where.startswith("eventrouter/dev/") or where in DEV_USERS:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+                bad += [f"{where} imports {name}" for name in names if name.startswith("eventrouter.dev")]
+    assert bad == []
+
+
 def test_docker_compose_parses_and_every_command_exists_in_the_cli() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     commands = {n: s["command"] for n, s in compose["services"].items() if "command" in s}

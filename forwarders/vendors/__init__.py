@@ -1,25 +1,23 @@
-"""One module per vendor; `vendor_for(kind, connection)` makes the one an integration names."""
+"""One module per vendor, `<kind>.py`, for each destination of the catalogue (schemas/catalogue.py);
+`vendor_for(kind, connection)` makes the one an integration names."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Final
 
-from forwarders.vendors.amplitude import Amplitude
+from forwarders.ssrf import Network
 from forwarders.vendors.base import Built, Item, Reply, Request, Vendor, read_status, retry_after
-from forwarders.vendors.braze import Braze
-from forwarders.vendors.ga4 import GA4
-from forwarders.vendors.meta_capi import MetaCAPI
-from forwarders.vendors.mixpanel import Mixpanel
-from forwarders.vendors.webhook import Webhook
+from schemas.catalogue import by_kind
 
-VENDORS: Final[Mapping[str, type[Vendor]]] = {
-    v.kind: v for v in (GA4, MetaCAPI, Amplitude, Mixpanel, Braze, Webhook)}
+VENDORS: Final[Mapping[str, type[Vendor]]] = by_kind(__name__, Vendor, "kind")
 
 
-def vendor_for(kind: str, connection: Mapping[str, Any]) -> Vendor:
-    """The vendor module for `kind`, with its resolved connection settings (ConfigurationError if bad)."""
-    return VENDORS[kind](dict(connection))
+def vendor_for(kind: str, connection: Mapping[str, Any], networks: tuple[Network, ...] | None = None) -> Vendor:
+    """The vendor module for `kind`, with its resolved connection settings (ConfigurationError if bad, or
+    if its URL is refused on its face). `networks`: the operator's private networks (None: from the
+    environment, EVENTROUTER_PRIVATE_NETWORKS)."""
+    return VENDORS[kind](dict(connection), networks)
 
 
 __all__ = ["VENDORS", "Built", "Item", "Reply", "Request", "Vendor", "read_status", "retry_after", "vendor_for"]

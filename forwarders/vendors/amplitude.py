@@ -30,7 +30,9 @@ _LISTS = ("events_with_invalid_fields", "events_with_missing_fields")
 
 class AmplitudeSettings(Settings):
     api_key: str
+    """The project's API key (a `${ENV_VAR}` reference)."""
     min_id_length: int | None = None
+    """Sent as `options.min_id_length`: accept user and device ids shorter than Amplitude's 5 characters."""
 
 
 class Amplitude(Vendor):

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Final, NamedTuple
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from forwarders.ssrf import Allowance, Network, UnsafeDestination, check_literal, operator_networks
 from schemas.errors import ConfigurationError
 
 RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -80,11 +81,19 @@ class Built:
 
 
 class Settings(BaseModel):
-    """A vendor's connection settings. `endpoint` overrides the vendor's URL (tests, EU regions)."""
+    """A vendor's connection settings. `endpoint` overrides the vendor's URL (tests, EU regions);
+    `allow_http` and `allow_private` open the destination guard (forwarders/ssrf.py): plain http, and a
+    private address the operator also lists in EVENTROUTER_PRIVATE_NETWORKS."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # a field's docstring is its description: docs/configuration.md is made from them (eventrouter/reference.py)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     endpoint: str | None = None
+    """The vendor's URL instead of its default (tests, EU regions)."""
+    allow_http: bool = False
+    """Allow plain http:// to this destination."""
+    allow_private: bool = False
+    """Allow a private address, if the operator also lists its network in EVENTROUTER_PRIVATE_NETWORKS."""
 
 
 class Vendor:
@@ -95,16 +104,27 @@ class Vendor:
     max_events: ClassVar[int] = 500
     max_bytes: ClassVar[int] = 1_000_000
     default_endpoint: ClassVar[str] = ""
+    endpoint_key: ClassVar[str] = "endpoint"  # the connection key that names the URL, for messages
     split_on_reject: ClassVar[bool] = False  # a 4xx for one bad event refuses the whole request
     max_age_s: ClassVar[float | None] = None  # the oldest event (seconds) the vendor accepts, if it says
 
-    def __init__(self, connection: Mapping[str, Any]) -> None:
+    def __init__(self, connection: Mapping[str, Any], networks: tuple[Network, ...] | None = None) -> None:
+        """`networks`: the operator's private networks (None: EVENTROUTER_PRIVATE_NETWORKS)."""
         try:
             self.settings = self.settings_type(**connection)
         except ValidationError as exc:
             problems = "; ".join(f"connection.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ConfigurationError(f"{self.kind}: {problems}") from None
-        self.endpoint = self.settings.endpoint or self.default_endpoint
+        self.endpoint = self.endpoint_of(self.settings)
+        self.allowance = Allowance(self.settings.allow_http, self.settings.allow_private,
+                                   operator_networks() if networks is None else networks)
+        try:
+            check_literal(self.endpoint, self.allowance)  # the transport judges every request's URL again
+        except UnsafeDestination as exc:
+            raise ConfigurationError(f"{self.kind}: connection.{self.endpoint_key}: {exc.message}") from None
+
+    def endpoint_of(self, settings: Settings) -> str:
+        return settings.endpoint or self.default_endpoint
 
     def secrets(self) -> list[str]:
         """Values to scrub from anything we keep of a vendor's answer (bodies may echo a key)."""
@@ -115,7 +135,7 @@ class Vendor:
         raise NotImplementedError
 
     def before_send(self, request: Request) -> None:
-        """Raise a FinalError if `request` must not be sent (the webhook's destination guard)."""
+        """Raise a FinalError if `request` must not be sent. (The destination guard is the transport's.)"""
 
     def read(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Reply:
         return read_status(request, status, headers, body, split_on_reject=self.split_on_reject)

@@ -30,6 +30,7 @@ ARRAYS: Final = ("attributes", "events", "purchases")
 
 class BrazeSettings(Settings):
     api_key: str
+    """A REST API key with `users.track` permission, sent as Bearer (a `${ENV_VAR}` reference)."""
 
 
 class Braze(Vendor):

@@ -24,7 +24,9 @@ MAX_USER_PROPERTIES: Final = 25
 
 class GA4Settings(Settings):
     measurement_id: str
+    """The GA4 data stream's measurement ID (`G-...`)."""
     api_secret: str
+    """The Measurement Protocol API secret (a `${ENV_VAR}` reference)."""
 
 
 class GA4(Vendor):

@@ -23,9 +23,13 @@ MAX_AGE_S: Final = 7 * 86_400
 
 class MetaSettings(Settings):
     pixel_id: str
+    """The pixel (dataset) the events are sent to."""
     access_token: str
+    """The Conversions API access token (a `${ENV_VAR}` reference)."""
     api_version: str = "v21.0"
+    """The Graph API version in the URL."""
     test_event_code: str | None = None
+    """Sent with each request: the events show in Events Manager's test tab."""
 
 
 class MetaCAPI(Vendor):

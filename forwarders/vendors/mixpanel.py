@@ -35,8 +35,11 @@ _INSERT_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
 class MixpanelSettings(Settings):
     project_id: str
-    username: str | None = None   # service account; its secret in `secret`
-    secret: str                   # the service account's secret, or the project's API secret
+    """The Mixpanel project's id."""
+    username: str | None = None
+    """A service account's username (its secret in `secret`); unset: `secret` is the project's API secret."""
+    secret: str
+    """The service account's secret, or the project's API secret (a `${ENV_VAR}` reference)."""
 
 
 class Mixpanel(Vendor):
@@ -46,13 +49,20 @@ class Mixpanel(Vendor):
     max_bytes = 10_000_000
     default_endpoint = "https://api.mixpanel.com/import"
 
+    def secrets(self) -> list[str]:
+        return [*super().secrets(), self._basic()]  # the header as sent: a vendor's answer may echo it
+
+    def _basic(self) -> str:
+        settings = self.settings
+        assert isinstance(settings, MixpanelSettings)
+        credentials = f"{settings.username or settings.secret}:{settings.secret if settings.username else ''}"
+        return base64.b64encode(credentials.encode()).decode()
+
     def build(self, items: Sequence[Item]) -> Built:
         settings = self.settings
         assert isinstance(settings, MixpanelSettings)
         url = f"{self.endpoint}?{urlencode({'strict': 1, 'project_id': settings.project_id})}"
-        credentials = f"{settings.username or settings.secret}:{settings.secret if settings.username else ''}"
-        headers = {"Content-Type": "application/json",
-                   "Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+        headers = {"Content-Type": "application/json", "Authorization": "Basic " + self._basic()}
         events = [_event(item) for item in items]
         requests = [Request(url, dumps([events[p] for p in run]), tuple(run), headers)
                     for run in chunks(items, range(len(items)), self.max_events, self.max_bytes, payload_size)]

@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from forwarders.runner import Forwarder
 from schemas import Topics, outbound_codec
 from schemas.config import Integration
-from schemas.kafka import ensure_topics, producer_settings
+from schemas.runtime.kafka import ensure_topics, producer_settings
 from tests.integration.worker_helpers import LoggedProcess, _produce, free_port
 
 NOW_MS = int(time.time() * 1000)

@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from schemas import Topics
-from schemas.kafka import consumer_settings, ensure_topics
+from schemas.runtime.kafka import consumer_settings, ensure_topics
 
 
 def fresh_topics(bootstrap: str, partitions: int = 3) -> Topics:

@@ -6,17 +6,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from eventrouter.dev.standins import AmplitudeStandIn
 from eventrouter.stack import Stack
-from forwarders.standins import AmplitudeStandIn
 from schemas import Topics
-from schemas.revisions import ConfigStore
+from schemas.runtime.revisions import ConfigStore
 from tests.integration.forwarder_helpers import wait_for
 
 CONFIG = """
 pipelines: [{{name: web, write_keys: [wk1], integrations: [amp]}}]
 integrations:
   - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
-     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{url}/2/httpapi"}}}}
+     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{url}/2/httpapi", allow_http: true, allow_private: true}}}}
 """
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from eventrouter.localkafka import LocalKafka
-from forwarders.standins import AmplitudeStandIn
+from eventrouter.dev.localkafka import LocalKafka
+from eventrouter.dev.standins import AmplitudeStandIn
 from producers import Analytics
 from schemas import Topics
-from schemas.kafka import ensure_topics
+from schemas.runtime.kafka import ensure_topics
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import wait_for
 from tests.integration.stack_helpers import amplitude_stack, wait_until_assigned

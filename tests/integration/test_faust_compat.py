@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+from schemas.runtime.kafka import consumer_settings, ensure_topics, producer_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]

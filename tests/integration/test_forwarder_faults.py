@@ -8,8 +8,8 @@ import os
 import signal
 from pathlib import Path
 
-from forwarders.standins import AmplitudeStandIn, MixpanelStandIn
-from forwarders.standins.server import Answer, Incoming
+from eventrouter.dev.standins import AmplitudeStandIn, MixpanelStandIn
+from eventrouter.dev.standins.server import Answer, Incoming
 from streams.metrics import scrape
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import ForwarderProcess, wait_for, write_outbound
@@ -22,12 +22,13 @@ pipelines:
 integrations:
   - name: amp
     kind: amplitude
-    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amp}/2/httpapi"}}
+    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amp}/2/httpapi", allow_http: true, allow_private: true}}
     delivery: {{linger_ms: 100, timeout_s: 30}}
     playbook: "starter:amplitude"
   - name: mp
     kind: mixpanel
-    connection: {{project_id: "42", username: sa.user, secret: "${{MP_SECRET}}", endpoint: "{mp}/import"}}
+    connection: {{project_id: "42", username: sa.user, secret: "${{MP_SECRET}}", endpoint: "{mp}/import",
+                  allow_http: true, allow_private: true}}
     delivery: {{linger_ms: 100}}
     playbook: "starter:mixpanel"
 """
@@ -151,7 +152,7 @@ def test_sigterm_drains_the_batches_under_way_and_the_next_forwarder_sends_the_r
 
 def test_without_a_file_the_forwarder_takes_its_integration_from_the_config_topic(bootstrap: str,
                                                                                 tmp_path: Path) -> None:
-    from schemas.revisions import ConfigStore
+    from schemas.runtime.revisions import ConfigStore
 
     amplitude = AmplitudeStandIn().start()
     mixpanel = MixpanelStandIn().start()

@@ -13,9 +13,9 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from forwarders.standins import AmplitudeStandIn
+from eventrouter.dev.standins import AmplitudeStandIn
 from schemas import Topics, outbound_codec
-from schemas.kafka import ensure_topics, producer_settings
+from schemas.runtime.kafka import ensure_topics, producer_settings
 from tests.integration.crashing_forwarder import CRASH_MARKER
 from tests.integration.forwarder_helpers import ForwarderThread, integration, outbound_records, wait_for
 from tests.integration.kafka_helpers import consume_all, fresh_topics
@@ -31,7 +31,8 @@ def amplitude() -> Iterator[AmplitudeStandIn]:
 
 def run(bootstrap: str, topics: Topics, stand_in: AmplitudeStandIn) -> ForwarderThread:
     return ForwarderThread(bootstrap, topics, integration("amp", "amplitude", {
-        "api_key": "amp-key", "endpoint": stand_in.url + "/2/httpapi"}))
+        "api_key": "amp-key", "endpoint": stand_in.url + "/2/httpapi",
+        "allow_http": True, "allow_private": True}))
 
 
 def poison(message_id: str) -> bytes:
@@ -122,7 +123,8 @@ pipelines: [{{name: web, write_keys: [wk], integrations: [amp]}}]
 integrations:
   - name: amp
     kind: amplitude
-    connection: {{api_key: "${{AMP_TEST_KEY}}", endpoint: "{amplitude.url}/2/httpapi"}}
+    connection: {{api_key: "${{AMP_TEST_KEY}}", endpoint: "{amplitude.url}/2/httpapi",
+                  allow_http: true, allow_private: true}}
     playbook: "starter:amplitude"
     delivery: {{linger_ms: 50}}
 """)

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from forwarders.standins import (
+from eventrouter.dev.standins import (
     AmplitudeStandIn,
     BrazeStandIn,
     GA4StandIn,
@@ -31,6 +31,7 @@ from tests.integration.worker_helpers import dead_letters
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 SOME_REFUSED = "vendor 400 / 401 / 403 / 413 on some events"
+LOCAL = {"allow_http": True, "allow_private": True}  # the stand-ins: plain http on loopback
 
 
 @pytest.fixture
@@ -47,7 +48,8 @@ def amplitude_events(n: int, start: int = 0) -> list[dict[str, Any]]:
 
 def run_amplitude(bootstrap: str, topics: Topics, stand_in: AmplitudeStandIn, **delivery: Any) -> ForwarderThread:
     spec = integration("amp", "amplitude", {"api_key": delivery.pop("api_key", "amp-key"),
-                                            "endpoint": stand_in.url + "/2/httpapi"}, **delivery)
+                                            "endpoint": stand_in.url + "/2/httpapi",
+                                            "allow_http": True, "allow_private": True}, **delivery)
     return ForwarderThread(bootstrap, topics, spec)
 
 
@@ -172,7 +174,8 @@ def test_mixpanel_failed_records_are_dead_lettered_and_the_imported_never_resent
     events[7]["properties"].pop("time")
     ids = write_outbound(bootstrap, topics, "mp", "mixpanel", events, partitions=1)
     spec = integration("mp", "mixpanel", {"project_id": "42", "username": "sa.user", "secret": "mp-secret",
-                                          "endpoint": mixpanel.url + "/import"}, linger_ms=1000)
+                                          "endpoint": mixpanel.url + "/import",
+                                          "allow_http": True, "allow_private": True}, linger_ms=1000)
     runner = ForwarderThread(bootstrap, topics, spec)
     try:
         dead = dead_letters(bootstrap, topics.dead_letters("mp"), 1)
@@ -243,23 +246,24 @@ def test_every_vendor_accepts_what_its_starter_kit_makes(bootstrap: str, kind: s
     payloads = _golden(kind)
     if kind == "ga4":
         stand_in = GA4StandIn().start()
-        connection = {"measurement_id": "G-TEST", "api_secret": "ga4-secret", "endpoint": stand_in.url + "/mp/collect"}
+        connection = {"measurement_id": "G-TEST", "api_secret": "ga4-secret", "endpoint": stand_in.url + "/mp/collect",
+                      **LOCAL}
         now_us = int(time.time() - 60) * 1_000_000  # fixtures age; GA4 takes 72 hours
         payloads = [{**p, "timestamp_micros": now_us} if "timestamp_micros" in p else p for p in payloads]
     elif kind == "meta_capi":
         stand_in = MetaStandIn().start()
-        connection = {"pixel_id": "1234567890", "access_token": "meta-token", "endpoint": stand_in.url}
+        connection = {"pixel_id": "1234567890", "access_token": "meta-token", "endpoint": stand_in.url, **LOCAL}
         payloads = [{**p, "event_time": int(time.time()) - 60} for p in payloads]  # fixtures age; Meta takes 7 days
     elif kind == "amplitude":
         stand_in = AmplitudeStandIn().start()
-        connection = {"api_key": "amp-key", "endpoint": stand_in.url + "/2/httpapi", "min_id_length": 1}
+        connection = {"api_key": "amp-key", "endpoint": stand_in.url + "/2/httpapi", "min_id_length": 1, **LOCAL}
     elif kind == "mixpanel":
         stand_in = MixpanelStandIn().start()
         connection = {"project_id": "42", "username": "sa.user", "secret": "mp-secret",
-                      "endpoint": stand_in.url + "/import"}
+                      "endpoint": stand_in.url + "/import", **LOCAL}
     elif kind == "braze":
         stand_in = BrazeStandIn().start()
-        connection = {"api_key": "braze-key", "endpoint": stand_in.url + "/users/track"}
+        connection = {"api_key": "braze-key", "endpoint": stand_in.url + "/users/track", **LOCAL}
     else:
         stand_in = WebhookStandIn().start()
         connection = {"url": stand_in.url + "/hook", "secret": "hook-secret", "allow_http": True,

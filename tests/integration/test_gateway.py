@@ -162,7 +162,7 @@ def test_no_200_before_kafka_acknowledges(tmp_path: Path) -> None:
 
 
 def test_with_follow_config_a_write_key_applied_while_running_is_accepted(bootstrap: str, tmp_path: Path) -> None:
-    from schemas.revisions import ConfigStore
+    from schemas.runtime.revisions import ConfigStore
 
     topics = fresh_topics(bootstrap)
     store = ConfigStore(bootstrap, topics)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from eventrouter.localkafka import LocalKafka
+from eventrouter.dev.localkafka import LocalKafka
 from schemas import EventCodec, Topics
 from tests.conftest import _start
 from tests.integration.kafka_helpers import consume_all, fresh_topics
@@ -177,7 +177,8 @@ def test_with_no_broker_worker_and_gateway_say_so_once_then_carry_on_when_it_is_
         assert worker.proc.poll() is None, worker.text()  # it waits, it does not exit
         for process, what in ((gateway, "the gateway answers 503"), (worker, "the worker waits for it")):
             log = process.text()
-            unreachable = re.findall(rf"WARNING schemas.kafka_watch broker {re.escape(bootstrap)} unreachable since "
+            unreachable = re.findall(rf"WARNING schemas.runtime.kafka_watch broker {re.escape(bootstrap)} "
+                                     rf"unreachable since "
                                      rf"[0-9:]+ \(Connect to ipv4#{re.escape(bootstrap)} failed: Connection "
                                      rf"refused\); {what}", log)
             assert len(unreachable) == 1, log

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from forwarders.standins import WebhookStandIn
-from forwarders.standins.server import Answer, Incoming
+from eventrouter.dev.standins import WebhookStandIn
+from eventrouter.dev.standins.server import Answer, Incoming
 from forwarders.vendors import vendor_for
 from producers import Analytics
 from schemas import AvroCodec, SchemaRegistryClient, load_schema
 from schemas.envelope import to_record
 from schemas.errors import ConfigurationError
-from schemas.kafka import producer_settings
+from schemas.runtime.kafka import producer_settings
 from schemas.validation import ValidationError
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import ForwarderThread, integration, write_outbound

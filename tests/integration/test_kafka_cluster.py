@@ -9,9 +9,9 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from eventrouter.localkafka import LocalKafka
+from eventrouter.dev.localkafka import LocalKafka
 from schemas import EventCodec
-from schemas.kafka import consumer_settings, ensure_topics, producer_settings
+from schemas.runtime.kafka import consumer_settings, ensure_topics, producer_settings
 from tests.figures import Figures
 from tests.unit.schemas.test_codec import full_message
 

@@ -16,11 +16,11 @@ import requests
 from confluent_kafka import Consumer, Producer
 
 from eventrouter.cli import main
-from eventrouter.localkafka import LocalKafka
-from forwarders.standins import AmplitudeStandIn
+from eventrouter.dev.localkafka import LocalKafka
+from eventrouter.dev.standins import AmplitudeStandIn
 from producers import Analytics
 from schemas import Topics
-from schemas.kafka import KAFKA_CONFIG_ENV, consumer_settings, ensure_topics, producer_settings
+from schemas.runtime.kafka import KAFKA_CONFIG_ENV, consumer_settings, ensure_topics, producer_settings
 from tests.conftest import _cache_dir
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import wait_for

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from eventrouter.localkafka import LocalKafka
+from eventrouter.dev.localkafka import LocalKafka
 from schemas import EventCodec
-from schemas.kafka import ensure_topics, producer_settings
+from schemas.runtime.kafka import ensure_topics, producer_settings
 from tests.integration.kafka_helpers import consume_all
 from tests.unit.schemas.test_codec import CALLS, full_message
 

@@ -63,7 +63,9 @@ def test_a_record_that_kills_the_worker_at_every_start_is_quarantined_and_the_re
                 break  # running, past the record
             exits.append(code)
             worker.stop()
-        assert exits == [70] * (N + 2)  # twice in its batch, then N times alone
+        # twice in its batch, then N times alone; N + 1 when a read-back batch held the record alone (an engine
+        # may fetch fewer records after a restart): its crashes in that span count as crashes alone
+        assert set(exits) == {70} and N + 1 <= len(exits) <= N + 2, exits
         letters = dead_letters(bootstrap, topics.invalid, 1, timeout=60, settle=1.0)
         assert [(d["reason"], d["stage"], d["sourceTopic"]) for d in letters] == [("quarantined", "route", topics.raw)]
         assert CRASH_MARKER in letters[0]["originalBytes"] and f"exited {N} times" in letters[0]["message"]

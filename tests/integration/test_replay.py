@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from eventrouter.cli import main
+from eventrouter.dev.standins import AmplitudeStandIn, GA4StandIn
 from forwarders.app import find_integration
-from forwarders.standins import AmplitudeStandIn, GA4StandIn
 from schemas import Topics
-from schemas.revisions import ConfigStore
+from schemas.runtime.revisions import ConfigStore
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import ForwarderThread, wait_for, write_outbound
 from tests.integration.kafka_helpers import fresh_topics
@@ -31,7 +31,7 @@ pipelines:
 integrations:
   - name: amp
     kind: amplitude
-    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{url}/2/httpapi"}}
+    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{url}/2/httpapi", allow_http: true, allow_private: true}}
     delivery: {{linger_ms: 50, min_backoff_s: 0.2, batch_size: 50, max_attempts: 1, max_retry_window_s: 0}}
     playbook: "starter:amplitude"
 """
@@ -129,7 +129,8 @@ pipelines: [{{name: web, write_keys: [wk1], integrations: [ga4]}}]
 integrations:
   - name: ga4
     kind: ga4
-    connection: {{measurement_id: G-TEST, api_secret: "${{GA4_SECRET}}", endpoint: "{ga4.url}/mp/collect"}}
+    connection: {{measurement_id: G-TEST, api_secret: "${{GA4_SECRET}}", endpoint: "{ga4.url}/mp/collect",
+                  allow_http: true, allow_private: true}}
     delivery: {{linger_ms: 50}}
     playbook: "starter:ga4"
 """)
@@ -231,7 +232,7 @@ def test_dead_letters_are_listed_shown_and_reinjected_once_without_resending_wha
                                                                    zip(amp_events(100), ids, strict=True)])][:30]
         from confluent_kafka import Producer
 
-        from schemas.kafka import producer_settings
+        from schemas.runtime.kafka import producer_settings
         producer = Producer(producer_settings(bootstrap))
         for key, value, _ in again:
             _produce(producer, topics.integration("amp"), value, key)

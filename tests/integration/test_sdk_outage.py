@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from eventrouter.localkafka import LocalKafka
+from eventrouter.dev.localkafka import LocalKafka
 from producers import Analytics
 from schemas import EventCodec
 from tests.conftest import _start
@@ -109,7 +109,7 @@ def test_the_whole_pipeline_rides_out_a_10s_broker_outage(own_broker: LocalKafka
                                                           figures: Figures) -> None:
     """SDK, worker and forwarder running; the only broker stops for 10 s under load: the producers buffer
     and retry, the consumers reconnect, and every acknowledged event reaches the vendor."""
-    from forwarders.standins import AmplitudeStandIn
+    from eventrouter.dev.standins import AmplitudeStandIn
     from tests.integration.forwarder_helpers import wait_for
     from tests.integration.stack_helpers import amplitude_stack, wait_until_assigned
 

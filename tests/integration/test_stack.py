@@ -20,12 +20,12 @@ import pytest
 import requests
 
 from eventrouter.cli import main
+from eventrouter.dev.standins import AmplitudeStandIn, MixpanelStandIn
 from eventrouter.stack import Stack, free_port
 from eventrouter.status import status as status_of
-from forwarders.standins import AmplitudeStandIn, MixpanelStandIn
 from producers import Analytics
 from schemas import Topics
-from schemas.revisions import ConfigStore
+from schemas.runtime.revisions import ConfigStore
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import wait_for
 from tests.integration.kafka_helpers import fresh_topics
@@ -38,9 +38,10 @@ pipelines:
   - {{name: web, write_keys: [wk1], integrations: [amp, mp]}}
 integrations:
   - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
-     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amp}/2/httpapi"}}}}
+     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amp}/2/httpapi", allow_http: true, allow_private: true}}}}
   - {{name: mp, kind: mixpanel, playbook: "starter:mixpanel", delivery: {{linger_ms: 50}},
-     connection: {{project_id: "42", username: sa.user, secret: "${{MP_SECRET}}", endpoint: "{mp}/import"}}}}
+     connection: {{project_id: "42", username: sa.user, secret: "${{MP_SECRET}}", endpoint: "{mp}/import",
+                   allow_http: true, allow_private: true}}}}
 """
 
 
@@ -230,10 +231,11 @@ pipelines:
   - {{name: web, write_keys: [wk1], integrations: [amp, hook, mp]}}
 integrations:
   - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
-     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amp}/2/httpapi"}}}}
+     connection: {{api_key: "${{AMP_KEY}}", endpoint: "{amp}/2/httpapi", allow_http: true, allow_private: true}}}}
   - {{name: hook, kind: webhook, playbook: "starter:webhook", connection: {{url: "http://127.0.0.1:9/hook"}}}}
   - {{name: mp, kind: mixpanel, playbook: "starter:mixpanel", delivery: {{linger_ms: 50}},
-     connection: {{project_id: "42", username: sa.user, secret: "${{MP_SECRET}}", endpoint: "{mp}/import"}}}}
+     connection: {{project_id: "42", username: sa.user, secret: "${{MP_SECRET}}", endpoint: "{mp}/import",
+                   allow_http: true, allow_private: true}}}}
 """
 
 

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 import requests
 
-from eventrouter.localkafka import LocalKafka
+from eventrouter.dev.localkafka import LocalKafka
+from eventrouter.dev.standins import AmplitudeStandIn
 from eventrouter.progress import read_snapshot
 from eventrouter.stack import Stack, run_up
-from forwarders.standins import AmplitudeStandIn
 from producers import Analytics
 from schemas import Topics
-from schemas.kafka import ensure_topics
+from schemas.runtime.kafka import ensure_topics
 from tests.conftest import _start
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import wait_for

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from forwarders.standins.server import Answer, Incoming
+from eventrouter.dev.standins.server import Answer, Incoming
+from schemas.catalogue import KINDS
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import ForwarderProcess, ForwarderThread, integration, wait_for, write_outbound
 from tests.integration.kafka_helpers import fresh_topics
-from tests.integration.vendor_cases import KINDS, SECRETS, case
+from tests.integration.vendor_cases import SECRETS, case
 from tests.integration.worker_helpers import dead_letters
 
 

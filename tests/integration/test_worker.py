@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from schemas import EventCodec
-from schemas.config import starter_names
-from schemas.revisions import ConfigStore
+from schemas.playbook.model import starter_names
+from schemas.runtime.revisions import ConfigStore
 from tests.figures import Figures
 from tests.integration.kafka_helpers import fresh_topics
 from tests.integration.worker_helpers import (
@@ -276,7 +276,7 @@ def test_a_config_applied_while_running_takes_effect_without_a_restart(bootstrap
 
 @pytest.mark.parametrize("engine", ["kafka", pytest.param("faust", marks=pytest.mark.skipif(
     not os.environ.get("EVENTROUTER_FAUST_SIGKILL"),
-    reason="the Faust engine can stall after a member dies: README, 'Engines'"))])
+    reason="the Faust engine can stall after a member dies: docs/decisions.md, 'Engines'"))])
 def test_two_workers_share_the_load_and_sigkill_of_one_loses_nothing(bootstrap: str, tmp_path: Path,
                                                                      engine: str, figures: Figures) -> None:
     topics = fresh_topics(bootstrap)
@@ -354,9 +354,9 @@ def test_a_restore_reads_the_dedup_log_from_the_windows_start(bootstrap: str, tm
     """The log keeps a day more than the window: records written before the window's start are not read."""
     from confluent_kafka import Producer
 
-    from schemas.kafka import ensure_topics, producer_settings
+    from schemas.runtime.kafka import ensure_topics, producer_settings
     from streams.dedup import Deduplicator
-    from streams.kafka_engine import DedupStore
+    from streams.dedup_log import DedupStore
     from streams.worker import WorkerSettings
 
     topic = f"log-{uuid.uuid4().hex[:8]}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from forwarders.standins import (
+from eventrouter.dev.standins import (
     AmplitudeStandIn,
     BrazeStandIn,
     GA4StandIn,
@@ -18,7 +18,6 @@ from forwarders.standins import (
     WebhookStandIn,
 )
 
-KINDS = ("ga4", "meta_capi", "amplitude", "mixpanel", "braze", "webhook")
 SECRETS = {"ga4": "ga4-secret", "meta_capi": "meta-token", "amplitude": "amp-key", "mixpanel": "mp-secret",
            "braze": "braze-key", "webhook": "hook-secret"}
 
@@ -37,7 +36,17 @@ class VendorCase:
 
 
 def case(kind: str) -> VendorCase:
-    """A started stand-in for `kind` and everything a test needs to send it events."""
+    """A started stand-in for `kind` and everything a test needs to send it events. The stand-ins listen on
+    plain http on loopback: every connection opts in (`allow_http`, `allow_private`; the test run lists
+    loopback in EVENTROUTER_PRIVATE_NETWORKS, tests/conftest.py)."""
+    made = _case(kind)
+    if "allow_private" in made.connection:
+        return made
+    return replace(made, connection={**made.connection, "allow_http": True, "allow_private": True},
+                   connection_yaml=made.connection_yaml.removesuffix("}") + ", allow_http: true, allow_private: true}")
+
+
+def _case(kind: str) -> VendorCase:
     now_s = int(time.time())
     if kind == "ga4":
         s: StandIn = GA4StandIn().start()

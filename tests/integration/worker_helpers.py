@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from schemas import EventCodec, Topics, deadletter_codec, outbound_codec
-from schemas.kafka import producer_settings
+from schemas.runtime.kafka import producer_settings
 from tests.integration.kafka_helpers import consume_all
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from producers.tracking_api import parse_request
 from schemas import EventCodec, Topics, deadletter_codec
 from schemas.config import parse_config
 from schemas.deadletters import dead_letter
-from schemas.kafka import RECORD_BYTES
+from schemas.runtime.kafka import RECORD_BYTES
 from schemas.validation import DEFAULT_LIMITS, Limits, ValidationError, check_message
 from streams.dedup import LOG_RECORD_BYTES, Deduplicator
 from streams.router import Admitted, Rejected, Router, Source
@@ -129,3 +129,12 @@ integrations:
     routed = router.route(admitted)
     assert [o.integration for o in routed.outputs] == ["hook"]
     assert [(n, r) for n, r, _ in routed.failed] == [("copies", "playbook.output_too_large")]
+
+
+def test_the_importer_keeps_integers_exact_and_refuses_those_beyond_64_bits() -> None:
+    """orjson alone would read 2**70 as a rounded float and import it; read as the gateway reads it."""
+    line = b'{"type": "track", "userId": "u", "event": "e", "properties": {"n": %d}}'
+    assert prepare_line(line % (2**63 - 1), origin="f", number=1, write_key="wk")["properties"] == {"n": 2**63 - 1}
+    with pytest.raises(ValidationError) as caught:
+        prepare_line(line % 2**70, origin="f", number=1, write_key="wk")
+    assert caught.value.reason == "invalid.unencodable"

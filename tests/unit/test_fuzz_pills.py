@@ -27,19 +27,12 @@ from schemas.config import parse_config
 from schemas.errors import EncodeError, FinalError
 from schemas.validation import DEFAULT_LIMITS, ValidationError
 from streams.router import Admitted, Rejected, Router, Source
+from tests.unit.forwarders.test_vendors import CONNECTIONS  # one connection per kind, no network
 
 PILLS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 BROAD = settings(PILLS, max_examples=1000)  # ~3 s here
 KINDS = sorted(VENDORS)
-CONNECTIONS: dict[str, dict[str, Any]] = {
-    "ga4": {"measurement_id": "G-TEST", "api_secret": "ga4-secret"},
-    "meta_capi": {"pixel_id": "1234567890", "access_token": "meta-token"},
-    "amplitude": {"api_key": "amp-key"},
-    "mixpanel": {"project_id": "42", "username": "sa.user", "secret": "mp-secret"},
-    "braze": {"api_key": "braze-key"},
-    "webhook": {"url": "https://hooks.example.com/in", "secret": "hook-secret", "batch": True},
-}
 ROUTER = Router(parse_config(
     "pipelines: [{name: web, write_keys: [wk], integrations: [" + ", ".join(KINDS) + "]}]\nintegrations:\n"
     + "".join(f'  - {{name: {kind}, kind: {kind}, playbook: "starter:{kind}"}}\n' for kind in KINDS)), 1, Topics("f"))

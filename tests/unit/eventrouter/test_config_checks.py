@@ -1,5 +1,5 @@
 """`config validate` refuses what a forwarder would refuse at start, with the path, without resolving
-secrets or asking DNS (eventrouter/ops.py `load_checked`, `connection_problems`)."""
+secrets or asking DNS (eventrouter/checks.py `load_checked`, `connection_problems`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from eventrouter.checks import connection_problems, load_checked, unset_references
 from eventrouter.cli import main
-from eventrouter.ops import connection_problems, load_checked, unset_references
 from schemas.config import load_config, parse_config
 from schemas.errors import ConfigurationError
 
@@ -22,7 +22,11 @@ def _integration(kind: str, connection: str) -> str:
 
 
 def _problems(kind: str, connection: str) -> list[str]:
-    return connection_problems(parse_config(_integration(kind, connection)))
+    try:
+        config = parse_config(_integration(kind, connection))
+    except ConfigurationError as exc:  # refused by the model already (a literal secret: schemas/secrets.py)
+        return str(exc).splitlines()[1:]
+    return connection_problems(config)
 
 
 @pytest.mark.parametrize(("connection", "expected"), [
@@ -38,7 +42,7 @@ def _problems(kind: str, connection: str) -> list[str]:
     ('{url: "https://example.com/a", endpoint: "http://example.com/b"}', "connection.endpoint: scheme http"),
     ('{url: "https://example.com/a", max_events: 0}', "connection.max_events: Input should be greater"),
     ('{url: "https://example.com/a", alow_http: true}',
-     "connection.alow_http: unknown key; webhook connections take: endpoint, url"),
+     "connection.alow_http: unknown key; webhook connections take: endpoint, allow_http, allow_private, url"),
     ('{secret: "${S}"}', "connection.url: Field required"),
 ])
 def test_a_webhook_the_forwarder_would_refuse_is_refused_with_its_path(connection: str, expected: str) -> None:
@@ -57,9 +61,10 @@ def test_a_webhook_the_forwarder_takes_passes(connection: str) -> None:
 
 
 @pytest.mark.parametrize(("kind", "connection", "expected"), [
-    ("meta_capi", '{pixel_id: "1", access_token: "${T}", allow_http: true}',
-     "integrations[0].connection.allow_http: unknown key; meta_capi connections take: endpoint, pixel_id"),
-    ("amplitude", '{api_key: "${K}", allow_http: true}', "integrations[0].connection.allow_http: unknown key"),
+    ("meta_capi", '{pixel_id: "1", access_token: "${T}", alow_http: true}',
+     "integrations[0].connection.alow_http: unknown key; meta_capi connections take: endpoint, allow_http, "
+     "allow_private, pixel_id"),
+    ("amplitude", '{api_key: "${K}", alow_http: true}', "integrations[0].connection.alow_http: unknown key"),
     ("ga4", '{measurement_id: G-1}', "integrations[0].connection.api_secret: Field required"),
 ])
 def test_other_vendors_settings_are_checked_too(kind: str, connection: str, expected: str) -> None:
@@ -73,14 +78,14 @@ def test_every_problem_at_once_beside_the_models_own(tmp_path: Path) -> None:
                     "  - {name: a, kind: webhook, playbook: 'starter:webhook', connection: {url: 'http://127.0.0.1/'}}\n"
                     "  - {name: b, kind: amplitude, playbook: 'starter:amplitude', connection: {api_key: '${K}'}}\n"
                     "  - {name: c, kind: meta_capi, playbook: 'starter:meta_capi',\n"
-                    "     connection: {pixel_id: '1', access_token: '${T}', allow_http: true}}\n")
+                    "     connection: {pixel_id: '1', access_token: '${T}', alow_http: true}}\n")
     load_config(path)  # the model alone takes it
     with pytest.raises(ConfigurationError) as caught:
         load_checked(path)
     message = str(caught.value)
     assert "2 problems" in message
     assert "integrations[0].connection.url: scheme http" in message
-    assert "integrations[2].connection.allow_http: unknown key" in message
+    assert "integrations[2].connection.alow_http: unknown key" in message
 
 
 def test_the_shipped_example_passes_the_forwarder_checks() -> None:
@@ -105,3 +110,56 @@ def test_config_validate_and_apply_refuse_a_webhook_the_forwarder_would_refuse(
     monkeypatch.delenv("AMP_UNSET_HERE", raising=False)
     assert main(["config", "validate", str(good)]) == 0
     assert "not set here: AMP_UNSET_HERE" in capsys.readouterr().out
+
+
+# Every vendor's URL passes the destination guard at validation, in every spelling of an internal address.
+INTERNAL_URLS = ["https://169.254.169.254/latest/meta-data/", "http://2130706433/", "https://2130706433/",
+                 "https://[::ffff:169.254.169.254]/", "https://[64:ff9b::a9fe:a9fe]/", "https://0x7f.1/",
+                 "https://[fe80::1%25lo]/x", "https://[2002:a9fe:a9fe::]/", "https://localhost/"]
+
+
+@pytest.mark.parametrize("kind", ["amplitude", "mixpanel", "braze", "ga4", "meta_capi"])
+@pytest.mark.parametrize("url", INTERNAL_URLS)
+def test_every_vendors_endpoint_is_guarded_at_validation(kind: str, url: str) -> None:
+    from forwarders.vendors import VENDORS
+
+    required = {"amplitude": 'api_key: "${K}"', "mixpanel": 'project_id: "1", secret: "${S}"',
+                "braze": 'api_key: "${K}"', "ga4": 'measurement_id: G-1, api_secret: "${S}"',
+                "meta_capi": 'pixel_id: "1", access_token: "${T}"'}[kind]
+    problems = _problems(kind, f'{{{required}, endpoint: "{url}"}}')
+    assert [p for p in problems if p.startswith("integrations[0].connection.endpoint: ")], problems
+    assert "allow_private" in VENDORS[kind].settings_type.model_fields  # the opt-in is offered to every vendor
+
+
+def test_a_private_endpoint_needs_the_opt_in_and_the_operators_networks() -> None:
+    opted_in = _integration("amplitude", '{api_key: "${K}", endpoint: "http://127.0.0.1:9/2/httpapi", '
+                                         'allow_http: true, allow_private: true}')
+    assert connection_problems(parse_config(opted_in), {"EVENTROUTER_PRIVATE_NETWORKS": "127.0.0.0/8"}) == []
+    problems = connection_problems(parse_config(opted_in), {})
+    assert problems and "does not list" in problems[0], problems
+    problems = connection_problems(parse_config(opted_in), {"EVENTROUTER_PRIVATE_NETWORKS": "nonsense"})
+    assert any("EVENTROUTER_PRIVATE_NETWORKS: 'nonsense'" in p for p in problems), problems
+    alone = _integration("amplitude", '{api_key: "${K}", endpoint: "http://127.0.0.1:9/2/httpapi", allow_http: true}')
+    problems = connection_problems(parse_config(alone), {"EVENTROUTER_PRIVATE_NETWORKS": "127.0.0.0/8"})
+    assert problems and "set allow_private" in problems[0], problems
+
+
+def test_config_validate_and_apply_refuse_internal_endpoints_with_their_path(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("pipelines: [{name: web, write_keys: [wk], integrations: [a, b, c]}]\nintegrations:\n"
+                    "  - {name: a, kind: amplitude, playbook: 'starter:amplitude', connection: {api_key: '${K}'}}\n"
+                    "  - {name: b, kind: ga4, playbook: 'starter:ga4',\n"
+                    "     connection: {measurement_id: G-1, api_secret: '${S}',\n"
+                    "                  endpoint: 'https://169.254.169.254/latest/meta-data/'}}\n"
+                    "  - {name: c, kind: amplitude, playbook: 'starter:amplitude',\n"
+                    "     connection: {api_key: '${K}', endpoint: 'http://2130706433/', allow_http: true}}\n")
+    for command in (["config", "validate", str(path)],
+                    ["config", "apply", str(path), "--bootstrap-servers", "127.0.0.1:9"]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert "integrations[1].connection.endpoint: host 169.254.169.254 resolves to a non-public address " \
+               "(link-local)" in err, err
+        assert "integrations[2].connection.endpoint: host 2130706433 resolves to a non-public address " \
+               "(loopback)" in err, err
+        assert "integrations[0]" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,10 +11,13 @@ from typing import Any
 import pytest
 
 from forwarders.delivery import TransportError
+from forwarders.ssrf import Allowance
 from forwarders.transport import MAX_BODY, HttpTransport
 from forwarders.vendors.base import Request
 
 SEEN: list[dict[str, Any]] = []
+# the local server is on loopback: these transports are allowed it, as an operator and a config would
+LOCAL = Allowance(http=True, private=True, networks=(ipaddress.ip_network("127.0.0.0/8"),))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -51,7 +55,7 @@ def server() -> Iterator[str]:
 
 
 def test_posts_the_body_and_headers_and_reuses_the_connection(server: str) -> None:
-    transport = HttpTransport(1.0, 2.0)
+    transport = HttpTransport(1.0, 2.0, allowance=LOCAL)
     request = Request(f"{server}/ok", b'{"a":1}', (0,), {"Content-Type": "application/json", "X-Key": "k"})
     first, second = transport(request), transport(request)
     assert (first.status, first.body, second.status) == (200, b'{"ok":true}', 200)
@@ -63,7 +67,7 @@ def test_posts_the_body_and_headers_and_reuses_the_connection(server: str) -> No
 
 
 def test_a_long_answer_is_cut_and_its_connection_not_used_again(server: str) -> None:
-    transport = HttpTransport(1.0, 2.0)
+    transport = HttpTransport(1.0, 2.0, allowance=LOCAL)
     answer = transport(Request(f"{server}/big", b"{}", (0,)))
     assert answer.status == 200 and len(answer.body) == MAX_BODY
     assert transport(Request(f"{server}/ok", b"{}", (0,))).body == b'{"ok":true}'
@@ -72,11 +76,11 @@ def test_a_long_answer_is_cut_and_its_connection_not_used_again(server: str) -> 
 
 
 def test_redirects_are_not_followed(server: str) -> None:
-    answer = HttpTransport(1.0, 2.0)(Request(f"{server}/moved", b"{}", (0,)))
+    answer = HttpTransport(1.0, 2.0, allowance=LOCAL)(Request(f"{server}/moved", b"{}", (0,)))
     assert answer.status == 302 and len(SEEN) == 1
 
 
 def test_no_answer_is_a_transport_error_naming_only_the_host() -> None:
     with pytest.raises(TransportError, match=r"no answer from 127\.0\.0\.1:9") as caught:
-        HttpTransport(0.5, 0.5)(Request("http://127.0.0.1:9/path?token=secret", b"{}", (0,)))
+        HttpTransport(0.5, 0.5, allowance=LOCAL)(Request("http://127.0.0.1:9/path?token=secret", b"{}", (0,)))
     assert "secret" not in str(caught.value)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from eventrouter.localkafka import ToolMissingError
-from eventrouter.localkafka import fetch as fetch_mod
-from eventrouter.localkafka.config import ClusterSpec, NodeSpec, new_cluster_id, server_properties
+from eventrouter.dev.localkafka import ToolMissingError
+from eventrouter.dev.localkafka import fetch as fetch_mod
+from eventrouter.dev.localkafka.config import ClusterSpec, NodeSpec, new_cluster_id, server_properties
 
 
 def _props(text: str) -> dict[str, str]:

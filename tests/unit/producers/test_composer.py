@@ -22,7 +22,7 @@ ARGS = ("user_id", "anonymous_id", "event", "name", "category", "group_id", "pre
         "context", "integrations", "timestamp", "message_id")
 
 
-class FixedClock:  # not a subclass of messages.Clock: compiled classes take none (eventrouter/native.py)
+class FixedClock:  # not a subclass of messages.Clock: compiled classes take none (eventrouter/dev/native.py)
     def now(self) -> str:
         return NOW
 
@@ -142,3 +142,14 @@ def test_an_event_near_the_size_limit_is_measured_exactly() -> None:
     composer.compose("track", "u", event="E", properties={"x": "y" * 100})
     with pytest.raises(ValidationError, match="over the limit of 1000"):
         composer.compose("track", "u", event="E" * 900)
+
+
+@pytest.mark.parametrize(("field", "value"), [("user_id", "u\x00"), ("anonymous_id", "a\n"), ("message_id", "m\x1b"),
+                                              ("event", "Signed\x00Up"), ("name", "Home\x85")])
+def test_control_characters_in_ids_and_names_are_refused_at_the_call(field: str, value: str) -> None:
+    composer = Composer(CODEC, "wk", clock=FixedClock())
+    kw: dict[str, Any] = {"user_id": "u", "event": "E", field: value}
+    with pytest.raises(ValidationError) as caught:
+        composer.compose("track" if field != "name" else "page", **kw)
+    assert caught.value.reason == "invalid.control_character"
+    assert composer.compose("track", "u-\u00e9\u200d", event="Caf\u00e9 \U0001f600")[0]["userId"] == "u-\u00e9\u200d"

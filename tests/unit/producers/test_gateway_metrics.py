@@ -59,3 +59,20 @@ def test_a_503_with_nothing_left_queued_ends_at_the_next_200(caplog: pytest.LogC
     assert len(caplog.records) == 2 and caplog.records[1].levelno == logging.INFO
     assert "2 requests answered 503; 0 events unconfirmed" in caplog.records[1].getMessage()
     assert b"eventrouter_gateway_failed_total 1.0" in generate_latest(metrics.registry)
+
+
+def test_refusals_are_logged_once_per_reason_per_interval_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    from producers.gateway_metrics import RefusalLog
+
+    now = [0.0]
+    refusals = RefusalLog(interval=10, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="producers.gateway"):
+        for _ in range(1000):
+            refusals.refused("auth", 401, "/v1/track", "127.0.0.1")
+        refusals.refused("bad_json", 400, "/v1/track", "127.0.0.1")
+        now[0] = 10.0
+        refusals.refused("auth", 401, "/v1/track", "127.0.0.1")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3
+    assert "reason=bad_json" in lines[1]
+    assert "(and 999 more refused for this reason in the last 10 s)" in lines[2]

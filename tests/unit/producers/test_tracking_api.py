@@ -9,14 +9,23 @@ from typing import Any
 import orjson
 import pytest
 
-from producers.tracking_api import RequestError, basic_auth_user, dead_letter_bytes, parse_request, read_body
+from producers.tracking_api import (
+    REPORTED_REJECTIONS,
+    RequestError,
+    basic_auth_user,
+    batch_reply,
+    dead_letter_bytes,
+    header_write_key,
+    parse_request,
+    read_body,
+)
 from schemas.validation import Limits
 
 LIMITS = Limits()
 
 
 def parse(call: str, body: Any, auth: str | None = "wk") -> Any:
-    ids = iter(f"gen-{i}" for i in range(1000))
+    ids = iter(f"gen-{i}" for i in range(10_000))
     return parse_request(call, body, auth, is_known={"wk"}.__contains__, received_at="2026-11-26T10:00:00.000Z",
                          new_id=lambda: next(ids), limits=LIMITS)
 
@@ -115,3 +124,78 @@ def test_malformed_or_oversized_body_is_400(raw: bytes, code: str) -> None:
 
 def test_dead_letter_bytes_drop_the_write_key() -> None:
     assert orjson.loads(dead_letter_bytes({"writeKey": "secret", "event": "E"})) == {"event": "E"}
+
+
+def test_a_batch_over_the_event_cap_is_refused_whole() -> None:
+    with pytest.raises(RequestError) as caught:
+        parse("batch", {"batch": [1] * (LIMITS.batch_events + 1)})
+    assert (caught.value.status, caught.value.code) == (400, "too_many_events")
+    assert str(LIMITS.batch_events) in caught.value.message
+
+
+def test_a_batch_at_the_cap_is_parsed_and_its_reply_stays_small() -> None:
+    parsed = parse("batch", {"batch": [1] * LIMITS.batch_events})
+    assert len(parsed.rejected) == LIMITS.batch_events
+    reply = batch_reply(parsed)
+    assert reply["accepted"] == 0
+    assert reply["rejectedCount"] == LIMITS.batch_events
+    assert len(reply["rejected"]) == REPORTED_REJECTIONS
+    assert reply["rejected"][0]["index"] == 0
+    assert len(orjson.dumps(reply)) < 20_000
+
+
+def test_the_reply_lists_every_rejection_under_the_report_cap() -> None:
+    parsed = parse("batch", {"batch": [{"type": "track", "userId": "u", "event": "A"}, 1]})
+    assert batch_reply(parsed) == {"success": True, "accepted": 1, "rejectedCount": 1,
+                                   "rejected": [r.report() for r in parsed.rejected]}
+
+
+def test_a_header_write_key_is_checked_before_the_body() -> None:
+    assert header_write_key(None, {"wk"}.__contains__) is None  # the body may carry it
+    assert header_write_key("Basic " + base64.b64encode(b"wk:").decode(), {"wk"}.__contains__) == "wk"
+    with pytest.raises(RequestError) as caught:
+        header_write_key("Basic " + base64.b64encode(b"other:").decode(), {"wk"}.__contains__)
+    assert caught.value.status == 401
+
+
+def test_every_gzip_member_is_read() -> None:
+    body = gzip.compress(b'{"batch": [1,') + gzip.compress(b" 2]}")
+    assert read_body(body, "gzip", 100) == {"batch": [1, 2]}
+
+
+def test_gzip_members_together_are_bounded_by_the_limit() -> None:
+    member = gzip.compress(b" " * 60)
+    with pytest.raises(RequestError) as caught:
+        read_body(gzip.compress(b"{}") + member + member, "gzip", 100)
+    assert caught.value.code == "too_large"
+
+
+@pytest.mark.parametrize("tail", [b"garbage", b"\x1f\x8bnot gzip", b"\x00" * 8])
+def test_a_gzip_member_followed_by_anything_else_is_refused(tail: bytes) -> None:
+    with pytest.raises(RequestError) as caught:
+        read_body(gzip.compress(b'{"a": 1}') + tail, "gzip", 100)
+    assert (caught.value.status, caught.value.code) == (400, "bad_gzip")
+
+
+def test_integers_beyond_64_bits_are_refused_not_rounded() -> None:
+    body = read_body(b'{"batch": [{"type": "track", "userId": "u", "event": "A", "properties": {"n": %d}},'
+                     b' {"type": "track", "userId": "u", "event": "A", "properties": {"n": %d, "id": "%s"}}]}'
+                     % (2**70, 2**63 - 1, b"1" * 40), None, 1000)
+    parsed = parse("batch", body)
+    assert [(r.index, r.reason, r.message) for r in parsed.rejected] == [
+        (0, "invalid.unencodable", "properties.n: integer outside the 64-bit range")]
+    assert parsed.accepted[0]["properties"] == {"n": 2**63 - 1, "id": "1" * 40}
+    assert read_body(b'{"a": -%d}' % 2**70, None, 100) == {"a": -(2**70)}  # exact: clean() refuses it
+    assert read_body(b'{"a": 1e300, "b": 12345678901234567890123.5}', None, 100) == \
+        {"a": 1e300, "b": 12345678901234567890123.5}  # floats stay floats
+
+
+@pytest.mark.parametrize("field", ["userId", "anonymousId", "messageId", "event"])
+@pytest.mark.parametrize("char", ["\x00", "\n", "\x1b", "\x7f", "\x85"])
+def test_control_characters_in_ids_and_event_names_are_refused(field: str, char: str) -> None:
+    event = {"type": "track", "userId": "u", "anonymousId": "a", "messageId": "m", "event": "E"}
+    event[field] = f"x{char}y"
+    with pytest.raises(RequestError) as caught:
+        parse("track", event)
+    assert (caught.value.status, caught.value.code) == (400, "invalid.control_character")
+    assert field in caught.value.message

@@ -72,14 +72,14 @@ def test_outside_the_repo_the_build_never_hides_a_package(tmp_path: Path) -> Non
 
 def test_pure_python_asked_leaves_the_build_alone() -> None:
     """`EVENTROUTER_PURE=1 make ...` neither checks nor rebuilds the compiled modules (a rebuild takes minutes)."""
-    done = subprocess.run([sys.executable, "-m", "eventrouter.native"], capture_output=True, text=True, cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "eventrouter.dev.native"], capture_output=True, text=True, cwd=REPO,
                           env={**os.environ, "EVENTROUTER_PURE": "1"}, timeout=60)
     assert done.returncode == 0 and "neither checked nor built" in done.stdout, done.stdout + done.stderr
 
 
 def test_on_ci_the_hot_path_runs_compiled() -> None:
     """`make test` builds it first; on CI (a C compiler there) a build that failed or went unused fails here."""
-    out = _probe("import streams.router, forwarders.records, sys; from eventrouter.native import avro_modules; "
+    out = _probe("import streams.router, forwarders.records, sys; from eventrouter.dev.native import avro_modules; "
                  "import schemas.codec as c; c.AvroCodec(c.load_schema('event'), omit_null=True); "
                  "from schemas import outbound_codec; outbound_codec(fields=forwarders.records.ITEM_FIELDS); "
                  "outbound_codec(); c.AvroCodec(c.load_schema('event')); "
@@ -99,9 +99,9 @@ def test_the_unit_tests_pass_as_plain_python_too() -> None:
 
 
 def test_on_ci_the_starter_kits_playbook_sections_run_compiled() -> None:
-    """The native build compiles every starter kit's sections (eventrouter/native.py section_modules); a
+    """The native build compiles every starter kit's sections (eventrouter/dev/native.py section_modules); a
     config that uses a starter kit as shipped finds each of its sections there."""
-    out = _probe("import sys; from streams.sections import built, section_module, starter_sections; "
+    out = _probe("import sys; from schemas.playbook.sections import built, section_module, starter_sections; "
                  "found = [built(section_module(s)[0]) for s in starter_sections()]; "
                  "print(len(found), sum(f is not None for f in found), "
                  "sys.modules[found[0].__module__].__file__ if found[0] else '-')")

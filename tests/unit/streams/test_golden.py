@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from schemas.config import parse_config, starter_names
+from schemas.config import parse_config
+from schemas.playbook.model import starter_names
 from streams.preview import preview
 
 GOLDEN = Path(__file__).parents[2] / "golden"

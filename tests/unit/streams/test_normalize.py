@@ -50,3 +50,26 @@ def test_clock_skew_is_cancelled_and_the_future_bounded() -> None:
     assert corrected_ms({}, received) == received
     assert corrected_ms({"timestamp": received + 3_600_001}, received, 3600) == received
     assert corrected_ms({"timestamp": received + 3_600_000}, received, 3600) == received + 3_600_000
+
+
+def _ms(text: str) -> int:
+    return (dt.datetime.fromisoformat(text) - EPOCH) // dt.timedelta(milliseconds=1)
+
+
+@pytest.mark.parametrize(("sent", "original"), [
+    ("3000-01-01T00:00:00+00:00", "2026-11-26T10:00:00+00:00"),  # a millennium "in the queue": year 1052
+    ("2026-11-26T10:00:00+00:00", "1800-01-01T00:00:00+00:00"),
+    ("9999-12-31T23:59:59+00:00", "0001-01-01T00:00:00+00:00"),
+])
+def test_a_skew_correction_far_into_the_past_falls_back_to_received_at(sent: str, original: str) -> None:
+    received = _ms("2026-11-26T10:00:00+00:00")
+    assert corrected_ms({"sentAt": _ms(sent), "originalTimestamp": _ms(original)}, received) == received
+
+
+def test_a_skew_correction_within_the_bounds_is_kept() -> None:
+    received = _ms("2026-11-26T10:00:00+00:00")
+    month = 30 * 86_400_000
+    assert corrected_ms({"sentAt": _ms("2001-01-31T00:00:00+00:00"),
+                         "originalTimestamp": _ms("2001-01-01T00:00:00+00:00")}, received) == received - month
+    assert corrected_ms({"sentAt": 0, "originalTimestamp": 3_600_000}, received) == received + 3_600_000
+    assert corrected_ms({"sentAt": 0, "originalTimestamp": 3_600_001}, received) == received  # the future bound

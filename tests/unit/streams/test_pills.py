@@ -9,12 +9,12 @@ import pytest
 
 from schemas import EventCodec, Topics, deadletter_codec, outbound_codec
 from schemas.config import parse_config
+from schemas.playbook.transforms import format_time, parse_time
 from schemas.validation import MAX_MS, MIN_MS, ValidationError, check_message
 from streams.dedup import Deduplicator
 from streams.metrics import WorkerMetrics
 from streams.normalize import corrected_ms, iso_ms
 from streams.router import Admitted, Rejected, Router, Source
-from streams.transforms import format_time, parse_time
 from streams.worker import BatchRouter
 from tests.conftest import replaces_compiled_names
 

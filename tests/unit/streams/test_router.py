@@ -122,3 +122,10 @@ def test_consent_filters_by_its_rule() -> None:
     routed = ROUTER.route(admitted)
     assert ("amp", "consent.analytics") in routed.filtered
     assert [o.integration for o in routed.outputs] == ["hook"]
+
+
+@pytest.mark.parametrize("extra", [{"userId": "u\x00"}, {"messageId": "m\r\n"}, {"event": "Order\x7fCompleted"}])
+def test_a_record_with_a_control_character_in_an_id_is_dead_lettered(extra: dict[str, Any]) -> None:
+    rejected = _admit(**extra)
+    assert isinstance(rejected, Rejected)
+    assert rejected.reason == "invalid.control_character"
