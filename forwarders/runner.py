@@ -25,6 +25,7 @@ from confluent_kafka import TopicPartition
 from forwarders.delivery import BatchDelivery
 from forwarders.metrics import ForwarderMetrics
 from forwarders.outcomes import Outcomes
+from forwarders.planning import Planner, Send
 from forwarders.ratelimit import TokenBucket
 from forwarders.records import (
     ITEM_FIELDS,
@@ -32,7 +33,7 @@ from forwarders.records import (
     header_int,
     item_from,
 )
-from forwarders.state import Flight, PartitionState, TopicPartitionKey, Undecodable
+from forwarders.state import Flight, PartitionState, TopicPartitionKey, Undecodable, acknowledged
 from forwarders.transport import HttpTransport
 from forwarders.vendors import Item, vendor_for
 from schemas import Topics, outbound_codec
@@ -40,12 +41,10 @@ from schemas.config import Integration
 from schemas.deadletters import utf8
 from schemas.errors import DecodeError
 from schemas.runtime.kafka import RejoinWatch, consumer_settings, ensure_topics, fetch_settings, producer_settings
-from schemas.runtime.quarantine import BATCH, QUARANTINE, QUARANTINED, CrashGuard, spans_of
+from schemas.runtime.quarantine import QUARANTINE, QUARANTINED, CrashGuard, spans_of
 from schemas.secrets import SCRUBBER, resolve_secrets, unscrubbed_names
 
 log = logging.getLogger(__name__)
-
-FLIGHTS = 8  # a per-event vendor's batches under way per partition at once (their requests: max_in_flight)
 
 
 class Forwarder:
@@ -84,6 +83,7 @@ class Forwarder:
         self.per_event = self.vendor.max_events == 1 and self.policy.max_in_flight > 1
         self.linger_ms = 0 if self.per_event and "linger_ms" not in self.policy.model_fields_set \
             else self.policy.linger_ms
+        self.planner = Planner(self.batch_cap, self.linger_ms / 1000, self.per_event)
         self.transport = HttpTransport(self.policy.connect_timeout_s, self.policy.timeout_s,
                                        self.policy.concurrency + self.policy.max_in_flight + 2,
                                        allowance=self.vendor.allowance)
@@ -258,113 +258,34 @@ class Forwarder:
                             type(exc).__name__)
                 item = Undecodable(DecodeError("decode.corrupt", utf8(f"{type(exc).__name__}: {exc}", 500)),
                                    message.value() or b"")
-            if not state.buffer:
-                state.since = now
-            if state.done is None:
-                state.done = message.offset()
-            state.buffer.append(item)
-            state.offsets.append(message.offset())
-            if len(state.buffer) >= 4 * self.batch_cap and not state.full:
-                state.full = True
+            if state.keep(item, message.offset(), now, 4 * self.batch_cap):
                 self._consumer.pause([TopicPartition(key[0], key[1])])
 
     def _resume_due(self) -> None:
         now = time.monotonic()
         for (topic, partition), state in self._partitions.items():
-            if state.resume_at is not None and now >= state.resume_at:
-                state.resume_at = None
-                if not state.full:
-                    self._consumer.resume([TopicPartition(topic, partition)])
-            if state.full and len(state.buffer) < self.batch_cap:
-                state.full = False
-                if state.resume_at is None:
-                    self._consumer.resume([TopicPartition(topic, partition)])
+            if state.wake(now, self.batch_cap):
+                self._consumer.resume([TopicPartition(topic, partition)])
 
     # -- delivering -----------------------------------------------------------------------------------
     def _dispatch(self) -> float | None:
-        """Once a partition's buffer is due (its linger is up, or a batch is full), send it together with
-        the buffers of the other partitions not under way, up to a batch: at a moderate rate one request
-        carries every partition's events (one per partition per linger was ~120 requests a second per
-        forwarder at 5k events/s); a backlog fills a batch per partition, and those go in parallel. A
-        batched vendor's partition has one batch under way at a time, so each partition (and user) stays
-        in order. A per-event vendor's partitions go each on its own (one request an event anyway), and a
-        partition's next batch goes while earlier ones are under way (up to FLIGHTS), taking the buffer up
-        to the first event of a user still under way: one user's events never overtake each other, and a
-        slow answer holds back only its user (offsets are stored in order, below the oldest unsettled).
+        """Send the batches the planner says are due (forwarders/planning.py), each in a delivery thread.
         Returns when the oldest buffer left waiting is due (monotonic seconds), None if none is."""
         assert self._pool is not None
         if self.stopping.is_set():
             return None
-        now, linger = time.monotonic(), self.linger_ms / 1000
-        flights = FLIGHTS if self.per_event else 1
+        now = time.monotonic()
         while True:
-            if self.guard is not None and self.guard.suspects and self._dispatch_alone():
-                return None
-            idle = [(k, state) for k, state in self._partitions.items()
-                    if state.buffer and len(state.flights) < flights]
-            if not any(len(s.buffer) >= self.batch_cap or now - s.since >= linger for _k, s in idle):
-                return min(s.since for _k, s in idle) + linger if idle else None
-            idle.sort(key=lambda pair: pair[1].since)  # the longest waiting first
-            going: list[tuple[TopicPartitionKey, PartitionState, list[Item | Undecodable], list[int], tuple[int, int],
-                              frozenset[str]]] = []
-            items: list[Item] = []
-            room = self.batch_cap
-            for key, state in idle:
-                take = self._take_size(key, state, room)
-                if room <= 0 or (self.per_event and going):
-                    break
-                if state.flights:
-                    take = state.free_prefix(take)
-                    if take == 0:
-                        continue
-                batch, state.buffer = state.buffer[:take], state.buffer[take:]
-                offsets, state.offsets = state.offsets[:take], state.offsets[take:]
-                room -= len(batch)
-                state.since = now
-                mine = [i for i in batch if isinstance(i, Item)]
-                users = frozenset(u for i in mine for u in (i.user_id, i.anonymous_id) if u) if self.per_event \
-                    else frozenset()
-                going.append((key, state, batch, offsets, (len(items), len(items) + len(mine)), users))
-                items += mine
-            if not going:
-                return None
+            verdict = self.guard.verdict if self.guard is not None and self.guard.suspects else None
+            step = self.planner.next(self._partitions, now, verdict)
+            if not isinstance(step, Send):
+                return step
             if self.guard is not None:  # in progress until its offsets are stored: one small file write
-                self.guard.begin([(*k, offsets[0], offsets[-1]) for k, _s, _b, offsets, _p, _u in going])
-            future = self._pool.submit(self.delivery.deliver, items)
-            for position, (_key, state, batch, offsets, span, users) in enumerate(going):
-                state.flights.append(Flight(future, batch, offsets, span, position == 0, users))
-
-    def _take_size(self, key: TopicPartitionKey, state: PartitionState, room: int) -> int:
-        """How many of the partition's buffered records its next batch takes: it stops before a record that
-        was in progress when the process died (that one goes alone, `_dispatch_alone`)."""
-        if self.guard is None or not self.guard.suspects:
-            return room
-        for position, offset in enumerate(state.offsets[:room]):
-            if self.guard.verdict(key[0], key[1], offset) != BATCH:
-                return max(position, 1)
-        return room
-
-    def _dispatch_alone(self) -> bool:
-        """A record that was in progress when the process died goes alone: once everything before it is
-        settled and written, with nothing else under way beside it, so that a next crash names it (and an
-        innocent record is never charged with another's crash). True while such a record waits or goes."""
-        assert self.guard is not None and self._pool is not None
-        if any(f.alone for s in self._partitions.values() for f in s.flights):
-            return True
-        waiting = [(k, s) for k, s in self._partitions.items()
-                   if s.buffer and self.guard.verdict(k[0], k[1], s.offsets[0]) != BATCH]
-        if not waiting:
-            return False
-        if any(s.flights or s.tickets for s in self._partitions.values()):
-            return True
-        key, state = waiting[0]
-        batch, state.buffer = state.buffer[:1], state.buffer[1:]
-        offsets, state.offsets = state.offsets[:1], state.offsets[1:]
-        mine = [i for i in batch if isinstance(i, Item)]
-        self.guard.begin([(*key, offsets[0], offsets[0])])
-        future = self._pool.submit(self.delivery.deliver, mine)
-        state.flights.append(Flight(future, batch, offsets, (0, len(mine)), True, frozenset(), alone=True))
-        return True
+                self.guard.begin(step.spans())
+            future = self._pool.submit(self.delivery.deliver, step.items)
+            for position, share in enumerate(step.shares):
+                share.state.flights.append(Flight(future, share.batch, share.offsets, share.span, position == 0,
+                                                  share.users, alone=step.alone))
 
     def _settle(self) -> None:
         for key, state in self._partitions.items():
@@ -375,17 +296,9 @@ class Forwarder:
         """Store the offsets of settled batches whose records Kafka acknowledged, in order per partition.
         A record Kafka refused stops the forwarder: its offsets are never stored, so the batch is
         delivered again by whoever takes the partition."""
-        ready, spans = [], []
-        for state in self._partitions.values():
-            while state.tickets and state.tickets[0].pending == 0:
-                ticket = state.tickets.popleft()
-                if ticket.errors:
-                    raise RuntimeError(f"{self.name}: {len(ticket.errors)} records not written ({ticket.errors[0]})")
-                if ticket.offset is not None:
-                    ready.append(ticket.offset)
-                    state.done = ticket.offset[1]
-                if ticket.span is not None:
-                    spans.append(ticket.span)
+        ready, spans, refused = acknowledged(self._partitions)
+        if refused is not None:
+            raise RuntimeError(f"{self.name}: {refused}")
         if ready:
             self._consumer.store_offsets(offsets=[TopicPartition(t, p, offset) for (t, p), offset in ready])
         if spans and self.guard is not None:

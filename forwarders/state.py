@@ -72,6 +72,31 @@ class PartitionState:
     done: int | None = None          # the next offset not yet settled (delivered, dead-lettered, retried)
     undone: int | None = None        # the first record a batch left undone: no offset stored past it
 
+    def keep(self, item: Item | Undecodable, offset: int, now: float, bound: int) -> bool:
+        """Buffer a record read. True when the buffer has just reached `bound`: pause the partition."""
+        if not self.buffer:
+            self.since = now
+        if self.done is None:
+            self.done = offset
+        self.buffer.append(item)
+        self.offsets.append(offset)
+        if len(self.buffer) >= bound and not self.full:
+            self.full = True
+            return True
+        return False
+
+    def wake(self, now: float, batch_cap: int) -> bool:
+        """True when the paused partition is to be resumed: its retry record is due, or its buffer is down
+        below a batch, and nothing else holds it."""
+        resume = False
+        if self.resume_at is not None and now >= self.resume_at:
+            self.resume_at = None
+            resume = not self.full
+        if self.full and len(self.buffer) < batch_cap:
+            self.full = False
+            resume = self.resume_at is None
+        return resume
+
     def busy(self) -> frozenset[str]:
         """The users of the batches under way."""
         return frozenset().union(*(flight.users for flight in self.flights))
@@ -83,3 +108,24 @@ class PartitionState:
             if isinstance(item, Item) and (item.user_id in busy or item.anonymous_id in busy):
                 return position
         return take
+
+
+def acknowledged(partitions: dict[TopicPartitionKey, PartitionState]) -> tuple[
+        list[tuple[TopicPartitionKey, int]], list[tuple[str, int, int, int]], str | None]:
+    """Take the tickets of settled batches whose records Kafka acknowledged, in order per partition: the
+    offsets to store, the crash guard's spans now done, and what Kafka refused of a batch's records, if
+    anything (that batch's offsets and the later ones are never stored, so whoever takes the partition
+    delivers them again: the forwarder stops)."""
+    ready: list[tuple[TopicPartitionKey, int]] = []
+    spans: list[tuple[str, int, int, int]] = []
+    for state in partitions.values():
+        while state.tickets and state.tickets[0].pending == 0:
+            ticket = state.tickets.popleft()
+            if ticket.errors:
+                return ready, spans, f"{len(ticket.errors)} records not written ({ticket.errors[0]})"
+            if ticket.offset is not None:
+                ready.append(ticket.offset)
+                state.done = ticket.offset[1]
+            if ticket.span is not None:
+                spans.append(ticket.span)
+    return ready, spans, None

@@ -18,14 +18,8 @@ from typing import Any
 from schemas.native import generated
 from schemas.playbook.expressions import ExpressionError, compile_expression, inline_source
 from schemas.playbook.model import Mapping_, Playbook, Section, starter_names, starter_text
-from schemas.playbook.transforms import (
-    compile_getter,
-    compile_setter,
-    compile_transform,
-    get_path,
-    is_identity,
-    parse_path,
-)
+from schemas.playbook.paths import compile_getter, compile_setter, get_path, parse_path
+from schemas.playbook.transforms import compile_transform, is_identity
 
 MappingFn = Callable[[Mapping[str, Any], dict[str, Any], set[int]], None]
 SectionFn = Callable[[Mapping[str, Any], dict[str, Any], set[int]], None]

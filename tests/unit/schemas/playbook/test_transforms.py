@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from schemas.playbook.model import Mapping_
-from schemas.playbook.transforms import compile_transform, format_time, get_path, set_path
+from schemas.playbook.paths import get_path, set_path
+from schemas.playbook.transforms import compile_transform, format_time
 
 
 def _t(transform: str, value: Any, **options: Any) -> Any:
