@@ -60,6 +60,8 @@ class WorkerMetrics:
         self.dedup_keys = Gauge("eventrouter_worker_dedup_keys", "MessageIds the dedup state holds, by where",
                                 ["where"], registry=r)
         self.revision = Gauge("eventrouter_worker_config_revision", "The config revision in force", registry=r)
+        self.stalls = Counter("eventrouter_worker_stalls", "Times records waited on this worker's partitions and "
+                              "its engine handed none over", registry=r)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Expose /metrics; port 0 picks a free one. Returns the port."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from streams.faust_engine import STALLED
 from tests.figures import Figures
 from tests.integration.crashing_worker import CRASH_MARKER
 from tests.integration.kafka_helpers import fresh_topics
@@ -48,7 +49,7 @@ def test_a_record_that_kills_the_worker_at_every_start_is_quarantined_and_the_re
     try:
         while True:
             starts += 1
-            assert starts <= N + 3, f"still crash-looping after {starts - 1} starts: {exits}"
+            assert starts - exits.count(STALLED) <= N + 3, f"still crash-looping after {starts - 1} starts: {exits}"
             worker = WorkerProcess(bootstrap, topics, tmp_path, f"w{starts}", config=config, batch_size=50,
                                    engine=engine,
                                    module="tests.integration.crashing_worker",
@@ -64,8 +65,10 @@ def test_a_record_that_kills_the_worker_at_every_start_is_quarantined_and_the_re
             exits.append(code)
             worker.stop()
         # twice in its batch, then N times alone; N + 1 when a read-back batch held the record alone (an engine
-        # may fetch fewer records after a restart): its crashes in that span count as crashes alone
-        assert set(exits) == {70} and N + 1 <= len(exits) <= N + 2, exits
+        # may fetch fewer records after a restart): its crashes in that span count as crashes alone. A worker
+        # that stopped because its engine stalled (STALLED) was started again, as a supervisor does.
+        crashes = [code for code in exits if code == 70]
+        assert set(exits) <= {70, STALLED} and N + 1 <= len(crashes) <= N + 2, exits
         letters = dead_letters(bootstrap, topics.invalid, 1, timeout=60, settle=1.0)
         assert [(d["reason"], d["stage"], d["sourceTopic"]) for d in letters] == [("quarantined", "route", topics.raw)]
         assert CRASH_MARKER in letters[0]["originalBytes"] and f"exited {N} times" in letters[0]["message"]
