@@ -44,7 +44,7 @@ def test_a_record_that_kills_the_worker_at_every_start_is_quarantined_and_the_re
     poison = _track(99, messageId=f"poison-{uuid.uuid4().hex[:6]}", properties={"note": CRASH_MARKER.decode()})
     after = [_track(i) for i in range(100, 106)]
     send_events(bootstrap, topics, [*before, poison, *after])
-    starts, exits = 0, []
+    starts, exits = 0, list[int]()
     worker: WorkerProcess | None = None
     try:
         while True:
