@@ -15,12 +15,14 @@ from eventrouter.dev.standins import (
     GA4StandIn,
     MetaStandIn,
     MixpanelStandIn,
+    PostHogStandIn,
     StandIn,
     WebhookStandIn,
 )
 
 SECRETS = {"GA4_API_SECRET": "ga4-secret", "META_ACCESS_TOKEN": "meta-token", "AMPLITUDE_API_KEY": "amp-key",
-           "MIXPANEL_SECRET": "mp-secret", "BRAZE_API_KEY": "braze-key", "WEBHOOK_SECRET": "hook-secret"}
+           "MIXPANEL_SECRET": "mp-secret", "BRAZE_API_KEY": "braze-key", "POSTHOG_API_KEY": "phc_demo_key",
+           "WEBHOOK_SECRET": "hook-secret"}
 # The stand-ins listen on loopback: the demo's forwarders may reach it (the operator's list, which each
 # connection's `allow_private` also needs; forwarders/ssrf.py). A real deployment leaves it empty.
 PRIVATE_NETWORKS = {"EVENTROUTER_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128"}
@@ -28,7 +30,7 @@ PRIVATE_NETWORKS = {"EVENTROUTER_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128"}
 CONFIG = """
 # the demo's config: one pipeline, every starter kit, each vendor's endpoint a local stand-in
 pipelines:
-  - {{name: demo, write_keys: [wk_demo], integrations: [ga4, meta, amplitude, mixpanel, braze, webhook]}}
+  - {{name: demo, write_keys: [wk_demo], integrations: [ga4, meta, amplitude, mixpanel, braze, posthog, webhook]}}
 integrations:
   - {{name: ga4, kind: ga4, consent: analytics, playbook: "starter:ga4",
      connection: {{measurement_id: G-TEST, api_secret: "${{GA4_API_SECRET}}", endpoint: "{ga4}/mp/collect",
@@ -45,18 +47,22 @@ integrations:
   - {{name: braze, kind: braze, playbook: "starter:braze",
      connection: {{api_key: "${{BRAZE_API_KEY}}", endpoint: "{braze}/users/track",
                    allow_http: true, allow_private: true}}}}
+  - {{name: posthog, kind: posthog, playbook: "starter:posthog",
+     connection: {{api_key: "${{POSTHOG_API_KEY}}", endpoint: "{posthog}/batch/",
+                   allow_http: true, allow_private: true}}}}
   - {{name: webhook, kind: webhook, playbook: "starter:webhook",
      connection: {{url: "{webhook}/hook", secret: "${{WEBHOOK_SECRET}}", allow_http: true, allow_private: true}}}}
 """
 
 
 class DemoVendors:
-    """The six stand-ins, by integration name."""
+    """The stand-ins, by integration name."""
 
     def __init__(self) -> None:
         self.by_name: dict[str, StandIn] = {
             "ga4": GA4StandIn(), "meta": MetaStandIn(), "amplitude": AmplitudeStandIn(),
-            "mixpanel": MixpanelStandIn(), "braze": BrazeStandIn(), "webhook": WebhookStandIn()}
+            "mixpanel": MixpanelStandIn(), "braze": BrazeStandIn(), "posthog": PostHogStandIn(),
+            "webhook": WebhookStandIn()}
 
     def start(self) -> DemoVendors:
         for stand_in in self.by_name.values():

@@ -37,6 +37,7 @@ CATALOGUE: Final = (
     Destination("amplitude", "Amplitude", (), "https://amplitude.com/docs/apis/analytics/http-v2"),
     Destination("mixpanel", "Mixpanel", (), "https://developer.mixpanel.com/reference/import-events"),
     Destination("braze", "Braze", (), "https://www.braze.com/docs/api/endpoints/user_data/post_user_track"),
+    Destination("posthog", "PostHog", (), "https://posthog.com/docs/api/capture"),
     Destination("webhook", "Webhooks", (), ""),
 )
 KINDS: Final = tuple(d.kind for d in CATALOGUE)

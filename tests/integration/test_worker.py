@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from schemas import EventCodec
+from schemas.catalogue import KINDS
 from schemas.playbook.model import starter_names
 from schemas.runtime.revisions import ConfigStore
 from tests.figures import Figures
@@ -28,6 +29,7 @@ from tests.integration.worker_helpers import (
     send_events,
     send_raw,
 )
+from tests.unit.forwarders.test_vendors import referenced
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 GOLDEN = Path(__file__).parents[1] / "golden"
@@ -47,9 +49,7 @@ def _track(i: int, **extra: Any) -> dict[str, Any]:
 
 
 # what each vendor's connection requires, as ${ENV} references (a worker only routes: they need not be set)
-CONNECTIONS = {"amplitude": "{api_key: '${AMP_KEY}'}", "mixpanel": "{project_id: '1', secret: '${MP_SECRET}'}",
-               "braze": "{api_key: '${BRAZE_KEY}'}", "ga4": "{measurement_id: 'G-1', api_secret: '${GA4_SECRET}'}",
-               "meta_capi": "{pixel_id: '1', access_token: '${META_TOKEN}'}", "webhook": "{url: 'https://x.example/h'}"}
+CONNECTIONS = {kind: json.dumps(referenced(kind)) for kind in KINDS}
 
 SIMPLE = """
 pipelines:

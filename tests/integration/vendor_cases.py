@@ -14,12 +14,13 @@ from eventrouter.dev.standins import (
     GA4StandIn,
     MetaStandIn,
     MixpanelStandIn,
+    PostHogStandIn,
     StandIn,
     WebhookStandIn,
 )
 
 SECRETS = {"ga4": "ga4-secret", "meta_capi": "meta-token", "amplitude": "amp-key", "mixpanel": "mp-secret",
-           "braze": "braze-key", "webhook": "hook-secret"}
+           "braze": "braze-key", "posthog": "phc_test_key", "webhook": "hook-secret"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,14 @@ def _case(kind: str) -> VendorCase:
                           f'{{api_key: "${{SECRET}}", endpoint: "{s.url}/users/track"}}',
                           lambda i, m: {"object": "events", "external_id": f"u{i % 7}", "name": "Purchase",
                                         "time": "2026-11-26T10:00:00Z", "properties": {"message_id": m}},
+                          lambda e: e["properties"]["message_id"])
+    if kind == "posthog":
+        s = PostHogStandIn().start()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s))
+        return VendorCase(kind, s, {"api_key": SECRETS[kind], "endpoint": f"{s.url}/batch/"},
+                          f'{{api_key: "${{SECRET}}", endpoint: "{s.url}/batch/"}}',
+                          lambda i, m: {"event": "Purchase", "distinct_id": f"u{i % 7}", "uuid": m, "timestamp": stamp,
+                                        "properties": {"message_id": m}},
                           lambda e: e["properties"]["message_id"])
     s = WebhookStandIn().start()
     return VendorCase(kind, s, {"url": f"{s.url}/hook", "secret": SECRETS[kind], "allow_http": True,

@@ -8,15 +8,18 @@ from __future__ import annotations
 import base64
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from eventrouter.dev.standins import Incoming, PostHogStandIn
 from forwarders.vendors import VENDORS, Item, Request, read_status, retry_after, vendor_for
 from forwarders.vendors.base import chunks
 from forwarders.vendors.mixpanel import insert_id
+from forwarders.vendors.posthog import event_uuid
 from schemas.errors import ConfigurationError
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
@@ -27,9 +30,17 @@ CONNECTIONS: dict[str, dict[str, Any]] = {
     "amplitude": {"api_key": "amp-key"},
     "mixpanel": {"project_id": "42", "username": "sa.user", "secret": "mp-secret"},
     "braze": {"api_key": "braze-key", "endpoint": "https://rest.fra-01.braze.eu/users/track"},
+    "posthog": {"api_key": "phc_test_key", "endpoint": "https://eu.i.posthog.com/batch/"},
     "webhook": {"url": "https://hooks.example.com/in", "secret": "hook-secret", "batch": True},
 }
 
+
+
+def referenced(kind: str) -> dict[str, Any]:
+    """CONNECTIONS[kind] as a config gives it: its secrets as ${ENV} references, no endpoint of its own."""
+    secret = ("secret", "token", "key", "password")
+    return {name: "${TEST_SECRET}" if any(word in name for word in secret) else value
+            for name, value in CONNECTIONS[kind].items() if name != "endpoint"}
 
 def golden_items(kind: str) -> list[Item]:
     cases = json.loads((GOLDEN / f"{kind}.json").read_text())
@@ -139,6 +150,83 @@ def test_braze_errors_map_to_their_events_and_an_order_is_one_object_per_product
     reply = vendor.read(request, 201, {}, orjson.dumps({"message": "success", "errors": [
         {"type": "'price' is required", "input_array": "purchases", "index": 1}]}))
     assert reply.rejected == {3: "vendor.invalid: 'price' is required"} and reply.delivered == [0, 1]
+
+
+def test_posthog_uuid_is_the_message_id_when_a_uuid_else_a_stable_uuid5_of_it() -> None:
+    assert event_uuid("0F8FAD5B-D9CB-469F-A165-70867728950E") == "0f8fad5b-d9cb-469f-a165-70867728950e"
+    derived = event_uuid("m-1")
+    assert uuid.UUID(derived).version == 5 and derived == event_uuid("m-1") != event_uuid("m-2")
+    assert event_uuid("0f8fad5bd9cb469fa16570867728950e") != "0f8fad5b-d9cb-469f-a165-70867728950e"  # not the form
+    request = vendor_for("posthog", CONNECTIONS["posthog"]).build([Item("m-1", {"event": "e", "distinct_id": "u"}),
+                                                                   Item("m-2", {"event": "e", "distinct_id": "u",
+                                                                                "uuid": "m-1"})]).requests[0]
+    assert [e["uuid"] for e in orjson.loads(request.body)["batch"]] == [derived, derived]  # the kit's uuid wins
+
+
+def test_posthog_refuses_before_sending_what_would_get_the_whole_batch_a_400() -> None:
+    vendor = vendor_for("posthog", {**CONNECTIONS["posthog"], "historical_migration": True})
+    items = [Item("a", {"event": "ok", "distinct_id": "u1"}),
+             Item("b", {"event": "", "distinct_id": "u1"}),
+             Item("c", {"event": "no id", "distinct_id": "  "}),
+             Item("d", {"event": "id in properties", "properties": {"distinct_id": 7}}),
+             Item("e", {"event": "bad properties", "distinct_id": "u1", "properties": ["x"]}),
+             Item("f", {"event": "huge", "distinct_id": "u1", "properties": {"blob": "x" * 1_000_001}})]
+    built = vendor.build(items)
+    assert built.refused == {1: "vendor.invalid: event is required", 2: "vendor.invalid: distinct_id is required",
+                             4: "vendor.invalid: properties must be an object",
+                             5: "vendor.too_large: over PostHog's 1 MB per event"}
+    (request,) = built.requests
+    body = orjson.loads(request.body)
+    assert request.items == (0, 3) and request.url == "https://eu.i.posthog.com/batch/"
+    assert body["api_key"] == "phc_test_key" and body["historical_migration"] is True
+    assert vendor.secrets() == ["phc_test_key"]
+
+
+def test_posthog_keeps_a_request_under_20_mb() -> None:
+    vendor = vendor_for("posthog", CONNECTIONS["posthog"])
+    items = [Item(str(i), {"event": "e", "distinct_id": "u", "properties": {"blob": "x" * 900_000}}) for i in range(50)]
+    built = vendor.build(items)
+    assert not built.refused and len(built.requests) == 3
+    assert all(len(r.body) < 20_000_000 for r in built.requests)
+    assert [p for r in built.requests for p in r.items] == list(range(50))
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    (200, "delivered"), (400, "split"), (401, "vendor.auth"), (413, "split"), (429, "retry"), (503, "retry")])
+def test_posthog_answers(status: int, expected: str) -> None:
+    """A 400 refuses a batch as a unit (one bad event): it is split until that event is alone, then final."""
+    vendor = vendor_for("posthog", CONNECTIONS["posthog"])
+    reply = vendor.read(Request("u", b"", (0, 1)), status, {}, b"event submitted without a distinct_id")
+    got = "split" if reply.split else "delivered" if reply.delivered else "retry" if reply.retry else \
+        reply.rejected[0]
+    assert got == expected
+    alone = vendor.read(Request("u", b"", (0,)), 400, {}, b"event submitted without a distinct_id")
+    assert alone.rejected == {0: "vendor.rejected"}
+
+
+def test_posthog_stand_in_takes_the_golden_requests_and_refuses_a_bad_batch_whole() -> None:
+    stand_in = PostHogStandIn()
+    for shown in json.loads((GOLDEN / "requests" / "posthog.json").read_text())["requests"]:
+        answer = stand_in.answer(Incoming("POST", "/batch/", {}, {}, orjson.dumps(shown["body"])))
+        assert (answer.status, orjson.loads(answer.body)) == (200, {"status": 1})
+    assert len(stand_in.accepted) == len(golden_items("posthog")) == len(stand_in.keys)
+
+    def send(body: dict[str, Any], path: str = "/batch/") -> tuple[int, bytes]:
+        answer = stand_in.answer(Incoming("POST", path, {}, {}, orjson.dumps(body)))
+        return answer.status, answer.body
+
+    good = {"event": "e", "distinct_id": "u", "uuid": event_uuid("m")}
+    assert send({"api_key": "phc_test_key", "batch": [good]}, "/capture/")[0] == 404
+    assert send({"batch": [good]}) == (401, orjson.dumps({
+        "type": "authentication_error", "code": "invalid_api_key",
+        "detail": "Project API key invalid. You can find your project API key in PostHog project settings."}))
+    assert send({"api_key": "phc_test_key", "batch": []})[0] == 400
+    before = len(stand_in.accepted)
+    assert send({"api_key": "phc_test_key", "batch": [good, {**good, "distinct_id": ""}]}) == \
+        (400, b"event submitted without a distinct_id")
+    assert send({"api_key": "phc_test_key", "batch": [good, {**good, "uuid": "m-1"}]})[0] == 400
+    assert len(stand_in.accepted) == before  # a refused batch keeps nothing
+    assert send({"api_key": "phc_test_key", "batch": [{**good, "properties": {"x": "y" * 20_000_000}}]})[0] == 413
 
 
 @pytest.mark.parametrize(("status", "expected"), [
