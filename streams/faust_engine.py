@@ -138,29 +138,14 @@ def _source(event: Any) -> Source:
 
 
 def committed_lookup(settings: WorkerSettings, topic: str) -> Callable[[list[int]], dict[int, int]]:
-    """partitions -> the group's committed offset (or the log start where it has none), read with a
-    confluent-kafka consumer that never joins the group."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer: Any = None
-
-    def lookup(partitions: list[int]) -> dict[int, int]:
-        nonlocal consumer
-        if consumer is None:
-            consumer = Consumer(consumer_settings(settings.bootstrap, settings.app_id,
-                                                  {"enable.auto.commit": False, **settings.client}))
-        out = {}
-        for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30):
-            if tp.offset >= 0:
-                out[tp.partition] = tp.offset
-            else:
-                out[tp.partition] = watermarks(consumer, topic, tp.partition, 30)[0]
-        return out
-    return lookup
+    """partitions -> the group's committed offset (or the log start where it has none)."""
+    backlog = backlog_lookup(settings, topic)
+    return lambda partitions: {p: ends[0] for p, ends in backlog(partitions).items()}
 
 
 def backlog_lookup(settings: WorkerSettings, topic: str) -> Callable[[list[int]], dict[int, tuple[int, int]]]:
-    """partitions -> (the group's committed offset, the end of the log), read without joining the group."""
+    """partitions -> (the group's committed offset or the log start where it has none, the end of the log),
+    read with a confluent-kafka consumer that never joins the group."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer: Any = None
