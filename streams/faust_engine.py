@@ -16,14 +16,15 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 from schemas.errors import ConfigurationError
-from schemas.runtime.kafka import consumer_settings, security_settings, watermarks
+from schemas.runtime.kafka import security_settings
 from schemas.runtime.quarantine import QUARANTINE, CrashGuard, spans_of
 from streams.dedup import Deduplicator
 from streams.metrics import WorkerMetrics
 from streams.router import Source
+from streams.stall import EXIT, STALLED, StallWatch, backlog_lookup, committed_lookup, report, waiting_on
 from streams.worker import BatchRouter, OutputWriter, RouterHolder, WorkerSettings, start_config
 
 log = logging.getLogger(__name__)
@@ -89,45 +90,6 @@ class OffsetGuard:
         return route, redelivered, seek
 
 
-SEEK: Final = "seek"
-EXIT: Final = "exit"
-STALLED: Final = 75  # the exit code of a worker that stopped because its engine stalled (EX_TEMPFAIL)
-
-
-class StallWatch:
-    """No silent stall. Records that wait on the worker's partitions while the engine hands none over for
-    `after_s` (Faust has been seen, rarely, to assign partitions and then fetch nothing from them) are a
-    stall: the first time, the partitions are read again from their committed offsets; if that does not
-    help, the worker stops (STALLED) so that its supervisor starts a new one, which joins afresh. A new
-    consumer generation or a record handed over starts the count again. Pure: the engine asks the broker."""
-
-    def __init__(self, after_s: float) -> None:
-        self.after_s = after_s
-        self.last = time.monotonic()
-        self.generation: int | None = None
-        self.strikes = 0
-        self.stopped = False
-
-    def moved(self, now: float) -> None:
-        self.last, self.strikes = now, 0
-
-    def due(self, now: float, generation: int) -> bool:
-        """True when nothing was handed over for `after_s` in this generation: ask whether records wait."""
-        if generation != self.generation:
-            self.generation = generation
-            self.moved(now)
-        return not self.stopped and now - self.last >= self.after_s
-
-    def verdict(self, now: float, waiting: bool) -> str | None:
-        """SEEK or EXIT when records wait; None when none do (idle is not stalled)."""
-        if not waiting:
-            self.moved(now)
-            return None
-        self.last = now  # the next verdict after another `after_s`
-        self.strikes += 1
-        return SEEK if self.strikes == 1 else EXIT
-
-
 def _source(event: Any) -> Source:
     message = event.message
     headers = message.headers or ()
@@ -135,32 +97,6 @@ def _source(event: Any) -> Source:
         headers = list(headers.items())
     return Source(message.value, message.topic, message.partition, message.offset,
                   int(message.timestamp * 1000), headers)
-
-
-def committed_lookup(settings: WorkerSettings, topic: str) -> Callable[[list[int]], dict[int, int]]:
-    """partitions -> the group's committed offset (or the log start where it has none)."""
-    backlog = backlog_lookup(settings, topic)
-    return lambda partitions: {p: ends[0] for p, ends in backlog(partitions).items()}
-
-
-def backlog_lookup(settings: WorkerSettings, topic: str) -> Callable[[list[int]], dict[int, tuple[int, int]]]:
-    """partitions -> (the group's committed offset or the log start where it has none, the end of the log),
-    read with a confluent-kafka consumer that never joins the group."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer: Any = None
-
-    def lookup(partitions: list[int]) -> dict[int, tuple[int, int]]:
-        nonlocal consumer
-        if consumer is None:
-            consumer = Consumer(consumer_settings(settings.bootstrap, settings.app_id,
-                                                  {"enable.auto.commit": False, **settings.client}))
-        out = {}
-        for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30):
-            low, high = watermarks(consumer, topic, tp.partition, 30)
-            out[tp.partition] = (tp.offset if tp.offset >= 0 else low, high)
-        return out
-    return lookup
 
 
 def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWriter,
@@ -241,23 +177,17 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
         if app.rebalancing or not watch.due(time.monotonic(), app.consumer_generation_id):
             return
         mine = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.raw)
-        waiting = {p: ends for p, ends in (await asyncio.to_thread(backlog, mine)).items() if ends[1] > ends[0]} \
-            if mine else {}
-        verdict = watch.verdict(time.monotonic(), bool(waiting))
-        if verdict is None:
+        waiting = await asyncio.to_thread(waiting_on, backlog, mine)
+        verdict = watch.verdict(time.monotonic(), None if waiting is None else bool(waiting))
+        if not waiting or verdict is None:
             return
         metrics.stalls.inc()
-        log.error("no record handed to the router for %.0f s while raw partitions %s hold records past the "
-                  "committed offset (committed, end: %s)", settings.stall_after_s, sorted(waiting), waiting)
-        if verdict == SEEK:
-            log.error("reading raw partitions %s again from their committed offsets", sorted(waiting))
-            await app.consumer._thread.seek_wait(  # type: ignore[attr-defined]
-                {TP(settings.topics.raw, p): ends[0] for p, ends in waiting.items()})
-        else:
-            log.error("still stalled: stopping with exit code %s so that the supervisor starts a new worker "
-                      "(eventrouter up does)", STALLED)
-            watch.stopped = True
+        report(verdict, settings.stall_after_s, waiting, "reading them again from their committed offsets")
+        if verdict == EXIT:
             os.kill(os.getpid(), signal.SIGTERM)
+            return
+        await app.consumer._thread.seek_wait(  # type: ignore[attr-defined]
+            {TP(settings.topics.raw, p): ends[0] for p, ends in waiting.items()})
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _flush(app: Any, **_kwargs: Any) -> None:

@@ -65,7 +65,7 @@ class WorkerSettings:
     client: Mapping[str, Any] = field(default_factory=dict)  # extra librdkafka settings (security)
     log_level: str = "WARNING"
     session_timeout_s: float = 10.0      # a worker that died is replaced after this long
-    stall_after_s: float = 30.0          # records waiting and none handed over this long: a stall (Faust)
+    stall_after_s: float = 30.0          # records waiting and none handed over this long: a stall
     engine: str = "kafka"                # "kafka" (confluent-kafka, the default) or "faust"
     schema_registry: str | None = None   # a Confluent-compatible registry: records framed with its ids decode
     # a record on which the process died this many times, processed alone, is dead-lettered as `quarantined`

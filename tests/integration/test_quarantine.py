@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from streams.faust_engine import STALLED
+from streams.stall import STALLED
 from tests.figures import Figures
 from tests.integration.crashing_worker import CRASH_MARKER
 from tests.integration.kafka_helpers import fresh_topics

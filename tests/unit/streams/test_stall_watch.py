@@ -1,9 +1,9 @@
-"""The Faust engine's stall watch (streams/faust_engine.py StallWatch): records waiting and none handed
-over is a stall; idle is not; the first remedy is reading again, the second a new process."""
+"""The engines' stall watch (streams/stall.py): records waiting and none handed over is a stall; idle is
+not, nor is a broker that does not answer; the first remedy is the engine's own, the second a new process."""
 
 from __future__ import annotations
 
-from streams.faust_engine import EXIT, SEEK, StallWatch
+from streams.stall import EXIT, REMEDY, StallWatch, waiting_of
 
 
 def test_records_waiting_and_none_handed_over_is_first_read_again_then_a_stop() -> None:
@@ -11,7 +11,7 @@ def test_records_waiting_and_none_handed_over_is_first_read_again_then_a_stop() 
     assert not watch.due(now=watch.last + 10, generation=1)
     start = watch.last
     assert watch.due(now=start + 30, generation=1)
-    assert watch.verdict(now=start + 30, waiting=True) == SEEK
+    assert watch.verdict(now=start + 30, waiting=True) == REMEDY
     assert not watch.due(now=start + 45, generation=1)  # the next look is another 30 s on
     assert watch.due(now=start + 60, generation=1)
     assert watch.verdict(now=start + 60, waiting=True) == EXIT
@@ -23,9 +23,9 @@ def test_idle_with_nothing_waiting_is_not_a_stall_and_a_record_handed_over_start
     watch.due(now=start, generation=1)
     assert watch.verdict(now=start + 31, waiting=False) is None
     assert not watch.due(now=start + 40, generation=1)
-    assert watch.due(now=start + 61, generation=1) and watch.verdict(now=start + 61, waiting=True) == SEEK
+    assert watch.due(now=start + 61, generation=1) and watch.verdict(now=start + 61, waiting=True) == REMEDY
     watch.moved(start + 62)
-    assert watch.due(now=start + 92, generation=1) and watch.verdict(now=start + 92, waiting=True) == SEEK
+    assert watch.due(now=start + 92, generation=1) and watch.verdict(now=start + 92, waiting=True) == REMEDY
 
 
 def test_a_new_consumer_generation_starts_the_count_again() -> None:
@@ -35,3 +35,18 @@ def test_a_new_consumer_generation_starts_the_count_again() -> None:
     assert watch.due(now=start + 30, generation=1)
     assert not watch.due(now=start + 31, generation=2)
     assert watch.due(now=start + 61, generation=2)
+
+
+def test_a_broker_that_does_not_answer_is_asked_again_later_and_keeps_the_strikes() -> None:
+    watch = StallWatch(30.0)
+    start = watch.last
+    watch.due(now=start, generation=1)
+    assert watch.verdict(now=start + 30, waiting=True) == REMEDY
+    assert watch.due(now=start + 60, generation=1) and watch.verdict(now=start + 60, waiting=None) is None
+    assert not watch.due(now=start + 80, generation=1)  # not asked again at every loop
+    assert watch.due(now=start + 90, generation=1) and watch.verdict(now=start + 90, waiting=True) == EXIT
+    assert watch.stopped and not watch.due(now=start + 200, generation=1)
+
+
+def test_waiting_partitions_are_those_whose_log_ends_past_the_committed_offset() -> None:
+    assert waiting_of({0: (5, 5), 1: (3, 9), 2: (0, 0)}) == {1: (3, 9)}
