@@ -3,9 +3,9 @@ gateway, stream workers, and a forwarder per integration, each a child process w
 metrics port and the least environment (eventrouter/environment.py: a forwarder its own integration's
 secrets only), stopped by its PID. A child that exits on its own is started again (`revive()`), after 1,
 2, 4 ... s (at most 60 s) while it keeps failing, forever: no child stops the others; one that keeps
-failing is reported (`failing()`, the progress line). `progress()` reads every stage's counters (the raw
-topic's size, the workers' and forwarders' metrics) into one account per integration, and rides out a
-broker that does not answer (`broker unreachable since ...`)."""
+failing is reported (`failing()`, the progress line, `up.prom`'s metrics). `progress()` reads every
+stage's counters (the raw topic's size, the workers' and forwarders' metrics) into one account per
+integration, and rides out a broker that does not answer (`broker unreachable since ...`)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from schemas.config import load_config
 from schemas.secrets import referenced_names
 
 __all__ = ["Child", "Lane", "Progress", "Stack", "free_port", "run_up"]
+
+METRICS_FILE = "up.prom"  # beside up.json: the supervisor's view as Prometheus metrics
 
 
 def free_port() -> int:
@@ -156,13 +158,16 @@ class Stack:
             if child.down_at is not None:
                 child.retry_at = 0.0
 
+    def _failing(self, child: Child) -> bool:
+        return not child.stopped and (child.down_at is not None or self.failures.get(child.role, 0) >= 2)
+
     def failing(self) -> list[str]:
         """The children down now, or up again after exiting twice or more in a row (a start that failed once
         is a restart, not a failure): exit code, exits in a row, the next try, log; one line each."""
         now = time.monotonic()
         out = []
         for child in self.children:
-            if child.stopped or not (child.down_at is not None or self.failures.get(child.role, 0) >= 2):
+            if not self._failing(child):
                 continue
             role = child.role
             state = f"retrying in {max(0.0, child.retry_at - now):.0f} s" if child.down_at is not None else \
@@ -170,6 +175,25 @@ class Stack:
             out.append(f"{role} (exit {self.last_exit.get(role)}, {self.failures[role]} exits in a row, {state}, "
                        f"log {self.folder / (role + '.log')})")
         return out
+
+    def write_metrics(self) -> None:
+        """`up.prom` in the logs folder, in Prometheus' text format (for node_exporter's textfile collector,
+        or any scraper of files): per child whether it is failing and how often it was started again, and
+        whether the broker answers. Replaced atomically."""
+        from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+        registry = CollectorRegistry()
+        failing = Gauge("eventrouter_up_child_failing", "1 while a child of eventrouter up is down or keeps "
+                        "exiting (retried with back-off), else 0", ["role"], registry=registry)
+        restarts = Gauge("eventrouter_up_child_restarts", "Times a child of eventrouter up was started again "
+                         "since up started", ["role"], registry=registry)
+        for child in self.children:
+            if not child.stopped:
+                failing.labels(child.role).set(1 if self._failing(child) else 0)
+                restarts.labels(child.role).set(self.restarts.get(child.role, 0))
+        Gauge("eventrouter_up_broker_unreachable", "1 while the broker does not answer eventrouter up, else 0",
+              registry=registry).set(0 if self.broker_down_since is None else 1)
+        write_to_textfile(str(self.folder / METRICS_FILE), registry)
 
     def start(self) -> Stack:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -291,6 +315,7 @@ def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool
                 print(progress.line(), flush=True)
                 try:
                     write_snapshot(stack.folder, progress, bootstrap=stack.bootstrap, prefix=stack.topics.prefix)
+                    stack.write_metrics()
                 except OSError as exc:
                     print(f"cannot write {stack.folder}: {exc}", file=sys.stderr, flush=True)
             time.sleep(0.2)
@@ -298,7 +323,8 @@ def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool
     finally:
         print("stopping: gateway, workers, forwarders (each drains and commits)", flush=True)
         stack.stop()
-        (stack.folder / "up.json").unlink(missing_ok=True)
+        for name in ("up.json", METRICS_FILE):
+            (stack.folder / name).unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if failing:

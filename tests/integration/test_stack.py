@@ -108,6 +108,12 @@ def test_up_runs_the_stack_until_sigterm_and_status_shows_it(bootstrap: str, tmp
     assert len(pids) == 4 and not any(_alive(p) for p in pids), out  # worker, two forwarders, gateway
     assert re.search(r"produced 300 .*amp 300>300 .*mp 300>300", out), out[-2000:]
     assert set(amp.keys) == {f"up-{i}" for i in range(300)} and amp.duplicates == 0
+    # what an operator reads of a healthy run: the lifecycle at INFO, nothing at WARNING or above
+    logs = {role: (tmp_path / "logs" / f"{role}.log").read_text() for role in ("worker-1", "forward-amp")}
+    assert re.search(r" INFO streams\.kafka_engine assigned raw partitions \[", logs["worker-1"]), logs["worker-1"]
+    assert re.search(r" INFO forwarders\.\w+ amp: ", logs["forward-amp"]), logs["forward-amp"]
+    for role, text in logs.items():
+        assert not re.search(r" (WARNING|ERROR|CRITICAL) ", text), (role, text[-3000:])
 
 
 def _posts(url: str, batch: list[dict[str, Any]]) -> bool:
@@ -272,6 +278,7 @@ def test_an_integration_whose_forwarder_cannot_start_is_isolated_and_retried_whi
             snapshot = read_snapshot(stack.folder, topics.prefix)
             assert snapshot is not None
             seen["snapshot_failing"] = snapshot.progress.failing
+            seen["prom"] = (stack.folder / "up.prom").read_text()
             seen["alive"] = {c.role: c.process.poll() is None for c in stack.children}
             seen["status"] = main(["status", "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix,
                                    "--logs", str(stack.folder)])
@@ -292,6 +299,8 @@ def test_an_integration_whose_forwarder_cannot_start_is_isolated_and_retried_whi
     assert not any(role in stack.restarts for role in ("worker-1", "gateway", "forward-amp", "forward-mp"))
     assert stack.restarts["forward-hook"] >= 2
     assert any(f.startswith("forward-hook (exit 1, ") for f in seen["snapshot_failing"]), seen
+    assert 'eventrouter_up_child_failing{role="forward-hook"} 1.0' in seen["prom"], seen["prom"]
+    assert 'eventrouter_up_child_failing{role="forward-amp"} 0.0' in seen["prom"], seen["prom"]
     assert "scheme http is not allowed" in (stack.folder / "forward-hook.log").read_text()
     assert re.search(r"forward-hook exited \(1\); starting it again in [124] s", captured.err), captured.err
     assert re.search(r"failing: forward-hook \(exit 1, \d+ exits in a row, (retrying in \d+ s|started again)",

@@ -85,7 +85,7 @@ def _freeze(kafka: LocalKafka, seconds: float, stack: Stack, load: Load, *, tag:
     try:
         time.sleep(1.0)
         load.sdk(f"{tag}-during")  # buffered by the SDK's producer until the broker is back
-        load.gateway(f"{tag}-during", batches=1)  # the gateway answers 503 after its ack timeout (10 s)
+        load.gateway(f"{tag}-during", batches=1)  # the gateway answers 503 after its ack timeout (5 s)
         wait_for(lambda: _down(stack), timeout=max(5.0, seconds - (time.monotonic() - stopped) - 1),
                  what="up to say the broker is unreachable")
         seen.setdefault("said_down", []).append(tag)

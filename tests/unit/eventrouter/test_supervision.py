@@ -52,6 +52,12 @@ def test_a_child_that_keeps_exiting_is_retried_with_capped_back_off_for_ever(tmp
         failing = stack.failing()
         assert len(failing) == 1 and re.match(r"forward-bad \(exit 2, \d+ exits in a row, (retrying in|started "
                                               r"again) .*log .*forward-bad\.log\)", failing[0]), failing
+        stack.write_metrics()  # what a scraper of up.prom reads: which child fails, how often restarted
+        metrics = (tmp_path / "logs" / "up.prom").read_text()
+        assert 'eventrouter_up_child_failing{role="forward-bad"} 1.0' in metrics, metrics
+        restarts = re.search(r'eventrouter_up_child_restarts\{role="forward-bad"\} ([\d.]+)', metrics)
+        assert restarts and float(restarts[1]) >= 5, metrics
+        assert "eventrouter_up_broker_unreachable 0.0" in metrics
     finally:
         stack.stop()
 

@@ -147,3 +147,43 @@ def test_a_wait_too_long_sends_the_user_s_held_back_events_to_the_retry_topic_af
     assert [(report.fates[p].state, report.fates[p].attempts) for p in (0, 2)] == [("later", 1), ("later", 0)]
     assert report.fates[2].not_before_ms == report.fates[0].not_before_ms
     assert report.fates[1].state == report.fates[3].state == "delivered"
+
+
+def test_a_vendor_refusal_dead_letters_that_users_events_while_the_other_lanes_deliver() -> None:
+    class Refusing(Receiver):
+        def __call__(self, req: Request) -> Answer:
+            if orjson.loads(req.body)["user"] == "u2":
+                return Answer(400, {}, b'{"error": "bad field"}')
+            return super().__call__(req)
+
+    with ThreadPoolExecutor(8) as pool:
+        report = webhook(Refusing(latency=0.005), pool).deliver(webhook_items(users=5, per_user=3))
+    dead = {p for p, f in report.fates.items() if f.state == "dead"}
+    assert dead == {p for p in range(15) if p % 5 == 2}  # u2's three, each with the vendor's status
+    assert all(report.fates[p].status == 400 and report.fates[p].attempts == 1 for p in dead)
+    assert all(report.fates[p].state == "delivered" for p in range(15) if p not in dead)
+
+
+def test_the_configured_bound_is_the_forwarders_pool_and_one_is_one_request_at_a_time() -> None:
+    from forwarders.runner import Forwarder
+    from schemas import Topics
+    from schemas.config import parse_config
+
+    def forwarder(max_in_flight: int) -> Forwarder:
+        config = parse_config(
+            "pipelines: [{name: web, write_keys: [wk], integrations: [hook]}]\n"
+            "integrations: [{name: hook, kind: webhook, playbook: 'starter:webhook', delivery: "
+            f"{{max_in_flight: {max_in_flight}}}, connection: {{url: 'http://127.0.0.1:9/in', allow_http: true, "
+            "allow_private: true}}]\n")
+        return Forwarder("127.0.0.1:9", Topics("t"), config.integrations[0])
+
+    four = forwarder(4)
+    assert four.per_event and four._senders is not None
+    receiver = Receiver(latency=0.02)
+    try:
+        report = webhook(receiver, four._senders).deliver(webhook_items(users=20, per_user=2))
+    finally:
+        four._senders.shutdown()
+    assert len(report.fates) == 40 and 2 <= receiver.most_in_flight <= 4 and receiver.overlaps == 0
+    one = forwarder(1)
+    assert not one.per_event and one._senders is None

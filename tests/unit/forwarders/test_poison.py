@@ -138,3 +138,38 @@ def test_anything_else_a_batch_raises_is_found_event_by_event() -> None:
     assert report.fates[3].state == "dead" and (report.fates[3].reason or "").startswith("forwarder.failed: TypeError")
     assert report.fates[1].state == "dead" and (report.fates[1].reason or "").startswith("forwarder.send_failed")
     assert report.fates[0].state == report.fates[2].state == "delivered"
+
+
+class _Producer:  # the one call Outcomes makes of a confluent-kafka Producer
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, *, headers: object = None,
+                on_delivery: object = None) -> None:
+        self.records.append((topic, value))
+
+
+def test_a_record_too_large_for_the_retry_topic_is_dead_lettered_as_too_large_and_its_offset_moves_on() -> None:
+    from concurrent.futures import Future
+
+    from forwarders.delivery import BatchReport
+    from forwarders.metrics import ForwarderMetrics
+    from forwarders.outcomes import Outcomes
+    from forwarders.state import Flight, PartitionState
+    from schemas import Topics
+
+    big = Item("m-big", {}, raw=b"\x00" * 1_040_000, offset=7, topic="t")
+    small = Item("m-small", {}, raw=b"x" * 100, offset=8, topic="t")
+    later = Fate("later", 1, 1, 503, "http.503: busy")
+    future: Future[BatchReport] = Future()
+    future.set_result(BatchReport({0: later, 1: later}, requests=1))
+    topics = Topics("p")
+    outcomes = Outcomes("amp", topics, ForwarderMetrics("amp"), TokenBucket(None))
+    outcomes.producer = producer = _Producer()
+    state = PartitionState()
+    outcomes.settle(("t", 0), state, Flight(future, [big, small], [7, 8], (0, 2), True, frozenset()))
+    written = {topic: [v for t, v in producer.records if t == topic] for topic, _ in producer.records}
+    assert written[topics.retry("amp")] == [small.raw]  # the one that fits is retried
+    (letter,) = [deadletter_codec().decode(v) for v in written[topics.dead_letters("amp")]]
+    assert letter["reason"] == "forwarder.too_large" and letter["sourceOffset"] == 7
+    assert state.tickets[-1].offset == (("t", 0), 9)  # both accounted for: the partition moves past them
