@@ -188,9 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eventrouter: {scrub(str(exc))}", file=sys.stderr)
         return 1
     except KafkaException as exc:  # e.g. the broker went away between the wait for it and a metadata call
+        from schemas.secrets import scrub
+
         error = exc.args[0] if exc.args else exc
-        print(f"eventrouter: Kafka at {getattr(args, 'bootstrap_servers', '?')}: "
-              f"{getattr(error, 'str', lambda: error)()}", file=sys.stderr)
+        print(scrub(f"eventrouter: Kafka at {getattr(args, 'bootstrap_servers', '?')}: "
+                    f"{getattr(error, 'str', lambda: error)()}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -15,8 +15,11 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
+import traceback
 from collections.abc import Iterable, Mapping
+from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -212,10 +215,31 @@ class ScrubbingFilter(logging.Filter):
 
 
 def install_log_scrubbing(logger: logging.Logger | None = None) -> None:
-    """Add a ScrubbingFilter to each handler of `logger` (the root) that has none: every line they write."""
+    """Add a ScrubbingFilter to each handler of `logger` (the root) that has none: every line they write;
+    and scrub what Python prints of an exception nothing caught, in any thread."""
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(f, ScrubbingFilter) for f in handler.filters):
             handler.addFilter(ScrubbingFilter())
+    sys.excepthook = scrubbed_excepthook
+    threading.excepthook = scrubbed_thread_excepthook
+
+
+def uncaught_text(kind: type[BaseException], exc: BaseException, tb: TracebackType | None,
+                  scrubber: Scrubber = SCRUBBER) -> str:
+    """The traceback Python would print for an uncaught exception, scrubbed."""
+    return scrubber.scrub("".join(traceback.format_exception(kind, exc, tb)))
+
+
+def scrubbed_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    sys.stderr.write(uncaught_text(kind, exc, tb))
+
+
+def scrubbed_thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    sys.stderr.write(f"Exception in thread {name}:\n"
+                     + uncaught_text(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))
 
 
 def resolve_secrets(value: Any, environ: Mapping[str, str] | None = None, *,

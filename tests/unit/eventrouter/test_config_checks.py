@@ -163,3 +163,28 @@ def test_config_validate_and_apply_refuse_internal_endpoints_with_their_path(
         assert "integrations[2].connection.endpoint: host 2130706433 resolves to a non-public address " \
                "(loopback)" in err, err
         assert "integrations[0]" not in err
+
+
+@pytest.mark.parametrize(("endpoint", "expected"), [
+    ("https://169.254.169.254/${P}/x", "non-public address (link-local)"),
+    ("http://127.0.0.1/${P}", "scheme http is not allowed"),
+    ("https://127.0.0.1/v?key=${P}", "non-public address (loopback)"),
+])
+def test_a_reference_in_an_endpoints_path_or_query_does_not_hide_its_host(endpoint: str, expected: str) -> None:
+    problems = _problems("amplitude", f"{{api_key: '${{K}}', endpoint: '{endpoint}'}}")
+    assert any(expected in p and "integrations[0].connection.endpoint" in p for p in problems), problems
+
+
+def test_a_reference_in_an_endpoints_host_is_judged_where_it_runs() -> None:
+    assert _problems("amplitude", "{api_key: '${K}', endpoint: 'https://${AMPLITUDE_HOST}/2/httpapi'}") == []
+
+
+def test_config_apply_refuses_a_literal_header_secret_before_publishing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(PIPELINE + "integrations:\n  - {name: a, kind: webhook, playbook: 'starter:webhook',\n"
+                    "     connection: {url: 'https://h.example/x', headers: {X-Api-Key: 'ak-live-123456'}}}\n")
+    assert main(["config", "apply", str(path), "--bootstrap-servers", "127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert "integrations[0].connection.headers.X-Api-Key" in err, err
+    assert "ak-live-123456" not in err

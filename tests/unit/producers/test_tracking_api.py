@@ -190,7 +190,7 @@ def test_integers_beyond_64_bits_are_refused_not_rounded() -> None:
         {"a": 1e300, "b": 12345678901234567890123.5}  # floats stay floats
 
 
-@pytest.mark.parametrize("field", ["userId", "anonymousId", "messageId", "event"])
+@pytest.mark.parametrize("field", ["userId", "anonymousId", "messageId", "event", "groupId", "previousId"])
 @pytest.mark.parametrize("char", ["\x00", "\n", "\x1b", "\x7f", "\x85"])
 def test_control_characters_in_ids_and_event_names_are_refused(field: str, char: str) -> None:
     event = {"type": "track", "userId": "u", "anonymousId": "a", "messageId": "m", "event": "E"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import threading
 from urllib.parse import quote
 
 import pytest
@@ -26,6 +27,8 @@ from schemas.secrets import (
     ScrubbingFilter,
     masked,
     resolve_secrets,
+    scrubbed_thread_excepthook,
+    uncaught_text,
     unscrubbed_names,
 )
 
@@ -151,3 +154,28 @@ def test_masked_never_shows_a_header_value_or_url_credential() -> None:
     for secret in ("pw-123456", "tk-123456", "ak-123456"):
         assert secret not in shown
     assert "region=eu" in shown and "application/json" in shown
+
+
+def test_an_exception_nothing_caught_is_printed_scrubbed_in_any_thread(capsys: pytest.CaptureFixture[str]) -> None:
+    scrubber = Scrubber()
+    scrubber.add("uncaught-secret-123456")
+    try:
+        raise RuntimeError("vendor said: token uncaught-secret-123456 is bad")
+    except RuntimeError as exc:
+        text = uncaught_text(type(exc), exc, exc.__traceback__, scrubber)
+    assert "uncaught-secret-123456" not in text and "RuntimeError" in text and "***" in text
+    SCRUBBER.add("thread-secret-123456")
+
+    def fail() -> None:
+        raise RuntimeError("thread-secret-123456")
+
+    previous = threading.excepthook
+    threading.excepthook = scrubbed_thread_excepthook
+    try:
+        thread = threading.Thread(target=fail, name="t1")
+        thread.start()
+        thread.join()
+    finally:
+        threading.excepthook = previous
+    err = capsys.readouterr().err
+    assert "Exception in thread t1" in err and "thread-secret-123456" not in err, err
