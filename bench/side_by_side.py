@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,8 +44,15 @@ pipelines:
   - {{name: web, write_keys: [wk], integrations: [amplitude]}}
 integrations:
   - {{name: amplitude, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 25}},
-     connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{url}/2/httpapi", allow_http: true, allow_private: true}}}}
+     connection: {{api_key: "${{BENCH_AMP_KEY}}", endpoint: "{url}/2/httpapi"{opt_in}}}}}
 """
+
+
+def opt_in(path: Path) -> str:
+    """The destination guard's opt-ins for a loopback stand-in, at a revision that has them (every vendor
+    guarded); an older revision refuses them as unknown keys."""
+    return ", allow_http: true, allow_private: true" if "allow_private" in \
+        (path / "forwarders" / "vendors" / "base.py").read_text() else ""
 
 
 def checkout(spec: str, under: Path) -> Path:
@@ -53,8 +61,10 @@ def checkout(spec: str, under: Path) -> Path:
         return REPO
     path = under / spec.replace("/", "_").replace(":", "_")
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(path), rev], check=True)
-    if not spec.endswith(":pure") and (path / "eventrouter" / "native.py").exists():
-        subprocess.run([sys.executable, "-m", "eventrouter.dev.native"], cwd=path, check=True)
+    for build in ("eventrouter/dev/native.py", "eventrouter/native.py"):  # where the build lives at that revision
+        if not spec.endswith(":pure") and (path / build).exists():
+            subprocess.run([sys.executable, "-m", build.removesuffix(".py").replace("/", ".")], cwd=path, check=True)
+            break
     return path
 
 
@@ -83,14 +93,15 @@ def forwarders(bootstrap: str, revs: dict[str, Path], folder: Path) -> tuple[dic
     from schemas.runtime.kafka import ensure_topics, producer_settings
 
     stand_in = AmplitudeStandIn().start()
-    config = folder / "forwarder.yaml"
-    config.write_text(FORWARDER_CONFIG.format(url=stand_in.url))
+    configs = {rev: folder / f"forwarder-{n}.yaml" for n, rev in enumerate(revs)}
+    for rev, config in configs.items():
+        config.write_text(FORWARDER_CONFIG.format(url=stand_in.url, opt_in=opt_in(revs[rev])))
     prefixes = {rev: f"s{uuid.uuid4().hex[:6]}" for rev in revs}
     topics = [f"{prefix}.out.amplitude" for prefix in prefixes.values()]
     ensure_topics(bootstrap, topics, partitions=6)
     processes = {rev: subprocess.Popen(
         [sys.executable, "-m", "eventrouter", "forward", "amplitude", "--bootstrap-servers", bootstrap,
-         "--topic-prefix", prefixes[rev], "--config", str(config), "--partitions", "6"], cwd=path,
+         "--topic-prefix", prefixes[rev], "--config", str(configs[rev]), "--partitions", "6"], cwd=path,
         stdout=(folder / f"forward-{prefixes[rev]}.log").open("wb"), stderr=subprocess.STDOUT,
         env=env_of(rev)) for rev, path in revs.items()}
     codec = outbound_codec()
@@ -115,12 +126,13 @@ def workers(bootstrap: str, revs: dict[str, Path], folder: Path) -> tuple[dict[s
     from schemas.runtime.kafka import ensure_topics
     from schemas.runtime.revisions import ConfigStore
 
-    config = folder / "worker.yaml"
-    config.write_text(CHAIN_CONFIG.format(amplitude="http://127.0.0.1:9", mixpanel="http://127.0.0.1:9",
-                                          meta="http://127.0.0.1:9"))
+    text = CHAIN_CONFIG.format(amplitude="http://127.0.0.1:9", mixpanel="http://127.0.0.1:9",
+                               meta="http://127.0.0.1:9")
     processes, sdks = {}, []
     for rev, path in revs.items():
         topics = Topics(f"s{uuid.uuid4().hex[:6]}")
+        config = folder / f"worker-{topics.prefix}.yaml"
+        config.write_text(text if opt_in(path) else re.sub(r",\s*allow_http: true, allow_private: true", "", text))
         ConfigStore(bootstrap, topics).apply(config)
         ensure_topics(bootstrap, [topics.raw], partitions=6)
         processes[rev] = subprocess.Popen(
