@@ -80,11 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=1, help="stream worker processes (one consumer group)")
     up.add_argument("--gateway-port", type=int, default=8088)
     up.add_argument("--no-gateway", action="store_true")
+    up.add_argument("--console-port", type=int, default=None,
+                    help="also run the web console on this port (loopback; users in $EVENTROUTER_HOME/"
+                         "console-users.json)")
     up.add_argument("--partitions", type=int, default=6, help="of the topics the processes create")
     up.add_argument("--logs", type=Path, default=None, help="a log per process (default: $EVENTROUTER_HOME/up)")
     up.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
     _log_level_option(up)
     up.set_defaults(func=commands.up_command)
+
+    console = sub.add_parser("console", help="the web console: integrations, playbooks with a test panel, "
+                                             "revisions, audit log (login required)")
+    _bootstrap_option(console)
+    console.add_argument("--host", default="127.0.0.1", help="default: loopback only")
+    console.add_argument("--port", type=int, default=8788)
+    console.add_argument("--users", type=Path, default=None, help="users file (default: $EVENTROUTER_HOME/"
+                                                                   "console-users.json)")
+    console.add_argument("--secure-cookies", action="store_true", help="behind TLS: cookies only over https")
+    _log_level_option(console)
+    console.set_defaults(func=commands.console_command)
+    console_user = sub.add_parser("console-user", help="add a console user, or set a user's role and password "
+                                                       "(the password is read from stdin or asked for)")
+    console_user.add_argument("name")
+    console_user.add_argument("--role", choices=["viewer", "editor", "admin"], required=True)
+    console_user.add_argument("--users", type=Path, default=None)
+    console_user.set_defaults(func=commands.console_user_command)
 
     gateway = sub.add_parser("gateway", help="the Segment-compatible HTTP tracking gateway")
     _bootstrap_option(gateway)

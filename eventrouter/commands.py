@@ -65,9 +65,31 @@ def up_command(args: argparse.Namespace) -> int:
     print(f"config {args.config}: {'applied as' if created else 'already'} revision {revision.number}")
     folder = args.logs or paths.home() / "up"
     stack = Stack(args.bootstrap_servers, topics, args.config, folder, workers=args.workers,
-                  gateway_port=None if args.no_gateway else args.gateway_port, partitions=args.partitions)
+                  gateway_port=None if args.no_gateway else args.gateway_port, partitions=args.partitions,
+                  console_port=args.console_port, console_users=paths.home() / "console-users.json")
     print(f"logs in {folder}")
     return run_up(stack, every_s=args.progress_every)
+
+
+def console_command(args: argparse.Namespace) -> int:
+    from eventrouter.console.serve import build, serve
+    from schemas import Topics
+
+    console, store = build(args.bootstrap_servers, Topics(args.topic_prefix),
+                           args.users or paths.home() / "console-users.json", secure_cookies=args.secure_cookies)
+    serve(console, store, args.host, args.port)
+    return 0
+
+
+def console_user_command(args: argparse.Namespace) -> int:
+    import getpass
+
+    from eventrouter.console.users import add_user
+
+    password = getpass.getpass(f"password for {args.name}: ") if sys.stdin.isatty() else sys.stdin.readline()
+    user = add_user(args.users or paths.home() / "console-users.json", args.name, args.role, password.rstrip("\n"))
+    print(f"console user {user.name}: {user.role}")
+    return 0
 
 
 def gateway_command(args: argparse.Namespace) -> int:

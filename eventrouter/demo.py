@@ -78,8 +78,11 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
 def _round_trip(bootstrap: str, count: int, keep_running: bool) -> int:
     """The stack up (stand-ins, worker, forwarders, gateway); events in through all three doors (SDK,
     HTTP gateway, file import); every one accounted for at each stage."""
+    import secrets
     import tempfile
 
+    from eventrouter.console.auth import ADMIN
+    from eventrouter.console.users import add_user
     from eventrouter.demo_delivery import PRIVATE_NETWORKS, SECRETS, DemoVendors
     from eventrouter.stack import Stack, run_up
     from schemas.runtime.revisions import ConfigStore
@@ -91,9 +94,13 @@ def _round_trip(bootstrap: str, count: int, keep_running: bool) -> int:
     config = folder / "eventrouter.yaml"
     config.write_text(vendors.config())
     revision, _ = ConfigStore(bootstrap, topics).apply(config)
-    print(f"config: revision {revision.number} (six integrations, one per vendor stand-in); logs in {folder}")
-    stack = Stack(bootstrap, topics, config, folder, env={**SECRETS, **PRIVATE_NETWORKS}).start()
+    print(f"config: revision {revision.number} (seven integrations, one per vendor stand-in); logs in {folder}")
+    users, password = folder / "console-users.json", secrets.token_urlsafe(12)
+    add_user(users, "demo", ADMIN, password)
+    stack = Stack(bootstrap, topics, config, folder, env={**SECRETS, **PRIVATE_NETWORKS}, console_port=0,
+                  console_users=users).start()
     print("\n".join(stack.describe()), flush=True)
+    print(f"console login: demo / {password} (admin; made for this run)", flush=True)
     print(f"gateway writeKey: wk_demo (the demo config's pipeline); try:\n  curl -u wk_demo: "
           f"http://127.0.0.1:{stack.gateway_port}/v1/track -H 'Content-Type: application/json' "
           """-d '{"userId": "u1", "event": "Signed Up"}'""", flush=True)

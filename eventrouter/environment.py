@@ -39,6 +39,9 @@ def kafka_names(environ: Mapping[str, str]) -> set[str]:
     return {name for line in lines for name in SECRET_REFERENCE.findall(line)}
 
 
+SET_NAMES_ENV = "EVENTROUTER_SET_NAMES"  # the console's under `up`: the `${ENV}` names set for the forwarders
+
+
 def child_environment(environ: Mapping[str, str], names: Iterable[str] = ()) -> dict[str, str]:
     """A child's environment: the basics of `environ`, the Kafka security file's names, and `names`."""
     wanted = kafka_names(environ) | set(names)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from eventrouter.environment import child_environment
+from eventrouter.environment import SET_NAMES_ENV, child_environment
 from eventrouter.progress import Lane, Progress, forwarder_counts, raw_records, worker_counts
 from schemas import Topics
 from schemas.config import load_config
@@ -74,10 +74,13 @@ class Stack:
 
     def __init__(self, bootstrap: str, topics: Topics, config: Path, folder: Path, *, gateway_port: int | None = 0,
                  workers: int = 1, env: Mapping[str, str] | None = None, partitions: int = 3,
-                 worker_args: Sequence[str] = ()) -> None:
+                 worker_args: Sequence[str] = (), console_port: int | None = None,
+                 console_users: Path | None = None) -> None:
         self.worker_args = list(worker_args)  # more `eventrouter worker` options (bench/soak.py)
         self.bootstrap, self.topics, self.config, self.folder = bootstrap, topics, config, folder
         self.gateway_port = free_port() if gateway_port == 0 else gateway_port
+        self.console_port = free_port() if console_port == 0 else console_port
+        self.console_users = console_users or folder / "console-users.json"
         self.workers, self.partitions = workers, partitions
         self.env = {**os.environ, **(env or {})}  # where each child's environment is taken from
         parsed = load_config(config)
@@ -113,7 +116,11 @@ class Stack:
         """The environment of the child that runs `eventrouter ARGS` (eventrouter/environment.py): a
         forwarder's holds its integration's `${ENV}` names; a worker's and the gateway's no vendor's."""
         names = self.references.get(args[1], set()) if len(args) > 1 and args[0] == "forward" else set()
-        return child_environment(self.env, names)
+        env = child_environment(self.env, names)
+        if args and args[0] == "console":  # which references are set where the forwarders run: names, no value
+            env[SET_NAMES_ENV] = ",".join(sorted({n for refs in self.references.values() for n in refs
+                                                  if self.env.get(n)}))
+        return env
 
     def revive(self) -> list[str]:
         """Start again each child that exited on its own (a crash, a start that failed: a port taken, the
@@ -203,6 +210,9 @@ class Stack:
             self.add_forwarder(name)
         if self.gateway_port is not None:
             self._spawn("gateway", ["gateway", "--follow-config", "--port", str(self.gateway_port)], metrics=False)
+        if self.console_port is not None:
+            self._spawn("console", ["console", "--port", str(self.console_port), "--users", str(self.console_users)],
+                        metrics=False)
         return self
 
     def add_worker(self, n: int) -> Child:
@@ -220,6 +230,9 @@ class Stack:
                                                       if c.metrics_port else "") for c in self.children]
         if self.gateway_port is not None:
             out.append(f"gateway: http://127.0.0.1:{self.gateway_port}/v1/batch (Segment HTTP API)")
+        if self.console_port is not None:
+            out.append(f"console: http://127.0.0.1:{self.console_port}/ (users: {self.console_users}; with none, "
+                       f"its one-time bootstrap token is in {self.folder / 'console.log'})")
         return out
 
     def exited(self) -> list[str]:

@@ -42,6 +42,11 @@ class Topics:
         """Compacted: which dead letters were re-injected (key: topic/partition/offset), so never twice."""
         return f"{self.prefix}.reinjected"
 
+    @property
+    def audit(self) -> str:
+        """Append-only: the console's audit log (revisions, writeKey and user changes: who, when, what)."""
+        return f"{self.prefix}.audit"
+
     def integration(self, name: str) -> str:
         """Avro `Outbound` records for one integration."""
         return f"{self.prefix}.out.{_checked(name)}"

@@ -145,12 +145,18 @@ class ConfigStore:
                 return self._publish(revision.document, f"rollback to {number}")
         raise ConfigurationError(f"{self.topic}: no revision {number}")
 
-    def _publish(self, document: Mapping[str, Any], source: str) -> Revision:
+    def publish(self, document: Mapping[str, Any], source: str, by: str) -> Revision:
+        """Validate a resolved config document and publish it as a new revision applied by `by` (the
+        console's user), whatever the latest holds."""
+        config_from_document(document, source)
+        return self._publish(document, source, by)
+
+    def _publish(self, document: Mapping[str, Any], source: str, by: str | None = None) -> Revision:
         from confluent_kafka import KafkaError, Message, Producer
 
         self.ensure_topic()
         now = int(time.time() * 1000)
-        by = f"{getpass.getuser()}@{socket.gethostname()}"
+        by = by or f"{getpass.getuser()}@{socket.gethostname()}"
         sha = document_sha(document)
         value = orjson.dumps({"document": document, "sha256": sha, "appliedAt": now, "appliedBy": by,
                               "source": source})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,7 @@ def test_the_main_job_accounts_for_every_event(install: str, tmp_path: Path) -> 
     assert f"hot path: {'compiled (mypyc)' if compiled else 'plain Python'}" in out
     assert "summary: sent=600 received=600 invalid_reported=2 lost=0" in out
     assert "gateway writeKey: wk_demo" in out  # the key a newcomer needs, the one the demo sent with
+    assert re.search(r"^console: http://127\.0\.0\.1:\d+/ ", out, re.M) and "console login: demo / " in out
     assert "routing: every event accounted for per integration: yes" in out
     assert "delivery: every routed event delivered or dead-lettered: yes" in out
     assert "broker stopped" in out

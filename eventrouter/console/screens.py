@@ -1,0 +1,147 @@
+"""What each console screen shows, from the config revision in force and the catalogue: plain rows,
+tested without a browser. Secrets never reach a row: a connection shows its `${ENV}` references (and
+whether each is set in the console's environment), never a value; writeKeys are shown cut."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from eventrouter.console.audit import REVISION, AuditRecord
+from schemas.catalogue import CATALOGUE
+from schemas.config import Config, Integration
+from schemas.playbook.model import starter_names
+from schemas.runtime.revisions import Revision
+from schemas.secrets import masked, referenced_names
+
+
+def cut_key(key: str) -> str:
+    """A writeKey as a list shows it: enough to tell keys apart, not enough to use one."""
+    return key[:4] + "…" if len(key) > 8 else "…"
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    name: str
+    enabled: bool
+    keys: tuple[str, ...]          # cut
+    integrations: tuple[str, ...]
+
+
+def sources(config: Config) -> list[SourceRow]:
+    return [SourceRow(p.name, p.enabled, tuple(cut_key(k) for k in p.write_keys), tuple(p.integrations))
+            for p in config.pipelines]
+
+
+@dataclass(frozen=True)
+class CatalogueRow:
+    kind: str
+    title: str
+    docs: str
+    configured: tuple[str, ...]    # the integrations of this kind
+    starter: bool
+
+
+def catalogue(config: Config) -> list[CatalogueRow]:
+    starters = set(starter_names())
+    return [CatalogueRow(d.kind, d.title, d.docs, tuple(i.name for i in config.integrations if i.kind == d.kind),
+                         d.kind in starters) for d in CATALOGUE]
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str
+    set_here: bool                 # set in the console's environment (the forwarders may differ)
+
+
+@dataclass(frozen=True)
+class IntegrationView:
+    name: str
+    kind: str
+    title: str
+    enabled: bool
+    consent: str | None
+    pipelines: tuple[str, ...]
+    connection: str                # YAML, masked: references as written, no value
+    references: tuple[Reference, ...]
+    delivery: str                  # YAML of the settings that differ from the defaults
+    playbook: str                  # YAML
+
+
+def _titles() -> dict[str, str]:
+    return {d.kind: d.title for d in CATALOGUE}
+
+
+def integration_view(revision: Revision, config: Config, name: str,
+                     environ: Mapping[str, str]) -> IntegrationView:
+    """KeyError: no such integration."""
+    spec: Integration = config.integration(name)
+    return IntegrationView(
+        spec.name, spec.kind, _titles().get(spec.kind, spec.kind), spec.enabled, spec.consent,
+        tuple(p.name for p in config.pipelines if spec.name in p.integrations),
+        _yaml(masked(spec.connection)) if spec.connection else "",
+        tuple(Reference(n, bool(environ.get(n))) for n in sorted(referenced_names(spec.connection))),
+        _yaml(spec.delivery.model_dump(exclude_defaults=True)) if spec.delivery.model_fields_set else "",
+        playbook_text(revision.document, name))
+
+
+def integrations(revision: Revision, config: Config, environ: Mapping[str, str]) -> list[IntegrationView]:
+    return [integration_view(revision, config, i.name, environ) for i in config.integrations]
+
+
+def playbook_text(document: Mapping[str, Any], name: str) -> str:
+    """The integration's playbook as the revision holds it (starter kits inlined), as YAML."""
+    for integration in document.get("integrations") or ():
+        if isinstance(integration, Mapping) and integration.get("name") == name:
+            return _yaml(integration.get("playbook"))
+    raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class RevisionRow:
+    number: int
+    when_ms: int
+    by: str
+    source: str
+    sha: str
+    current: bool
+
+
+def revisions(history: list[Revision]) -> list[RevisionRow]:
+    """Newest first."""
+    newest = history[-1].number if history else 0
+    return [RevisionRow(r.number, r.applied_at_ms, r.applied_by, r.source, r.sha256[:12], r.number == newest)
+            for r in reversed(history)]
+
+
+def document_diff(before: Mapping[str, Any] | None, after: Mapping[str, Any], before_name: str,
+                  after_name: str) -> str:
+    """A unified diff of two config documents as YAML (secrets are references in both, never values)."""
+    old = _yaml(before).splitlines(keepends=True) if before is not None else []
+    return "".join(difflib.unified_diff(old, _yaml(after).splitlines(keepends=True), before_name, after_name))
+
+
+def when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + "Z"
+
+
+def audit_rows(history: list[Revision], records: list[AuditRecord]) -> list[AuditRecord]:
+    """Every change, newest first: each revision (from the config topic, whoever applied it, console or
+    `config apply`), with its diff against the one before it; and the audit topic's other records."""
+    rows = list(records)
+    for i, r in enumerate(history):
+        before = history[i - 1] if i else None
+        rows.append(AuditRecord(r.applied_at_ms, r.applied_by, REVISION, f"revision {r.number}", r.source,
+                                document_diff(before.document if before else None, r.document,
+                                              f"revision {before.number}" if before else "(none)",
+                                              f"revision {r.number}")))
+    return sorted(rows, key=lambda row: row.at_ms, reverse=True)
+
+
+def _yaml(value: Any) -> str:
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100) if value is not None else ""

@@ -1,0 +1,62 @@
+"""`eventrouter console`: wire the console's parts and serve it. The session key comes from
+EVENTROUTER_CONSOLE_KEY (consoles given the same key accept each other's sessions), else a random one
+(sessions end with the process). With no user yet, a one-time bootstrap token is printed once."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from eventrouter.console.auth import Sessions
+from eventrouter.console.store import KafkaStore
+from eventrouter.console.users import Bootstrap, load_users
+from eventrouter.console.web import Console, make_app
+from eventrouter.environment import SET_NAMES_ENV
+from schemas import Topics
+
+log = logging.getLogger(__name__)
+KEY_ENV = "EVENTROUTER_CONSOLE_KEY"
+
+
+def session_key(environ: dict[str, str]) -> bytes:
+    value = environ.get(KEY_ENV, "")
+    return hashlib.sha256(value.encode()).digest() if value else secrets.token_bytes(32)
+
+
+def build(bootstrap: str, topics: Topics, users: Path, *, client: dict[str, Any] | None = None,
+          environ: dict[str, str] | None = None, secure_cookies: bool = False) -> tuple[Console, KafkaStore]:
+    environ = dict(os.environ) if environ is None else environ
+    key = session_key(environ)
+    if environ.get(SET_NAMES_ENV) is not None:  # under `up`: what is set where the forwarders run, as up saw it
+        environ = {name: "set" for name in environ[SET_NAMES_ENV].split(",") if name}
+    store = KafkaStore(bootstrap, topics, client)
+    console = Console(store, users, Sessions(key), environ=environ,
+                      bootstrap=None if load_users(users) else Bootstrap(), secure_cookies=secure_cookies)
+    return console, store
+
+
+def bootstrap_line(console: Console, url: str) -> str | None:
+    if console.bootstrap is None or console.bootstrap.token is None:
+        return None
+    return (f"no console user yet: make the first admin at {url}/bootstrap with the one-time token "
+            f"{console.bootstrap.token}")
+
+
+def serve(console: Console, store: KafkaStore, host: str, port: int) -> None:
+    store.start()
+    url = f"http://{host}:{port}"
+    print(f"console: {url} (users: {console.users_path})", flush=True)
+    line = bootstrap_line(console, url)
+    if line:
+        print(line, flush=True)
+    try:
+        web.run_app(make_app(console), host=host, port=port, print=None, access_log=None)
+    finally:
+        store.stop()
+

@@ -1,0 +1,148 @@
+"""The console's only store is Kafka: the config topic (numbered revisions, as `config apply` writes them)
+and the audit topic. Each console process follows both from the beginning on a consumer of its own that
+never joins a group or commits, keeps what it read in memory (a page never scans a topic), and writes
+with acks from all replicas. Several consoles can run at once: each sees the others' writes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
+
+from eventrouter.console.audit import AuditRecord, decode
+from schemas import Topics
+from schemas.errors import RetryableError
+from schemas.runtime.kafka import consumer_settings, ensure_topics, producer_settings
+from schemas.runtime.revisions import ConfigStore, Revision, parse_revision
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_AUDIT = 10_000  # the newest records kept in memory; the topic keeps all
+
+
+class Store(Protocol):
+    """What the console's handlers need of the store (a fake in the handler tests)."""
+
+    def history(self) -> list[Revision]: ...
+
+    def publish(self, document: Mapping[str, Any], source: str, by: str) -> Revision: ...
+
+    def rollback(self, number: int, by: str) -> Revision: ...
+
+    def audit(self) -> list[AuditRecord]: ...
+
+    def append(self, entry: AuditRecord) -> None: ...
+
+
+class Follower(Generic[T]):
+    """A thread reading one single-partition topic from its start for as long as it runs."""
+
+    def __init__(self, bootstrap: str, topic: str, parse: Callable[[int, bytes | None], T | None],
+                 client: Mapping[str, Any], keep: int | None = None) -> None:
+        self.bootstrap, self.topic, self.parse, self.client, self.keep = bootstrap, topic, parse, client, keep
+        self.items: list[T] = []
+        self.read_to = 0  # the next offset to read
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"follow-{topic}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def wait_past(self, offset: int, timeout: float) -> bool:
+        """Until the record at `offset` was read (a write of ours is seen before the page shows the list)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.read_to > offset, timeout)
+
+    def _run(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        consumer = Consumer(consumer_settings(self.bootstrap, f"console-{uuid.uuid4().hex[:8]}",
+                                              {"enable.auto.commit": False, **self.client}))
+        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(num_messages=500, timeout=0.5)
+                read = [m for m in messages if m.error() is None]
+                if not read:
+                    continue
+                parsed = [self.parse(m.offset() or 0, m.value()) for m in read]
+                with self._changed:
+                    self.items.extend(p for p in parsed if p is not None)
+                    if self.keep is not None and len(self.items) > self.keep:
+                        del self.items[:-self.keep]
+                    self.read_to = (read[-1].offset() or 0) + 1
+                    self._changed.notify_all()
+        except Exception:  # logged; the console shows what it read so far
+            log.exception("following %s stopped", self.topic)
+        finally:
+            consumer.close()
+
+
+class KafkaStore:
+    """The Store on a broker. Constructors store; `start()` makes the topics and starts following."""
+
+    def __init__(self, bootstrap: str, topics: Topics, client: Mapping[str, Any] | None = None,
+                 timeout: float = 30.0) -> None:
+        self.client = dict(client or {})
+        self.bootstrap, self.topics, self.timeout = bootstrap, topics, timeout
+        self.config = ConfigStore(bootstrap, topics, self.client, timeout)
+        self.revisions: Follower[Revision] = Follower(bootstrap, topics.config, parse_revision, self.client)
+        self.records: Follower[AuditRecord] = Follower(bootstrap, topics.audit, lambda _o, v: decode(v),
+                                                       self.client, keep=MAX_AUDIT)
+        self._producer: Any = None
+
+    def start(self) -> KafkaStore:
+        from confluent_kafka import Producer
+
+        self.config.ensure_topic()
+        # append-only: delete after ten years, never compacted (no keys)
+        ensure_topics(self.bootstrap, [self.topics.audit], partitions=1, client=self.client,
+                      config={"cleanup.policy": "delete", "retention.ms": str(10 * 365 * 86_400_000)})
+        self._producer = Producer(producer_settings(self.bootstrap, {"linger.ms": 0, **self.client}))
+        self.revisions.start()
+        self.records.start()
+        return self
+
+    def stop(self) -> None:
+        self.revisions.stop()
+        self.records.stop()
+        if self._producer is not None:
+            self._producer.flush(self.timeout)
+
+    def history(self) -> list[Revision]:
+        return list(self.revisions.items)
+
+    def publish(self, document: Mapping[str, Any], source: str, by: str) -> Revision:
+        revision = self.config.publish(document, source, by)
+        self.revisions.wait_past(revision.number - 1, self.timeout)
+        return revision
+
+    def rollback(self, number: int, by: str) -> Revision:
+        for revision in self.history():
+            if revision.number == number:
+                return self.publish(revision.document, f"rollback to {number}", by)
+        raise KeyError(number)
+
+    def audit(self) -> list[AuditRecord]:
+        return list(self.records.items)
+
+    def append(self, entry: AuditRecord) -> None:
+        done: list[Any] = []
+        self._producer.produce(self.topics.audit, entry.encode(), on_delivery=lambda err, msg: done.append(
+            (err, msg)))
+        deadline = time.monotonic() + self.timeout
+        while not done and time.monotonic() < deadline:
+            self._producer.poll(0.1)
+        if not done or done[0][0] is not None:
+            raise RetryableError(f"{self.topics.audit}: audit record not acknowledged: "
+                                 f"{done[0][0] if done else 'timeout'}")
+        offset = done[0][1].offset()
+        self.records.wait_past(offset, self.timeout)

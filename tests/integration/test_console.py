@@ -1,0 +1,77 @@
+"""The console against the real broker: its store follows the config and audit topics (a revision applied
+by `config apply` appears; one saved in the console is a revision the workers take up, applied by the
+console's user), two consoles see each other's writes, and the audit topic is append-only."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient, TestServer
+
+from eventrouter.console.audit import record
+from eventrouter.console.auth import EDITOR, Sessions
+from eventrouter.console.store import KafkaStore
+from eventrouter.console.users import add_user
+from eventrouter.console.web import Console, make_app
+from schemas import Topics
+from schemas.runtime.revisions import ConfigStore
+
+pytestmark = pytest.mark.kafka
+EXAMPLE = Path(__file__).parents[2] / "examples" / "eventrouter.yaml"
+PASSWORD = "a long enough password"
+
+
+def _until(check: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_playbook_saved_in_the_console_is_a_revision_every_console_and_worker_reads(
+        bootstrap: str, tmp_path: Path) -> None:
+    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
+    applied, _ = ConfigStore(bootstrap, topics).apply(EXAMPLE)
+    users = tmp_path / "users.json"
+    add_user(users, "ed", EDITOR, PASSWORD)
+    one, two = KafkaStore(bootstrap, topics).start(), KafkaStore(bootstrap, topics).start()
+    try:
+        _until(lambda: [r.number for r in one.history()] == [applied.number])
+        console = Console(one, users, Sessions(b"k" * 32), environ={})
+
+        async def main() -> None:
+            async with TestClient(TestServer(make_app(console))) as client:
+                reply = await client.post("/login", data={"name": "ed", "password": PASSWORD})
+                page = await reply.text()
+                token = re.search(r'name="csrf-token" content="([^"]+)"', page)
+                assert token, page
+                page = await (await client.get("/integrations/amplitude")).text()
+                shaped = yaml.safe_load(html.unescape(
+                    re.search(r'<textarea id="playbook"[^>]*>([^<]*)</textarea>', page)[1]))  # type: ignore[index]
+                shaped["filter"] = {"deny": {"event": ["Debug *"]}}
+                saved = await client.post("/integrations/amplitude/playbook", allow_redirects=False,
+                                          data={"csrf": token[1], "playbook": yaml.safe_dump(shaped),
+                                                "message": "no debug events"})
+                assert saved.status == 303, await saved.text()
+        asyncio.run(main())
+
+        history = ConfigStore(bootstrap, topics).history()  # as `config history` and the workers read it
+        assert [r.number for r in history] == [applied.number, applied.number + 1]
+        newest = history[-1]
+        assert newest.applied_by == "ed" and newest.source == "console: amplitude: no debug events"
+        amplitude = next(i for i in newest.document["integrations"] if i["name"] == "amplitude")
+        assert amplitude["playbook"]["filter"] == {"deny": {"event": ["Debug *"]}}
+        newest.config()  # valid as the workers will read it
+        _until(lambda: len(two.history()) == 2)  # the other console saw it
+        two.append(record("ana", "user", "user ana", "ana made editor"))
+        _until(lambda: [r.who for r in one.audit()] == ["ana"])
+    finally:
+        one.stop()
+        two.stop()

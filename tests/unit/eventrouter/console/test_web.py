@@ -1,0 +1,342 @@
+"""The console's handlers through aiohttp's test client, on an in-memory store: every route for every
+role, the CSRF token, session expiry, security headers, and bad input answered with the field and the
+reason (never a traceback, never a 500). The real store on the real broker is the browser test's."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient, TestServer
+
+from eventrouter.console.audit import AuditRecord
+from eventrouter.console.auth import ADMIN, EDITOR, VIEWER, Sessions
+from eventrouter.console.users import Bootstrap, add_user
+from eventrouter.console.web import COOKIE, Console, make_app
+from schemas.config import config_from_document, resolved_document
+from schemas.runtime.revisions import Revision, document_sha
+
+EXAMPLE = Path(__file__).parents[4] / "examples" / "eventrouter.yaml"
+PASSWORD = "a long enough password"
+
+
+class MemoryStore:
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self.revisions = [Revision(1, dict(document), document_sha(document), 1_700_000_000_000, "ops@host",
+                                   "eventrouter.yaml")]
+        self.records: list[AuditRecord] = []
+
+    def history(self) -> list[Revision]:
+        return list(self.revisions)
+
+    def publish(self, document: Mapping[str, Any], source: str, by: str) -> Revision:
+        config_from_document(document, source)
+        revision = Revision(len(self.revisions) + 1, dict(document), document_sha(document),
+                            self.revisions[-1].applied_at_ms + 1000, by, source)
+        self.revisions.append(revision)
+        return revision
+
+    def rollback(self, number: int, by: str) -> Revision:
+        return self.publish(self.revisions[number - 1].document, f"rollback to {number}", by)
+
+    def audit(self) -> list[AuditRecord]:
+        return list(self.records)
+
+    def append(self, entry: AuditRecord) -> None:
+        self.records.append(entry)
+
+
+def document() -> dict[str, Any]:
+    return resolved_document(EXAMPLE.read_text(), EXAMPLE.parent, str(EXAMPLE))
+
+
+def console(tmp_path: Path, users: bool = True) -> Console:
+    path = tmp_path / "users.json"
+    if users:
+        for name, role in (("vera", VIEWER), ("ed", EDITOR), ("ada", ADMIN)):
+            add_user(path, name, role, PASSWORD)
+    return Console(MemoryStore(document()), path, Sessions(b"k" * 32), environ={"AMPLITUDE_API_KEY": "x"},
+                   bootstrap=None if users else Bootstrap())
+
+
+def run(con: Console, test: Callable[[TestClient], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with TestClient(TestServer(make_app(con))) as client:
+            await test(client)
+    asyncio.run(main())
+
+
+async def login(client: TestClient, name: str, password: str = PASSWORD) -> str:
+    """Logs in; the CSRF token of the session (from the page's meta tag)."""
+    reply = await client.post("/login", data={"name": name, "password": password}, allow_redirects=False)
+    assert reply.status == 303, await reply.text()
+    page = await (await client.get("/sources")).text()
+    found = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert found, page
+    return found[1]
+
+
+def test_every_page_needs_a_login_and_a_form_post_without_one_is_refused(tmp_path: Path) -> None:
+    async def test(client: TestClient) -> None:
+        for path in ("/", "/sources", "/integrations", "/integrations/amplitude", "/revisions", "/audit"):
+            reply = await client.get(path, allow_redirects=False)
+            assert (reply.status, reply.headers["Location"]) == (303, "/login"), path
+        for path in ("/integrations/amplitude/playbook", "/revisions/1/rollback", "/logout"):
+            assert (await client.post(path, data={}, allow_redirects=False)).status == 401, path
+        assert (await client.get("/login")).status == 200
+    run(console(tmp_path), test)
+
+
+def test_each_screen_shows_the_revision_in_force_and_never_a_secret_value(tmp_path: Path) -> None:
+    async def test(client: TestClient) -> None:
+        await login(client, "vera")
+        sources = await (await client.get("/sources")).text()
+        assert "web-prod" in sources and "wk_l…" in sources and "wk_live_123" not in sources
+        integrations = await (await client.get("/integrations")).text()
+        for text in ("Google Analytics 4", "PostHog", "amplitude", "${AMPLITUDE_API_KEY}</code> set",
+                     "${GA4_API_SECRET}</code> not set"):
+            assert text in integrations, text
+        page = await (await client.get("/integrations/amplitude")).text()
+        assert "${AMPLITUDE_API_KEY}" in page and "https://api2.amplitude.com/2/httpapi" in page
+        assert 'value="x"' not in page and "Save as new revision" not in page  # a viewer: no edit control
+        assert "readonly" in page
+        assert "revision 1" in await (await client.get("/audit")).text()
+        missing = await client.get("/integrations/nope")
+        assert missing.status == 404 and "No integration named" in await missing.text()
+    run(console(tmp_path), test)
+
+
+def test_every_answer_carries_the_security_headers_and_the_session_cookie_is_strict(tmp_path: Path) -> None:
+    async def test(client: TestClient) -> None:
+        reply = await client.post("/login", data={"name": "ed", "password": PASSWORD}, allow_redirects=False)
+        cookie = reply.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+        for path in ("/login", "/sources", "/static/console.css", "/nope"):
+            got = await client.get(path)
+            csp = got.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+            assert got.headers["X-Frame-Options"] == "DENY" and got.headers["X-Content-Type-Options"] == "nosniff"
+        page = await (await client.get("/integrations/amplitude")).text()
+        assert "<script>" not in page and " style=" not in page and "onclick" not in page.lower()
+    run(console(tmp_path), test)
+
+
+def test_a_state_changing_request_without_the_sessions_csrf_token_is_refused(tmp_path: Path) -> None:
+    con = console(tmp_path)
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ed")
+        playbook = (await (await client.get("/integrations/amplitude")).text())
+        assert "Save as new revision" in playbook
+        for csrf in ("", "forged", None):
+            data = {"playbook": "events: {}", "message": "m"} | ({"csrf": csrf} if csrf is not None else {})
+            reply = await client.post("/integrations/amplitude/playbook", data=data)
+            assert reply.status == 403 and "CSRF" in await reply.text()
+        assert len(con.store.history()) == 1
+        reply = await client.post("/logout", data={"csrf": token}, allow_redirects=False)
+        assert reply.status == 303
+    run(con, test)
+
+
+def test_an_editor_saves_a_playbook_as_a_new_revision_and_rolls_back(tmp_path: Path) -> None:
+    con = console(tmp_path)
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ed")
+        page = await (await client.get("/integrations/amplitude")).text()
+        text = re.search(r'<textarea id="playbook"[^>]*>([^<]*)</textarea>', page)
+        assert text
+        shaped = yaml.safe_load(html.unescape(text[1]))
+        shaped["filter"] = {"deny": {"event": ["Order Completed"]}}
+        playbook = yaml.safe_dump(shaped)
+        tried = await client.post("/integrations/amplitude/try", data={"csrf": token, "playbook": playbook,
+                                                                       "sample": "track"},
+                                  headers={"X-Fragment": "trial"})
+        assert tried.status == 200
+        fragment = await tried.text()
+        assert "Filtered by" in fragment and "<html" not in fragment
+        saved = await client.post("/integrations/amplitude/playbook", allow_redirects=False,
+                                  data={"csrf": token, "playbook": playbook, "message": "drop orders"})
+        assert saved.status == 303, await saved.text()
+        assert [r.number for r in con.store.history()] == [1, 2]
+        assert con.store.history()[-1].applied_by == "ed" and "drop orders" in con.store.history()[-1].source
+        revisions = await (await client.get("/revisions")).text()
+        assert "(in force)" in revisions and "Roll back to this" in revisions and "Order Completed" in revisions
+        back = await client.post("/revisions/1/rollback", data={"csrf": token}, allow_redirects=False)
+        assert back.status == 303
+        assert con.store.history()[-1].document == con.store.history()[0].document
+        audit = await (await client.get("/audit")).text()
+        assert "revision 3" in audit and "rollback to 1" in audit and "drop orders" in audit
+    run(con, test)
+
+
+def test_the_test_panel_shows_the_request_with_references_not_secrets_and_sends_nothing(tmp_path: Path) -> None:
+    async def test(client: TestClient) -> None:
+        token = await login(client, "vera")  # a viewer may try; trying changes nothing
+        page = await (await client.get("/integrations/amplitude")).text()
+        playbook = html.unescape(re.search(r'<textarea id="playbook"[^>]*>([^<]*)</textarea>', page)[1])  # type: ignore[index]
+        reply = await client.post("/integrations/amplitude/try", headers={"X-Fragment": "trial"},
+                                  data={"csrf": token, "playbook": playbook, "sample": "identify"})
+        fragment = html.unescape(await reply.text())
+        assert "POST https://api2.amplitude.com/2/httpapi" in fragment
+        assert '"api_key": "${AMPLITUDE_API_KEY}"' in fragment and '"x"' not in fragment
+    run(console(tmp_path), test)
+
+
+@pytest.mark.parametrize(("playbook", "expected"), [
+    ("events: [", "not YAML"),
+    ("events: {Order Completed: {mappings: [{from: a}]}}", "integrations[2].playbook"),
+    ("x" * 600_000, "Not done"),  # over the form limit: refused, not a 500
+])
+def test_bad_input_gets_the_field_and_the_reason_never_a_500(tmp_path: Path, playbook: str, expected: str) -> None:
+    con = console(tmp_path)
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ed")
+        reply = await client.post("/integrations/amplitude/playbook",
+                                  data={"csrf": token, "playbook": playbook, "message": "m"})
+        text = await reply.text()
+        assert reply.status in (400, 403, 413) and expected in text, text[:3000]
+        assert "Traceback" not in text and len(con.store.history()) == 1
+        reply = await client.post("/integrations/amplitude/try", headers={"X-Fragment": "trial"},
+                                  data={"csrf": token, "playbook": "{}", "event": "{not json"})
+        assert reply.status == 200 and "event: not JSON" in await reply.text()
+        no_message = await client.post("/integrations/amplitude/playbook",
+                                       data={"csrf": token, "playbook": "{}", "message": " "})
+        assert no_message.status == 400 and "message: say what the change is for" in await no_message.text()
+    run(con, test)
+
+
+def test_a_viewer_cannot_change_anything_whatever_it_posts(tmp_path: Path) -> None:
+    con = console(tmp_path)
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "vera")
+        for path, data in (("/integrations/amplitude/playbook", {"playbook": "{}", "message": "m"}),
+                           ("/revisions/1/rollback", {})):
+            reply = await client.post(path, data={"csrf": token, **data})
+            assert reply.status == 403 and "Your role (viewer) cannot do this" in await reply.text()
+        assert len(con.store.history()) == 1
+        assert "Roll back to this" not in await (await client.get("/revisions")).text()
+    run(con, test)
+
+
+def test_a_session_ends_at_logout_and_at_expiry(tmp_path: Path) -> None:
+    con = console(tmp_path)
+    now = [1_000_000.0]
+    con.sessions = Sessions(b"k" * 32, clock=lambda: now[0])
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ada")
+        cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))[COOKIE].value
+        await client.post("/logout", data={"csrf": token}, allow_redirects=False)
+        reply = await client.get("/sources", cookies={COOKIE: cookie}, allow_redirects=False)
+        assert reply.status == 303  # the old cookie no longer works
+        await login(client, "ada")
+        now[0] += 9 * 3600
+        assert (await client.get("/sources", allow_redirects=False)).status == 303
+    run(con, test)
+
+
+def test_wrong_passwords_are_answered_alike_and_then_limited(tmp_path: Path) -> None:
+    async def test(client: TestClient) -> None:
+        for name in ("ed", "nobody", "ed", "ed", "ed"):
+            reply = await client.post("/login", data={"name": name, "password": "wrong password"})
+            assert reply.status == 401 and "Name or password is wrong." in await reply.text()
+        reply = await client.post("/login", data={"name": "ed", "password": PASSWORD})
+        assert reply.status == 429 and "Too many attempts" in await reply.text()
+    run(console(tmp_path), test)
+
+
+def test_with_no_user_the_bootstrap_token_makes_the_first_admin_once(tmp_path: Path) -> None:
+    con = console(tmp_path, users=False)
+    assert con.bootstrap is not None and con.bootstrap.token is not None
+    token = con.bootstrap.token
+
+    async def test(client: TestClient) -> None:
+        assert (await client.get("/login", allow_redirects=False)).headers["Location"] == "/bootstrap"
+        wrong = await client.post("/bootstrap", data={"token": "guess", "name": "ada", "password": PASSWORD})
+        assert wrong.status == 400 and "not the bootstrap token" in await wrong.text()
+        made = await client.post("/bootstrap", data={"token": token, "name": "ada", "password": PASSWORD},
+                                 allow_redirects=False)
+        assert made.status == 303
+        assert "ada" in await (await client.get("/audit")).text()
+        again = await client.get("/bootstrap", allow_redirects=False)
+        assert again.headers["Location"] == "/login"
+    run(con, test)
+    assert [r.action for r in con.store.audit()] == ["user"]
+
+
+def test_an_admin_makes_a_write_key_shown_once_then_cut_and_revokes_the_old_one(tmp_path: Path) -> None:
+    con = console(tmp_path)
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ada")
+        made = await client.post("/sources/key", data={"csrf": token, "pipeline": "web-prod"})
+        page = await made.text()
+        key = re.search(r'<code id="new-key">(wk_[^<]+)</code>', page)
+        assert made.status == 200 and key, page
+        later = await (await client.get("/sources")).text()
+        assert key[1] not in later and key[1][:4] + "…" in later  # shown once, then cut
+        assert con.store.history()[-1].applied_by == "ada"
+        assert "a new writeKey" in con.store.history()[-1].source and key[1] not in con.store.history()[-1].source
+        revoked = await client.post("/sources/revoke", data={"csrf": token, "pipeline": "web-prod", "index": "0"})
+        assert revoked.status == 200
+        assert con.store.history()[-1].document["pipelines"][0]["write_keys"] == [key[1]]
+        bad = await client.post("/sources/revoke", data={"csrf": token, "pipeline": "web-prod", "index": "x"})
+        assert bad.status == 400 and "index: not a number" in await bad.text()
+        created = await client.post("/sources/create", data={"csrf": token, "pipeline": "mobile"})
+        assert created.status == 200 and 'id="new-key"' in await created.text()
+    run(con, test)
+
+
+def test_an_editor_cannot_touch_write_keys_and_adds_an_integration_from_the_catalogue(tmp_path: Path) -> None:
+    con = console(tmp_path)
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ed")
+        assert "New writeKey" not in await (await client.get("/sources")).text()
+        refused = await client.post("/sources/key", data={"csrf": token, "pipeline": "web-prod"})
+        assert refused.status == 403 and len(con.store.history()) == 1
+        added = await client.post("/integrations", allow_redirects=False,
+                                  data={"csrf": token, "kind": "posthog", "name": "ph", "pipeline": "web-prod"})
+        assert added.status == 303 and added.headers["Location"] == "/integrations/ph"
+        page = await (await client.get("/integrations/ph")).text()
+        assert "${POSTHOG_API_KEY}" in page and "not set" in page
+        twice = await client.post("/integrations", data={"csrf": token, "kind": "posthog", "name": "ph"})
+        assert twice.status == 400 and "exists already" in await twice.text()
+        literal = await client.post("/integrations/crm-hook/connection", data={
+            "csrf": token, "connection": "url: https://h.example/x\nheaders: {X-Api-Key: ak-live-123456789}\n"})
+        text = await literal.text()
+        assert literal.status == 400 and "headers.X-Api-Key" in text and "ak-live-123456789" not in text
+        off = await client.post("/integrations/ph/disable", data={"csrf": token}, allow_redirects=False)
+        assert off.status == 303
+        gone = await client.post("/integrations/ph/remove", data={"csrf": token}, allow_redirects=False)
+        assert gone.status == 303 and "ph" not in {i["name"] for i in con.store.history()[-1].document[
+            "integrations"]}
+        assert [r.number for r in con.store.history()] == [1, 2, 3, 4]
+    run(con, test)
+
+
+def test_a_post_from_another_site_is_refused_and_a_removed_user_is_logged_out(tmp_path: Path) -> None:
+    con = console(tmp_path)
+
+    async def test(client: TestClient) -> None:
+        forged = await client.post("/login", data={"name": "ed", "password": PASSWORD},
+                                   headers={"Origin": "https://evil.example"})
+        assert forged.status == 403
+        token = await login(client, "ed")
+        forged = await client.post("/revisions/1/rollback", data={"csrf": token},
+                                   headers={"Origin": "https://evil.example"})
+        assert forged.status == 403 and len(con.store.history()) == 1
+        add_user(con.users_path, "ed", VIEWER, PASSWORD)  # demoted: the next request already knows
+        assert "Save as new revision" not in await (await client.get("/integrations/amplitude")).text()
+        con.users_path.write_text('{"users": []}')
+        assert (await client.get("/sources", allow_redirects=False)).status == 303
+    run(con, test)
