@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean native
+.PHONY: run test lint bench clean native browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ native: $(STAMP)
 run: native
 	$(BIN)/eventrouter demo
 
-test: native
+test: native browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the console's browser test runs Debian's chromium and chromium-driver (a browser that downloads itself
+# is not used); installed here once, as root or with sudo
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver for the console's browser test"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/mypy

@@ -42,6 +42,8 @@ ENVIRONMENT: Final = (
              "the default `--bootstrap-servers` (else `127.0.0.1:9092`)"),
     Variable("EVENTROUTER_CACHE", "`kafka start`", "where the Kafka jars are kept, Maven's local repository "
              "included (default `$EVENTROUTER_HOME/cache`)"),
+    Variable("EVENTROUTER_CONSOLE_KEY", "`console`", "the key its session cookies are signed with: consoles "
+             "given the same one accept each other's sessions (unset: a random key, sessions end with the process)"),
     Variable("EVENTROUTER_CODE_MODULES", "worker, `preview`, `config validate`, `up`",
              "comma-separated modules whose functions a playbook's `function:` may name; unset: no code hooks"),
     Variable("EVENTROUTER_HOME", "every command", "local state: the embedded broker, data and logs folders "
@@ -57,6 +59,8 @@ ENVIRONMENT: Final = (
              "the default `--log-level`; `up` and `demo` pass theirs on to the processes they start"),
     Variable("EVENTROUTER_PRIVATE_NETWORKS", "forwarders, `config validate`",
              "comma-separated CIDRs a connection with `allow_private: true` may reach (empty by default)"),
+    Variable("EVENTROUTER_SET_NAMES", "`console` under `up`", "set by `up`: the `${ENV}` names set where it runs "
+             "the forwarders (names only), which the console shows as set"),
     Variable("EVENTROUTER_PURE", "every process, `python -m eventrouter.dev.native`",
              "`1`: plain Python, the compiled modules neither used nor built"),
 )

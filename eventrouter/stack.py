@@ -21,15 +21,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from eventrouter.environment import SET_NAMES_ENV, child_environment
 from eventrouter.progress import Lane, Progress, forwarder_counts, raw_records, worker_counts
 from schemas import Topics
-from schemas.config import load_config
+from schemas.config import Config, load_config
 from schemas.secrets import referenced_names
 
 __all__ = ["Child", "Lane", "Progress", "Stack", "free_port", "run_up"]
 
 METRICS_FILE = "up.prom"  # beside up.json: the supervisor's view as Prometheus metrics
+
+
+def delivered_specs(config: Config) -> dict[str, str]:
+    """The integrations a config delivers to (enabled, named by a pipeline), each with what its forwarder
+    reads: its kind, connection and delivery settings."""
+    named = {name for p in config.pipelines for name in p.integrations}
+    return {i.name: orjson.dumps([i.kind, i.connection, i.delivery.model_dump(mode="json")],
+                                 option=orjson.OPT_SORT_KEYS).decode()
+            for i in config.integrations if i.enabled and i.name in named}
+
+
+def forwarder_plan(running: Mapping[str, str], wanted: Mapping[str, str]) -> tuple[set[str], set[str], set[str]]:
+    """(to start, to start again, to stop): forwarders for a new revision, from what each runs for."""
+    return (set(wanted) - set(running), {n for n in set(wanted) & set(running) if wanted[n] != running[n]},
+            set(running) - set(wanted))
 
 
 def free_port() -> int:
@@ -88,6 +105,7 @@ class Stack:
         self.integrations = [i.name for i in parsed.integrations if i.enabled and i.name in named]
         # the `${ENV}` names each forwarder resolves: it is given those, no other integration's
         self.references = {i.name: referenced_names(i.connection) for i in parsed.integrations}
+        self.specs = delivered_specs(parsed)  # what each forwarder was started for (follow() compares)
         self.children: list[Child] = []
         self.max_restarts = 3       # exits in a row after which a child counts as `exited()` (still retried)
         self.first_delay_s, self.max_delay_s = 1.0, 60.0  # back-off of a child that keeps exiting
@@ -221,9 +239,36 @@ class Stack:
                                            *self.worker_args])
 
     def add_forwarder(self, name: str, n: int = 1) -> Child:
+        """A forwarder reads its integration from the config topic's newest revision (`up` applied the file
+        as one): one started again after a new revision reads that one."""
         role = f"forward-{name}-{n}" if n > 1 else f"forward-{name}"
-        return self._spawn(role, ["forward", name, "--config", str(self.config), "--partitions", str(self.partitions),
+        return self._spawn(role, ["forward", name, "--partitions", str(self.partitions),
                                   "--data-dir", str(self.folder / role)])
+
+    def follow(self, number: int, config: Config) -> list[str]:
+        """A new config revision in force (the console saved one, or `config apply`): a forwarder started
+        for each integration it delivers that has none, started again where its kind, connection or
+        delivery settings changed, stopped where it is no longer delivered to; what was done, a line each."""
+        wanted = delivered_specs(config)
+        start, restart, stop = forwarder_plan(self.specs, wanted)
+        self.references.update({i.name: referenced_names(i.connection) for i in config.integrations})
+        done = []
+        for child in [c for c in self.children if not c.stopped and c.role.startswith("forward-")]:
+            name = child.args[1]
+            if name in stop or name in restart:
+                self.stop_child(child)
+                self._retired.append((child.role, child.metrics))
+        for name in sorted(start | restart):
+            self.add_forwarder(name)
+        for name in sorted(start):
+            done.append(f"forward-{name} started: revision {number} delivers to it")
+        for name in sorted(restart):
+            done.append(f"forward-{name} started again: revision {number} changed its settings")
+        for name in sorted(stop):
+            done.append(f"forward-{name} stopped: revision {number} no longer delivers to it")
+        self.specs = wanted
+        self.integrations = sorted(wanted)
+        return done
 
     def describe(self) -> list[str]:
         out = [f"{c.role}: pid {c.process.pid}" + (f", metrics http://127.0.0.1:{c.metrics_port}/metrics"
@@ -299,6 +344,7 @@ def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool
     when it stopped (the exit summary names it), else 0. `start=False`: the stack runs already (the main
     job's --keep-running)."""
     from eventrouter.progress import unreachable, write_snapshot
+    from schemas.runtime.revisions import ConfigStore, RevisionWatcher
 
     stopping: list[int] = []
 
@@ -310,10 +356,17 @@ def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool
         stack.start()
         print("\n".join(stack.describe()), flush=True)
     failing: list[str] = []
+    revisions: list[tuple[int, Config]] = []  # handed over by the watcher's thread, taken up here
+    watcher = RevisionWatcher(ConfigStore(stack.bootstrap, stack.topics),
+                              lambda revision, config: revisions.append((revision.number, config)))
+    watcher.start()
     try:
         last = 0.0
         down_since: float | None = None
         while not stopping and not (until and until()):
+            while revisions:
+                for line in stack.follow(*revisions.pop(0)):
+                    print(line, flush=True)
             for line in stack.revive():
                 print(line, file=sys.stderr, flush=True)
             if time.monotonic() - last >= every_s:
@@ -334,6 +387,7 @@ def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool
             time.sleep(0.2)
         failing = stack.failing()
     finally:
+        watcher.stop()
         print("stopping: gateway, workers, forwarders (each drains and commits)", flush=True)
         stack.stop()
         for name in ("up.json", METRICS_FILE):

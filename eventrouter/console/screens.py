@@ -17,7 +17,7 @@ from schemas.catalogue import CATALOGUE
 from schemas.config import Config, Integration
 from schemas.playbook.model import starter_names
 from schemas.runtime.revisions import Revision
-from schemas.secrets import masked, referenced_names
+from schemas.secrets import MASK, PLAIN_HEADERS, SECRET_REFERENCE, looks_secret, masked, referenced_names
 
 
 def cut_key(key: str) -> str:
@@ -53,6 +53,26 @@ def catalogue(config: Config) -> list[CatalogueRow]:
                          d.kind in starters) for d in CATALOGUE]
 
 
+def shown(value: Any, key: str = "") -> Any:
+    """A connection as the console shows it: `${ENV}` references as written (they name a secret, they are
+    not one); anything else that may be a secret masked (a value under a secret-like key, a header's
+    value, a URL's credentials), as `config validate` masks it."""
+    if isinstance(value, dict):
+        return {k: {h: v if str(h).lower() in PLAIN_HEADERS or _holds_reference(v) else MASK for h, v in val.items()}
+                if k == "headers" and isinstance(val, dict) else shown(val, str(k)) for k, val in value.items()}
+    if isinstance(value, list):
+        return [shown(v, key) for v in value]
+    if _holds_reference(value):
+        return value
+    if isinstance(value, str) and looks_secret(key):
+        return MASK
+    return masked(value) if isinstance(value, str) else value
+
+
+def _holds_reference(value: Any) -> bool:
+    return isinstance(value, str) and bool(SECRET_REFERENCE.search(value))
+
+
 @dataclass(frozen=True)
 class Reference:
     name: str
@@ -84,7 +104,7 @@ def integration_view(revision: Revision, config: Config, name: str,
     return IntegrationView(
         spec.name, spec.kind, _titles().get(spec.kind, spec.kind), spec.enabled, spec.consent,
         tuple(p.name for p in config.pipelines if spec.name in p.integrations),
-        _yaml(masked(spec.connection)) if spec.connection else "",
+        _yaml(shown(spec.connection)) if spec.connection else "",
         tuple(Reference(n, bool(environ.get(n))) for n in sorted(referenced_names(spec.connection))),
         _yaml(spec.delivery.model_dump(exclude_defaults=True)) if spec.delivery.model_fields_set else "",
         playbook_text(revision.document, name))
@@ -126,6 +146,21 @@ def document_diff(before: Mapping[str, Any] | None, after: Mapping[str, Any], be
     return "".join(difflib.unified_diff(old, _yaml(after).splitlines(keepends=True), before_name, after_name))
 
 
+DIFFS_SHOWN = 10  # the newest revisions a page shows the diff of (each is worked out once, ~30 ms)
+_DIFFS: dict[tuple[str, str], str] = {}  # (sha before, sha after) -> diff: a revision never changes
+
+
+def revision_diff(before: Revision | None, after: Revision) -> str:
+    """`after`'s diff against the revision before it, worked out once (a page lists a hundred of them)."""
+    key = (before.sha256 if before else "", after.sha256)
+    if key not in _DIFFS:
+        if len(_DIFFS) >= 2_000:
+            _DIFFS.clear()
+        _DIFFS[key] = document_diff(before.document if before else None, after.document,
+                                    f"revision {before.number}" if before else "(none)", f"revision {after.number}")
+    return _DIFFS[key]
+
+
 def when(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + "Z"
 
@@ -137,11 +172,14 @@ def audit_rows(history: list[Revision], records: list[AuditRecord]) -> list[Audi
     for i, r in enumerate(history):
         before = history[i - 1] if i else None
         rows.append(AuditRecord(r.applied_at_ms, r.applied_by, REVISION, f"revision {r.number}", r.source,
-                                document_diff(before.document if before else None, r.document,
-                                              f"revision {before.number}" if before else "(none)",
-                                              f"revision {r.number}")))
+                                revision_diff(before, r) if i >= len(history) - DIFFS_SHOWN else ""))
     return sorted(rows, key=lambda row: row.at_ms, reverse=True)
 
 
 def _yaml(value: Any) -> str:
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100) if value is not None else ""
+    if value is None:
+        return ""
+    return yaml.dump(value, Dumper=_DUMPER, sort_keys=False, allow_unicode=True, width=100)
+
+
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's, where PyYAML was built with it

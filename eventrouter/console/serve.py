@@ -13,10 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
+from eventrouter.console.app import make_app
 from eventrouter.console.auth import Sessions
 from eventrouter.console.store import KafkaStore
 from eventrouter.console.users import Bootstrap, load_users
-from eventrouter.console.web import Console, make_app
+from eventrouter.console.web import Console
 from eventrouter.environment import SET_NAMES_ENV
 from schemas import Topics
 

@@ -15,11 +15,12 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
+from eventrouter.console.app import make_app
 from eventrouter.console.audit import record
 from eventrouter.console.auth import EDITOR, Sessions
 from eventrouter.console.store import KafkaStore
 from eventrouter.console.users import add_user
-from eventrouter.console.web import Console, make_app
+from eventrouter.console.web import Console
 from schemas import Topics
 from schemas.runtime.revisions import ConfigStore
 

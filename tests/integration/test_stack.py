@@ -315,3 +315,57 @@ def test_an_integration_whose_forwarder_cannot_start_is_isolated_and_retried_whi
     assert "failing when stopped: forward-hook" in captured.err
     assert code == 1  # stopped on request; the exit status says an integration was failing
 
+
+
+def test_under_up_a_new_revision_starts_and_stops_forwarders(
+        bootstrap: str, tmp_path: Path, vendors: tuple[AmplitudeStandIn, MixpanelStandIn],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An integration the console (or `config apply`) adds gets its forwarder and its events; one disabled
+    loses its forwarder; the others keep going untouched."""
+    from eventrouter.stack import run_up
+
+    amp, mp = vendors
+    topics = fresh_topics(bootstrap, partitions=3)
+    text = CONFIG.format(amp=amp.url, mp=mp.url)
+    revisions = [tmp_path / name for name in ("amp.yaml", "both.yaml", "without.yaml")]
+    revisions[0].write_text(text.replace("integrations: [amp, mp]", "integrations: [amp]"))
+    revisions[1].write_text(text)
+    revisions[2].write_text(text.replace("{name: mp, kind", "{name: mp, enabled: false, kind"))
+    store = ConfigStore(bootstrap, topics)
+    store.apply(revisions[0])
+    stack = Stack(bootstrap, topics, revisions[0], tmp_path / "logs", env=SECRETS, partitions=3)
+    done, seen = threading.Event(), {}
+
+    def drive() -> None:
+        try:
+            url = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
+            wait_for(lambda: _posts(url, []), timeout=90, what="the gateway")
+            seen["before"] = [c.role for c in stack.children if c.role.startswith("forward-")]
+            store.apply(revisions[1])
+            wait_for(lambda: any(c.role == "forward-mp" and not c.stopped for c in stack.children), timeout=30,
+                     what="a forwarder for the integration the new revision adds")
+            wait_for(lambda: "config revision 2 in force" in (stack.folder / "worker-1.log").read_text(),
+                     timeout=60, what="the worker on revision 2")
+            assert _posts(url, [track(i, "follow") for i in range(20)])
+            wait_for(lambda: len(mp.keys) >= 20, timeout=120, what="20 events at the added integration's vendor")
+            amp_forwarder = next(c for c in stack.children if c.role == "forward-amp")
+            store.apply(revisions[2])
+            wait_for(lambda: all(c.stopped for c in stack.children if c.role == "forward-mp"), timeout=60,
+                     what="the disabled integration's forwarder stopped")
+            seen["amp untouched"] = not amp_forwarder.stopped and amp_forwarder.process.poll() is None
+        except BaseException as exc:  # noqa: BLE001 - raised again by the test, in its own thread
+            seen["error"] = exc
+        finally:
+            done.set()
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    code = run_up(stack, every_s=1.0, until=done.is_set)
+    driver.join(10)
+    captured = capsys.readouterr()
+    if "error" in seen:
+        raise AssertionError(captured.out[-3000:] + captured.err[-3000:]) from seen["error"]
+    assert seen["before"] == ["forward-amp"] and seen["amp untouched"], seen
+    assert "forward-mp started: revision 2 delivers to it" in captured.out, captured.out[-3000:]
+    assert "forward-mp stopped: revision 3 no longer delivers to it" in captured.out, captured.out[-3000:]
+    assert code == 0 and amp.duplicates == 0

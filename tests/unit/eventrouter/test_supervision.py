@@ -125,3 +125,30 @@ def test_status_without_a_broker_still_shows_what_up_counted(
     assert "workers: read 10 = rejected before routing 1 + duplicates dropped 3 + routable 6" in out, out
     assert "amp: routed 6, filtered 0, playbook errors 0, delivered 6, dead-lettered 0" in out, out
     assert "broker unreachable since" in out
+
+
+def test_a_new_revision_starts_stops_and_restarts_exactly_the_forwarders_it_changes() -> None:
+    from eventrouter.stack import delivered_specs, forwarder_plan
+    from schemas.config import parse_config
+
+    def config(text: str) -> dict[str, str]:
+        return delivered_specs(parse_config(text))
+
+    base = ("pipelines: [{name: web, write_keys: [wk], integrations: [amp, mp]}]\nintegrations:\n"
+            "  - {name: amp, kind: amplitude, playbook: 'starter:amplitude', connection: {api_key: '${K}'}}\n"
+            "  - {name: mp, kind: mixpanel, playbook: 'starter:mixpanel', connection: "
+            "{project_id: '1', username: u, secret: '${S}'}}\n")
+    running = config(base)
+    assert set(running) == {"amp", "mp"}
+    assert forwarder_plan(running, config(base)) == (set(), set(), set())  # the same revision again
+    playbook_only = base.replace("'starter:amplitude'", "{filter: {deny: {event: [x]}}}")
+    assert forwarder_plan(running, config(playbook_only)) == (set(), set(), set())  # the worker's business
+    moved = base.replace("api_key: '${K}'", "api_key: '${K2}'")
+    assert forwarder_plan(running, config(moved)) == (set(), {"amp"}, set())
+    off = base.replace("{name: mp, kind", "{name: mp, enabled: false, kind")
+    assert forwarder_plan(running, config(off)) == (set(), set(), {"mp"})
+    added = base.replace("integrations: [amp, mp]", "integrations: [amp, mp, hook]") + \
+        "  - {name: hook, kind: webhook, playbook: 'starter:webhook', connection: {url: 'https://h.example/x'}}\n"
+    assert forwarder_plan(running, config(added)) == ({"hook"}, set(), set())
+    unrouted = base.replace("integrations: [amp, mp]", "integrations: [amp]")
+    assert forwarder_plan(running, config(unrouted)) == (set(), set(), {"mp"})

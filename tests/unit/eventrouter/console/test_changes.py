@@ -60,3 +60,15 @@ def test_an_integration_is_disabled_removed_everywhere_and_its_connection_replac
                                                     "headers: {Authorization: Bearer abc123456789}\n"), "x")
     with pytest.raises(ConfigurationError, match="mapping"):
         changes.set_connection(document, "amplitude", "- a list")
+
+
+def test_a_connection_shows_its_references_as_written_and_masks_anything_that_may_be_a_secret() -> None:
+    from eventrouter.console.screens import shown
+
+    assert shown({"api_key": "${AMP_KEY}", "endpoint": "https://api2.amplitude.com/2/httpapi"}) == {
+        "api_key": "${AMP_KEY}", "endpoint": "https://api2.amplitude.com/2/httpapi"}
+    out = shown({"api_key": "literal-123", "url": "https://u:pw-123@h.example/x?token=tk-123&region=eu",
+                 "headers": {"Authorization": "Bearer ${TOKEN}", "X-Api-Key": "ak-123", "Content-Type": "a/b"}})
+    text = repr(out)
+    assert "literal-123" not in text and "pw-123" not in text and "tk-123" not in text and "ak-123" not in text
+    assert "Bearer ${TOKEN}" in text and "a/b" in text and "region=eu" in text

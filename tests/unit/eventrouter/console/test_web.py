@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,41 +15,15 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from eventrouter.console.audit import AuditRecord
+from eventrouter.console.app import make_app
 from eventrouter.console.auth import ADMIN, EDITOR, VIEWER, Sessions
 from eventrouter.console.users import Bootstrap, add_user
-from eventrouter.console.web import COOKIE, Console, make_app
-from schemas.config import config_from_document, resolved_document
-from schemas.runtime.revisions import Revision, document_sha
+from eventrouter.console.web import COOKIE, Console
+from eventrouter.dev.memory_store import MemoryStore
+from schemas.config import resolved_document
 
 EXAMPLE = Path(__file__).parents[4] / "examples" / "eventrouter.yaml"
 PASSWORD = "a long enough password"
-
-
-class MemoryStore:
-    def __init__(self, document: Mapping[str, Any]) -> None:
-        self.revisions = [Revision(1, dict(document), document_sha(document), 1_700_000_000_000, "ops@host",
-                                   "eventrouter.yaml")]
-        self.records: list[AuditRecord] = []
-
-    def history(self) -> list[Revision]:
-        return list(self.revisions)
-
-    def publish(self, document: Mapping[str, Any], source: str, by: str) -> Revision:
-        config_from_document(document, source)
-        revision = Revision(len(self.revisions) + 1, dict(document), document_sha(document),
-                            self.revisions[-1].applied_at_ms + 1000, by, source)
-        self.revisions.append(revision)
-        return revision
-
-    def rollback(self, number: int, by: str) -> Revision:
-        return self.publish(self.revisions[number - 1].document, f"rollback to {number}", by)
-
-    def audit(self) -> list[AuditRecord]:
-        return list(self.records)
-
-    def append(self, entry: AuditRecord) -> None:
-        self.records.append(entry)
 
 
 def document() -> dict[str, Any]:

@@ -1,0 +1,38 @@
+"""The console's routes (eventrouter/console/pages.py reads, edits.py changes, web.py the plumbing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from eventrouter.console import edits, pages
+from eventrouter.console.web import CONSOLE, MAX_FORM_BYTES, Console, errors, guard, headers
+
+
+def make_app(console: Console) -> web.Application:
+    app = web.Application(middlewares=[headers, errors, guard], client_max_size=MAX_FORM_BYTES)
+    app[CONSOLE] = console
+    app.router.add_get("/login", pages.login_page)
+    app.router.add_post("/login", pages.login)
+    app.router.add_post("/logout", pages.logout)
+    app.router.add_get("/bootstrap", pages.bootstrap_page)
+    app.router.add_post("/bootstrap", pages.bootstrap)
+    app.router.add_get("/", pages.home)
+    app.router.add_get("/sources", pages.sources_page)
+    app.router.add_get("/integrations", pages.integrations_page)
+    app.router.add_get("/integrations/{name}", pages.integration_page)
+    app.router.add_post("/integrations/{name}/try", pages.try_playbook)
+    app.router.add_post("/integrations", edits.add_integration)
+    app.router.add_post("/integrations/{name}/playbook", edits.save_playbook)
+    app.router.add_post("/integrations/{name}/{change}", edits.change_integration)
+    app.router.add_post("/sources/{change}", edits.change_source)
+    app.router.add_get("/revisions", pages.revisions_page)
+    app.router.add_post("/revisions/{number}/rollback", edits.rollback)
+    app.router.add_get("/audit", pages.audit_page)
+    app.router.add_static("/static/", Path(__file__).parent / "static", append_version=False)
+    app.router.add_route("*", "/{tail:.*}", pages.not_found)
+    return app
+
+
+__all__ = ["make_app"]

@@ -1,0 +1,170 @@
+"""The console's pages that read: login, logout and the bootstrap admin; Sources, Integrations, an
+integration with its playbook editor and test panel, Revisions, the audit log. Each asks the pure modules
+(screens, trial) what to show and renders it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from eventrouter.console import audit as audit_log
+from eventrouter.console import screens
+from eventrouter.console.auth import READ, check_login
+from eventrouter.console.trial import SAMPLES, trial
+from eventrouter.console.web import CONSOLE, COOKIE, SESSION, Console, form_of, in_force, needs, render
+from schemas.errors import ConfigurationError
+from schemas.runtime.revisions import Revision
+
+log = logging.getLogger(__name__)
+
+
+# -- login -------------------------------------------------------------------------------------------
+async def login_page(request: web.Request) -> web.StreamResponse:
+    console: Console = request.app[CONSOLE]
+    if not console.users():
+        raise web.HTTPSeeOther("/bootstrap")
+    return render(request, "login.html")
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    console: Console = request.app[CONSOLE]
+    form = await form_of(request)
+    name, password = str(form.get("name", ""))[:64], str(form.get("password", ""))[:1024]
+    address = request.remote or "?"
+    if not console.limiter.allowed(name, address):
+        log.warning("console: login refused for %s from %s: too many attempts", name, address)
+        return render(request, "login.html", status=429, problem="Too many attempts: wait a few minutes.",
+                      name=name)
+    user = check_login(console.users(), name, password)
+    if user is None:
+        console.limiter.failed(name, address)
+        log.info("console: failed login for %s from %s", name, address)
+        return render(request, "login.html", status=401, problem="Name or password is wrong.", name=name)
+    console.limiter.succeeded(name)
+    log.info("console: %s (%s) logged in from %s", user.name, user.role, address)
+    response = web.HTTPSeeOther("/")
+    response.set_cookie(COOKIE, console.sessions.issue(user), httponly=True, samesite="Strict",
+                        secure=console.secure_cookies or request.secure, path="/")
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    console: Console = request.app[CONSOLE]
+    console.sessions.revoke(request[SESSION])
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+async def bootstrap_page(request: web.Request) -> web.StreamResponse:
+    console: Console = request.app[CONSOLE]
+    if console.users() or console.bootstrap is None or console.bootstrap.token is None:
+        raise web.HTTPSeeOther("/login")
+    return render(request, "bootstrap.html")
+
+
+async def bootstrap(request: web.Request) -> web.StreamResponse:
+    console: Console = request.app[CONSOLE]
+    form = await form_of(request)
+    name = str(form.get("name", ""))[:64]
+    if console.bootstrap is None:
+        raise web.HTTPSeeOther("/login")
+    try:
+        user = console.bootstrap.redeem(str(form.get("token", "")), console.users_path, name,
+                                        str(form.get("password", "")))
+    except ConfigurationError as exc:
+        return render(request, "bootstrap.html", status=400, problem=str(exc), name=name)
+    console.store.append(audit_log.record(user.name, audit_log.USER, f"user {user.name}",
+                                          f"{user.name} made the first admin with the bootstrap token"))
+    response = web.HTTPSeeOther("/")
+    response.set_cookie(COOKIE, console.sessions.issue(user), httponly=True, samesite="Strict",
+                        secure=console.secure_cookies or request.secure, path="/")
+    raise response
+
+
+# -- screens -----------------------------------------------------------------------------------------
+async def home(_request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/sources")
+
+
+@needs(READ)
+async def sources_page(request: web.Request) -> web.StreamResponse:
+    current = in_force(request.app[CONSOLE])
+    rows = screens.sources(current[1]) if current else []
+    return render(request, "sources.html", rows=rows, revision=current[0] if current else None)
+
+
+@needs(READ)
+async def integrations_page(request: web.Request) -> web.StreamResponse:
+    console: Console = request.app[CONSOLE]
+    current = in_force(console)
+    if current is None:
+        return render(request, "integrations.html", catalogue=[], integrations=[], revision=None)
+    revision, config = current
+    return render(request, "integrations.html", catalogue=screens.catalogue(config),
+                  integrations=screens.integrations(revision, config, console.environ), revision=revision,
+                  pipelines=[p.name for p in config.pipelines])
+
+
+@needs(READ)
+async def integration_page(request: web.Request) -> web.StreamResponse:
+    current = in_force(request.app[CONSOLE])
+    name = request.match_info["name"]
+    if current is None or name not in {i.name for i in current[1].integrations}:
+        return render(request, "error.html", status=404, message=f"No integration named {name!r}.")
+    return integration_page_for(request, current, name)
+
+
+@needs(READ)
+async def try_playbook(request: web.Request) -> web.StreamResponse:
+    """The test panel: the outcome and the request(s) for the playbook and event in the form; sends nothing."""
+    console: Console = request.app[CONSOLE]
+    current = in_force(console)
+    name = request.match_info["name"]
+    if current is None or name not in {i.name for i in current[1].integrations}:
+        return render(request, "error.html", status=404, message=f"No integration named {name!r}.")
+    form = await form_of(request)
+    sample = str(form.get("sample", ""))
+    event = orjson.dumps(SAMPLES[sample], option=orjson.OPT_INDENT_2).decode() if sample in SAMPLES \
+        else str(form.get("event", ""))
+    result = trial(current[0].document, name, str(form.get("playbook", "")), event)
+    if request.headers.get("X-Fragment") == "trial":
+        return render(request, "trial.html", result=result)
+    view = screens.integration_view(current[0], current[1], name, console.environ)
+    return render(request, "integration.html", view=view, revision=current[0], playbook=str(form.get("playbook", "")),
+                  event=event, samples=SAMPLES, result=result, connection=view.connection)
+
+
+def integration_page_for(request: web.Request, current: tuple[Revision, Any], name: str, *, status: int = 200,
+                      playbook: str | None = None, problems: list[str] | None = None, message: str = "",
+                      connection: str | None = None) -> web.Response:
+    console: Console = request.app[CONSOLE]
+    revision, config = current
+    view = screens.integration_view(revision, config, name, console.environ)
+    sample = orjson.dumps(SAMPLES["track"], option=orjson.OPT_INDENT_2).decode()
+    text = view.playbook if playbook is None else playbook
+    return render(request, "integration.html", status=status, view=view, revision=revision, playbook=text,
+                  event=sample, samples=SAMPLES, result=trial(revision.document, name, text, sample),
+                  problems=problems or [], message=message,
+                  connection=view.connection if connection is None else connection)
+
+
+@needs(READ)
+async def revisions_page(request: web.Request) -> web.StreamResponse:
+    history = request.app[CONSOLE].store.history()
+    diffs = {r.number: screens.revision_diff(history[i - 1] if i else None, r) for i, r in enumerate(history)
+             if i >= len(history) - screens.DIFFS_SHOWN}
+    return render(request, "revisions.html", rows=screens.revisions(history), diffs=diffs)
+
+
+@needs(READ)
+async def audit_page(request: web.Request) -> web.StreamResponse:
+    console: Console = request.app[CONSOLE]
+    return render(request, "audit.html", rows=screens.audit_rows(console.store.history(), console.store.audit()))
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    return render(request, "error.html", status=404, message="No such page.")

@@ -1,0 +1,211 @@
+"""The console in a real headless browser (Debian's chromium and chromium-driver, driven with Selenium),
+against the real broker, a worker, the Amplitude forwarder, the gateway and the Amplitude stand-in, as a
+person uses it: make the first admin with the bootstrap token, add an integration from the catalogue,
+edit a playbook and watch the test panel's request change, save it as a revision, send events through
+the gateway and find them at the stand-in shaped by it, roll back and see the next events shaped by the
+old one; a viewer sees no edit control and a forged POST is refused; the audit log lists all of it.
+A screenshot of every screen is saved (EVENTROUTER_SCREENSHOTS=DIR keeps them there)."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from eventrouter.console.auth import VIEWER
+from eventrouter.console.users import add_user
+from eventrouter.dev.standins import AmplitudeStandIn
+from eventrouter.stack import Stack
+from schemas import Topics
+from schemas.runtime.revisions import ConfigStore
+from tests.integration.forwarder_helpers import wait_for
+from tests.integration.stack_helpers import CONFIG
+
+pytestmark = pytest.mark.kafka
+CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+PASSWORD = "a long enough password"
+MARK = "console-revision"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not (CHROMIUM.exists() and DRIVER.exists()):
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium and chromium-driver are missing (`make test` installs them)")
+        pytest.skip("no /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    options.binary_location = str(CHROMIUM)
+    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Person:
+    """What a person does in the browser: open, type, click, wait for text; a screenshot of each screen."""
+
+    def __init__(self, driver: Any, url: str, shots: Path) -> None:
+        self.driver, self.url, self.shots = driver, url, shots
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.url + path)
+
+    def find(self, css: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def all(self, css: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+
+        return list(self.driver.find_elements(By.CSS_SELECTOR, css))
+
+    def type(self, css: str, text: str) -> None:
+        field = self.find(css)
+        field.clear()
+        field.send_keys(text)
+
+    def page(self) -> str:
+        return str(self.driver.find_element("tag name", "body").text)
+
+    def wait_text(self, text: str, css: str = "body", timeout: float = 20) -> None:
+        wait_for(lambda: text in self.find(css).text, timeout=timeout, what=f"{text!r} on {self.driver.current_url}")
+
+    def shot(self, name: str) -> None:
+        self.driver.save_screenshot(str(self.shots / f"{name}.png"))
+
+
+def _event(i: int, tag: str) -> dict[str, Any]:
+    return {"type": "track", "event": "Order Completed", "userId": f"user-{i:04d}", "messageId": f"{tag}-{i}",
+            "properties": {"revenue": 9.5, "currency": "eur"}}
+
+
+def _send(url: str, tag: str, count: int = 5) -> None:
+    reply = requests.post(url, json={"batch": [_event(i, tag) for i in range(count)]}, auth=("wk1", ""), timeout=30)
+    assert reply.status_code == 200 and not reply.json().get("rejected"), reply.text
+
+
+def _at_stand_in(stand_in: AmplitudeStandIn, tag: str) -> list[dict[str, Any]]:
+    return [e for e in list(stand_in.accepted) if str(e.get("insert_id", "")).startswith(f"{tag}-")]
+
+
+def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tmp_path: Path, browser: Any) -> None:
+    shots = Path(os.environ.get("EVENTROUTER_SCREENSHOTS") or tmp_path / "screens")
+    shots.mkdir(parents=True, exist_ok=True)
+    topics = Topics(f"b{uuid.uuid4().hex[:8]}")
+    stand_in = AmplitudeStandIn().start()
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(CONFIG.format(url=stand_in.url))
+    ConfigStore(bootstrap, topics).apply(config)
+    users = tmp_path / "console-users.json"
+    stack = Stack(bootstrap, topics, config, tmp_path / "logs", env={"AMP_KEY": "amp-key"}, partitions=3,
+                  console_port=0, console_users=users).start()
+    try:
+        for role in ("worker-1", "forward-amp"):
+            wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=90, what=role)
+        gateway = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
+        console_log = stack.folder / "console.log"
+        wait_for(lambda: "one-time token" in console_log.read_text(), timeout=60, what="the bootstrap token")
+        token = re.search(r"one-time token (\S+)", console_log.read_text())
+        assert token
+        person = Person(browser, f"http://127.0.0.1:{stack.console_port}", shots)
+
+        # the first admin, with the token the console printed
+        person.open("/")
+        person.wait_text("Make the first admin")
+        person.shot("bootstrap")
+        person.type("input[name=token]", token[1])
+        person.type("input[name=name]", "ada")
+        person.type("input[name=password]", PASSWORD)
+        person.find("form button[type=submit]").click()
+        person.wait_text("Sources", "h1")
+        person.shot("sources")
+        assert "web" in person.page() and "wk1" not in person.find("main").text  # writeKeys cut: wk1 is short
+
+        # an integration from the catalogue, with its starter kit and `${ENV}` references to fill in
+        person.open("/integrations")
+        person.wait_text("Catalogue")
+        person.shot("integrations")
+        row = person.find("#kind-posthog")
+        row.find_element("css selector", "input[name=name]").send_keys("product-analytics")
+        row.find_element("css selector", "button[type=submit]").click()
+        person.wait_text("product-analytics", "h1")
+        assert "${POSTHOG_API_KEY}" in person.page()
+
+        # the playbook editor: the test panel follows the typing; save as a new revision
+        person.open("/integrations/amp")
+        person.wait_text("POST " + stand_in.url + "/2/httpapi", "#trial-result")
+        person.shot("playbook-editor")
+        playbook = yaml.safe_load(person.find("#playbook").get_attribute("value"))
+        playbook["events"]["Order Completed"]["enrich"] = {"event_properties.shaped_by": MARK}
+        person.type("#playbook", yaml.safe_dump(playbook, sort_keys=False))
+        person.wait_text(f'"shaped_by": "{MARK}"', "#trial-result")  # the request changed as it was typed
+        person.shot("test-panel")
+        person.type("#message", "mark orders shaped in the console")
+        person.find("#save").click()
+        person.wait_text("Config revisions", "h1")
+        person.shot("revisions")
+        assert "console: amp: mark orders shaped in the console" in person.page()
+
+        # events through the gateway arrive shaped by the new revision (the worker takes it up live)
+        def shaped(marked: bool) -> bool:
+            """Five events sent, all delivered: whether each bears the mark as `marked` says."""
+            tag = uuid.uuid4().hex[:8]
+            _send(gateway, tag)
+            wait_for(lambda: len(_at_stand_in(stand_in, tag)) == 5, timeout=60, what="five events delivered")
+            return all((e.get("event_properties", {}).get("shaped_by") == MARK) == marked
+                       for e in _at_stand_in(stand_in, tag))
+
+        wait_for(lambda: shaped(True), timeout=90, what="events shaped by revision 3")
+
+        # roll back to the first revision: the next events are shaped by it again
+        rows = person.all("tr[id^=r]")
+        first = next(r for r in rows if r.get_attribute("id") == "r1")
+        first.find_element("css selector", "button[type=submit]").click()
+        person.wait_text("rollback to 1")
+        wait_for(lambda: shaped(False), timeout=90, what="events shaped by revision 1 again")
+
+        # a viewer sees no edit control, and a forged POST is refused
+        add_user(users, "vera", VIEWER, PASSWORD)
+        person.find("header form button").click()  # log out
+        person.wait_text("Log in", "h1")
+        person.shot("login")
+        person.type("input[name=name]", "vera")
+        person.type("input[name=password]", PASSWORD)
+        person.find("form button[type=submit]").click()
+        person.wait_text("Sources", "h1")
+        person.open("/integrations/amp")
+        person.wait_text("amp", "h1")
+        assert not person.all("#save") and person.find("#playbook").get_attribute("readonly") is not None
+        cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+        before = len(ConfigStore(bootstrap, topics).history())
+        forged = requests.post(f"{person.url}/revisions/1/rollback", cookies=cookies, timeout=10,
+                               data={"csrf": "forged"})
+        assert forged.status_code == 403
+        assert len(ConfigStore(bootstrap, topics).history()) == before
+
+        # the audit log lists it all
+        person.open("/audit")
+        person.wait_text("Audit log", "h1")
+        person.shot("audit")
+        text = person.page()
+        for expected in ("ada made the first admin", "product-analytics: added", "mark orders shaped in the console",
+                         "rollback to 1"):
+            assert expected in text, expected
+    finally:
+        stack.stop()
+        stand_in.stop()
