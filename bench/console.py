@@ -63,7 +63,8 @@ async def measure(rounds: int) -> dict[str, list[float]]:
         name = base["integrations"][2]["name"]
         playbook = playbook_text(store.history()[-1].document, name)
         screens = {"sources": "/sources", "integrations": "/integrations",
-                   "integration + editor": f"/integrations/{name}", "revisions": "/revisions", "audit log": "/audit"}
+                   "integration + editor": f"/integrations/{name}", "revisions": "/revisions",
+                   "a revision": "/revisions/50", "audit log": "/audit", "users": "/users"}
         for _ in range(rounds):
             for label, path in screens.items():
                 started = time.perf_counter()
@@ -86,11 +87,13 @@ def main() -> None:
     args = parser.parse_args()
     timings = asyncio.run(measure(args.rounds))
     targets = {"test panel (one keystroke batch)": 100.0}
-    lines = ["| console, 20 integrations, 100 revisions | p50 ms | p99 ms | target |", "|---|---|---|---|"]
+    lines = ["| console, 20 integrations, 100 revisions | first ms | p50 ms | p99 ms | target |",
+             "|---|---|---|---|---|"]
     for label, values in timings.items():
         target = targets.get(label, 200.0)
         p50, p99 = percentile(values, 50), percentile(values, 99)
-        lines.append(f"| {label} | {p50:.1f} | {p99:.1f} | {'within' if p99 <= target else 'over'} {target:.0f} ms |")
+        verdict = "within" if max(values) <= target else "over"
+        lines.append(f"| {label} | {values[0]:.1f} | {p50:.1f} | {p99:.1f} | {verdict} {target:.0f} ms |")
     write_result("console", {"rounds": args.rounds, "ms": timings}, "\n".join(lines))
 
 

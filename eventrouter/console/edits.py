@@ -1,7 +1,8 @@
 """The console's changes: each validated whole (schemas/config.py) and published as a new revision applied
 by the session's user, by the same path as `config apply`: a playbook saved, an integration added from
 the catalogue, enabled, disabled, removed or given a new connection; a pipeline made, a writeKey made
-(shown once) or revoked, a pipeline enabled or disabled; a rollback."""
+(shown once) or revoked, a pipeline enabled or disabled; a rollback. And the console's users: made, given
+a role, removed (the users file; each change in the audit log)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
+from eventrouter.console import audit as audit_log
 from eventrouter.console import changes, screens
-from eventrouter.console.auth import EDIT, KEYS, Session
+from eventrouter.console.auth import EDIT, KEYS, ROLES, Session
 from eventrouter.console.pages import integration_page_for
 from eventrouter.console.trial import problem_lines
+from eventrouter.console.users import add_user, load_users, remove_user, set_role
 from eventrouter.console.web import CONSOLE, SESSION, Console, form_of, in_force, needs, render
 from schemas.config import config_from_document
 from schemas.errors import ConfigurationError
@@ -173,3 +176,34 @@ async def rollback(request: web.Request) -> web.StreamResponse:
                       f"not valid under this version: {str(exc).splitlines()[0]}")
     log.info("console: %s rolled back to revision %s as revision %s", session.name, number, revision.number)
     raise web.HTTPSeeOther(f"/revisions#r{revision.number}")
+
+
+@needs(KEYS)
+async def change_user(request: web.Request) -> web.StreamResponse:
+    """A user made (or given a new password), given a role, or removed; each in the audit log. The last admin
+    cannot be removed or demoted. A password is never echoed, logged or audited."""
+    console: Console = request.app[CONSOLE]
+    session: Session = request[SESSION]
+    form = await form_of(request)
+    change, name = request.match_info["change"], str(form.get("name", "")).strip()[:64]
+    role = str(form.get("role", ""))
+    try:
+        if change == "add":
+            existed = name in load_users(console.users_path)
+            add_user(console.users_path, name, role, str(form.get("password", "")))
+            what = f"{'given a new password and the role' if existed else 'made, role'} {role}"
+        elif change == "role":
+            set_role(console.users_path, name, role)
+            what = f"role set to {role}"
+        elif change == "remove":
+            remove_user(console.users_path, name)
+            what = "removed"
+        else:
+            return render(request, "error.html", status=404, message="No such change.")
+    except ConfigurationError as exc:
+        users = sorted(console.users().values(), key=lambda u: u.name)
+        return render(request, "users.html", status=400, users=users, roles=ROLES, problems=[str(exc)],
+                      name=name)
+    console.store.append(audit_log.record(session.name, audit_log.USER, f"user {name}", f"{name}: {what}"))
+    log.info("console: %s changed user %s (%s)", session.name, name, change)
+    raise web.HTTPSeeOther("/users")

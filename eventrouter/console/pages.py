@@ -4,6 +4,7 @@ integration with its playbook editor and test panel, Revisions, the audit log. E
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -12,10 +13,11 @@ from aiohttp import web
 
 from eventrouter.console import audit as audit_log
 from eventrouter.console import screens
-from eventrouter.console.auth import READ, check_login
+from eventrouter.console.auth import KEYS, READ, ROLES, VIEWER, check_login
+from eventrouter.console.pii import masked_event
 from eventrouter.console.trial import SAMPLES, trial
 from eventrouter.console.web import CONSOLE, COOKIE, SESSION, Console, form_of, in_force, needs, render
-from schemas.errors import ConfigurationError
+from schemas.errors import ConfigurationError, RetryableError
 from schemas.runtime.revisions import Revision
 
 log = logging.getLogger(__name__)
@@ -138,32 +140,79 @@ async def try_playbook(request: web.Request) -> web.StreamResponse:
                   event=event, samples=SAMPLES, result=result, connection=view.connection)
 
 
+@needs(READ)
+async def live_event(request: web.Request) -> web.StreamResponse:
+    """The test panel on the newest event a pipeline sending to this integration received (from the end of
+    the raw topic; personal data masked for a viewer); the playbook being edited is kept."""
+    console: Console = request.app[CONSOLE]
+    current = in_force(console)
+    name = request.match_info["name"]
+    if current is None or name not in {i.name for i in current[1].integrations}:
+        return render(request, "error.html", status=404, message=f"No integration named {name!r}.")
+    form = await form_of(request)
+    pipelines = [p for p in current[1].pipelines if name in p.integrations]
+    keys = {key for p in pipelines for key in p.write_keys}
+    try:
+        found = await asyncio.to_thread(console.store.recent_events, keys, 1) if keys else []
+    except RetryableError as exc:
+        log.warning("console: no live event for %s: %s", name, exc)
+        found, note = [], "The broker did not answer: try again in a moment."
+    else:
+        note = "" if found else (f"No recent event from {', '.join(p.name for p in pipelines) or 'any pipeline'} "
+                                 "(none in the newest records of the raw topic).")
+    event = None
+    if found:
+        shown = masked_event(found[0].event) if request[SESSION].role == VIEWER else found[0].event
+        event = orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode()
+        note = f"The newest event of {', '.join(p.name for p in pipelines)}, received {screens.when(found[0].at_ms)}" \
+            + (" (personal data masked)." if request[SESSION].role == VIEWER else ".")
+    return integration_page_for(request, current, name, playbook=str(form.get("playbook", "")) or None,
+                                event=event, event_note=note)
+
+
 def integration_page_for(request: web.Request, current: tuple[Revision, Any], name: str, *, status: int = 200,
-                      playbook: str | None = None, problems: list[str] | None = None, message: str = "",
-                      connection: str | None = None) -> web.Response:
+                         playbook: str | None = None, problems: list[str] | None = None, message: str = "",
+                         connection: str | None = None, event: str | None = None,
+                         event_note: str = "") -> web.Response:
     console: Console = request.app[CONSOLE]
     revision, config = current
     view = screens.integration_view(revision, config, name, console.environ)
-    sample = orjson.dumps(SAMPLES["track"], option=orjson.OPT_INDENT_2).decode()
+    event = orjson.dumps(SAMPLES["track"], option=orjson.OPT_INDENT_2).decode() if event is None else event
     text = view.playbook if playbook is None else playbook
     return render(request, "integration.html", status=status, view=view, revision=revision, playbook=text,
-                  event=sample, samples=SAMPLES, result=trial(revision.document, name, text, sample),
-                  problems=problems or [], message=message,
+                  event=event, samples=SAMPLES, result=trial(revision.document, name, text, event),
+                  problems=problems or [], message=message, event_note=event_note,
                   connection=view.connection if connection is None else connection)
 
 
 @needs(READ)
 async def revisions_page(request: web.Request) -> web.StreamResponse:
     history = request.app[CONSOLE].store.history()
-    diffs = {r.number: screens.revision_diff(history[i - 1] if i else None, r) for i, r in enumerate(history)
-             if i >= len(history) - screens.DIFFS_SHOWN}
-    return render(request, "revisions.html", rows=screens.revisions(history), diffs=diffs)
+    return render(request, "revisions.html", rows=screens.revisions(history), diffs=screens.newest_diffs(history))
+
+
+@needs(READ)
+async def revision_page(request: web.Request) -> web.StreamResponse:
+    """One revision: who applied it, when, from where, and its diff against the one before it."""
+    history = request.app[CONSOLE].store.history()
+    try:
+        revision, before = screens.revision_and_before(history, int(request.match_info["number"]))
+    except (ValueError, KeyError):
+        return render(request, "error.html", status=404, message="No such revision.")
+    return render(request, "revision.html", revision=revision, before=before,
+                  current=revision.number == history[-1].number, diff=screens.revision_diff(before, revision))
 
 
 @needs(READ)
 async def audit_page(request: web.Request) -> web.StreamResponse:
     console: Console = request.app[CONSOLE]
     return render(request, "audit.html", rows=screens.audit_rows(console.store.history(), console.store.audit()))
+
+
+@needs(KEYS)
+async def users_page(request: web.Request) -> web.StreamResponse:
+    console: Console = request.app[CONSOLE]
+    return render(request, "users.html", users=sorted(console.users().values(), key=lambda u: u.name), roles=ROLES)
 
 
 async def not_found(request: web.Request) -> web.StreamResponse:

@@ -1,7 +1,8 @@
 """The console's only store is Kafka: the config topic (numbered revisions, as `config apply` writes them)
 and the audit topic. Each console process follows both from the beginning on a consumer of its own that
 never joins a group or commits, keeps what it read in memory (a page never scans a topic), and writes
-with acks from all replicas. Several consoles can run at once: each sees the others' writes."""
+with acks from all replicas. Several consoles can run at once: each sees the others' writes. The test
+panel's live event is read from the end of the raw topic, on demand, by a consumer that never commits."""
 
 from __future__ import annotations
 
@@ -9,18 +10,26 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from eventrouter.console.audit import AuditRecord, decode
-from schemas import Topics
-from schemas.errors import RetryableError
+from schemas import EventCodec, Topics
+from schemas.errors import ConfigurationError, EventRouterError, RetryableError
 from schemas.runtime.kafka import consumer_settings, ensure_topics, producer_settings
 from schemas.runtime.revisions import ConfigStore, Revision, parse_revision
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_AUDIT = 10_000  # the newest records kept in memory; the topic keeps all
+LOOK_BACK = 500  # the records per raw partition a live-event fetch reads, from the end
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    at_ms: int                     # when the gateway wrote it to the raw topic
+    event: dict[str, Any]          # as the gateway accepted it, without its writeKey
 
 
 class Store(Protocol):
@@ -35,6 +44,8 @@ class Store(Protocol):
     def audit(self) -> list[AuditRecord]: ...
 
     def append(self, entry: AuditRecord) -> None: ...
+
+    def recent_events(self, write_keys: Collection[str], limit: int) -> list[LiveEvent]: ...
 
 
 class Follower(Generic[T]):
@@ -146,3 +157,28 @@ class KafkaStore:
                                  f"{done[0][0] if done else 'timeout'}")
         offset = done[0][1].offset()
         self.records.wait_past(offset, self.timeout)
+
+    def recent_events(self, write_keys: Collection[str], limit: int) -> list[LiveEvent]:
+        """The newest `limit` events sent with one of `write_keys`, among the last LOOK_BACK records of each
+        raw partition; RetryableError when the broker does not answer."""
+        from confluent_kafka import KafkaException
+
+        from eventrouter.ops.ranges import Span, find_span, read_span
+
+        keys, codec, found = set(write_keys), EventCodec(), []
+        try:
+            span = find_span(self.bootstrap, self.topics.raw, client=self.client, timeout=10.0)
+            span = Span(span.topic, {p: max(low, span.end[p] - LOOK_BACK) for p, low in span.start.items()},
+                        span.end)
+            for record in read_span(self.bootstrap, span, client=self.client, idle_timeout=10.0):
+                try:
+                    event = codec.decode(record.value)
+                except EventRouterError:
+                    continue  # the worker dead-letters it; it is no sample
+                if event.pop("writeKey", None) in keys:
+                    found.append(LiveEvent(record.timestamp_ms, event))
+        except ConfigurationError:
+            return []  # no raw topic yet: nothing was sent
+        except KafkaException as exc:
+            raise RetryableError(f"{self.topics.raw}: {exc.args[0] if exc.args else exc}") from None
+        return sorted(found, key=lambda e: e.at_ms, reverse=True)[:limit]

@@ -71,6 +71,35 @@ def add_user(path: Path, name: str, role: str, password: str) -> User:
     return user
 
 
+def _admins(users: dict[str, User]) -> set[str]:
+    return {u.name for u in users.values() if u.role == ADMIN}
+
+
+def set_role(path: Path, name: str, role: str) -> User:
+    """`name`'s new role; ConfigurationError for an unknown user or role, or the last admin demoted."""
+    users = load_users(path)
+    if name not in users:
+        raise ConfigurationError(f"name: no user named {name!r}")
+    if role not in ROLES:
+        raise ConfigurationError(f"role: one of {', '.join(ROLES)}")
+    if role != ADMIN and _admins(users) == {name}:
+        raise ConfigurationError(f"role: {name} is the last admin; make another admin first")
+    users[name] = user = User(name, role, users[name].password_hash)
+    save_users(path, users)
+    return user
+
+
+def remove_user(path: Path, name: str) -> None:
+    """ConfigurationError for an unknown user or the last admin."""
+    users = load_users(path)
+    if name not in users:
+        raise ConfigurationError(f"name: no user named {name!r}")
+    if _admins(users) == {name}:
+        raise ConfigurationError(f"name: {name} is the last admin; make another admin first")
+    del users[name]
+    save_users(path, users)
+
+
 class Bootstrap:
     """The one-time token that makes the first admin when there is no user; used once, then gone."""
 

@@ -3,10 +3,11 @@ in lists, validated as the Kafka store validates them. For the console's handler
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from eventrouter.console.audit import AuditRecord
+from eventrouter.console.store import LiveEvent
 from schemas.config import config_from_document
 from schemas.runtime.revisions import Revision, document_sha
 
@@ -15,6 +16,7 @@ class MemoryStore:
     def __init__(self, document: Mapping[str, Any], *, by: str = "ops@host", at_ms: int = 1_700_000_000_000) -> None:
         self.revisions = [Revision(1, dict(document), document_sha(document), at_ms, by, "eventrouter.yaml")]
         self.records: list[AuditRecord] = []
+        self.raw: list[tuple[str, LiveEvent]] = []  # (writeKey, event), oldest first
 
     def history(self) -> list[Revision]:
         return list(self.revisions)
@@ -34,3 +36,6 @@ class MemoryStore:
 
     def append(self, entry: AuditRecord) -> None:
         self.records.append(entry)
+
+    def recent_events(self, write_keys: Collection[str], limit: int) -> list[LiveEvent]:
+        return [event for key, event in reversed(self.raw) if key in write_keys][:limit]

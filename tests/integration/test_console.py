@@ -76,3 +76,24 @@ def test_a_playbook_saved_in_the_console_is_a_revision_every_console_and_worker_
     finally:
         one.stop()
         two.stop()
+
+
+def test_the_live_event_is_the_newest_of_the_pipelines_write_keys_from_the_raw_topic(bootstrap: str) -> None:
+    from producers import Analytics
+    from schemas.runtime.kafka import ensure_topics
+
+    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
+    store = KafkaStore(bootstrap, topics)
+    assert store.recent_events({"wk_live_123"}, 1) == []  # no raw topic yet: nothing was sent
+    ensure_topics(bootstrap, [topics.raw], partitions=3)
+    with Analytics("wk_live_123", bootstrap, topic=topics.raw) as ours, \
+            Analytics("wk_someone_else", bootstrap, topic=topics.raw) as theirs:
+        ours.identify("u-1", {"email": "old@example.com"})
+        ours.flush()
+        time.sleep(0.05)
+        ours.identify("u-2", {"plan": "pro"})
+        ours.flush()
+        theirs.track("u-3", "Not Ours")
+    found = store.recent_events({"wk_live_123"}, 1)
+    assert [e.event["userId"] for e in found] == ["u-2"] and "writeKey" not in found[0].event
+    assert [e.event["userId"] for e in store.recent_events({"wk_live_123"}, 5)] == ["u-2", "u-1"]

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from eventrouter.console.app import make_app
 from eventrouter.console.auth import ADMIN, EDITOR, VIEWER, Sessions
+from eventrouter.console.screens import cut_key
 from eventrouter.console.users import Bootstrap, add_user
 from eventrouter.console.web import COOKIE, Console
 from eventrouter.dev.memory_store import MemoryStore
@@ -263,6 +264,9 @@ def test_an_admin_makes_a_write_key_shown_once_then_cut_and_revokes_the_old_one(
         revoked = await client.post("/sources/revoke", data={"csrf": token, "pipeline": "web-prod", "index": "0"})
         assert revoked.status == 200
         assert con.store.history()[-1].document["pipelines"][0]["write_keys"] == [key[1]]
+        for path in ("/revisions", f"/revisions/{con.store.history()[-1].number}", "/audit"):
+            shown = await (await client.get(path)).text()  # a diff shows which key changed, never a key
+            assert key[1] not in shown and "wk_live_123" not in shown and cut_key(key[1]) in shown, path
         bad = await client.post("/sources/revoke", data={"csrf": token, "pipeline": "web-prod", "index": "x"})
         assert bad.status == 400 and "index: not a number" in await bad.text()
         created = await client.post("/sources/create", data={"csrf": token, "pipeline": "mobile"})
@@ -313,4 +317,88 @@ def test_a_post_from_another_site_is_refused_and_a_removed_user_is_logged_out(tm
         assert "Save as new revision" not in await (await client.get("/integrations/amplitude")).text()
         con.users_path.write_text('{"users": []}')
         assert (await client.get("/sources", allow_redirects=False)).status == 303
+    run(con, test)
+
+
+def test_each_revision_has_a_page_with_its_diff_and_the_audit_log_links_to_it(tmp_path: Path) -> None:
+    con = console(tmp_path)
+    for n in range(5):
+        con.store.publish({**document(), "settings": {"max_future_s": 100 + n}}, f"change {n}", "ops@host")
+
+    async def test(client: TestClient) -> None:
+        await login(client, "vera")
+        listed = await (await client.get("/revisions")).text()
+        assert listed.count('<tr class="diff">') == 3 and 'href="/revisions/2"' in listed  # older: on their page
+        page = html.unescape(await (await client.get("/revisions/2")).text())
+        assert "Changes since revision 1" in page and "+  max_future_s: 100" in page and "change 0" in page
+        assert "Roll back to this" not in page  # a viewer
+        first = await (await client.get("/revisions/1")).text()
+        assert "(the first revision)" in first
+        for path in ("/revisions/99", "/revisions/x"):
+            missing = await client.get(path)
+            assert missing.status == 404 and "No such revision" in await missing.text()
+        assert 'href="/revisions/6"' in await (await client.get("/audit")).text()
+    run(con, test)
+
+
+def test_an_admin_manages_users_each_change_audited_and_the_last_admin_stays(tmp_path: Path) -> None:
+    con = console(tmp_path)
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ed")
+        assert (await client.get("/users")).status == 403
+        assert (await client.post("/users/add", data={"csrf": token, "name": "x", "role": "admin",
+                                                      "password": PASSWORD})).status == 403
+        await client.post("/logout", data={"csrf": token})
+        token = await login(client, "ada")
+        assert "vera" in await (await client.get("/users")).text()
+        made = await client.post("/users/add", allow_redirects=False,
+                                 data={"csrf": token, "name": "nina", "role": "editor", "password": PASSWORD})
+        assert made.status == 303 and con.users()["nina"].role == EDITOR
+        short = await client.post("/users/add", data={"csrf": token, "name": "olga", "role": "viewer",
+                                                      "password": "short"})
+        assert short.status == 400 and "password: at least 12 characters" in await short.text()
+        assert "short" not in await short.text()  # a password is never echoed
+        await client.post("/users/role", data={"csrf": token, "name": "nina", "role": "viewer"})
+        assert con.users()["nina"].role == VIEWER
+        last = await client.post("/users/role", data={"csrf": token, "name": "ada", "role": "viewer"})
+        assert last.status == 400 and "last admin" in await last.text() and con.users()["ada"].role == ADMIN
+        assert (await client.post("/users/remove", data={"csrf": token, "name": "ada"})).status == 400
+        await client.post("/users/remove", data={"csrf": token, "name": "nina"})
+        assert "nina" not in con.users()
+        summaries = [r.summary for r in con.store.audit()]
+        assert summaries == ["nina: made, role editor", "nina: role set to viewer", "nina: removed"]
+        assert all(PASSWORD not in r.encode().decode() for r in con.store.audit())
+        audit = await (await client.get("/audit")).text()
+        assert "user nina" in audit and "nina: removed" in audit
+    run(con, test)
+
+
+def test_the_test_panel_takes_the_newest_live_event_of_the_pipeline_masked_for_a_viewer(tmp_path: Path) -> None:
+    from eventrouter.console.store import LiveEvent
+
+    con = console(tmp_path)
+    store = con.store
+    assert isinstance(store, MemoryStore)
+    store.raw = [("wk_live_123", LiveEvent(1_700_000_000_000, {"type": "identify", "userId": "u-1",
+                                                              "traits": {"email": "old@example.com"}})),
+                 ("wk_other", LiveEvent(1_700_000_001_000, {"type": "track", "event": "Not Ours"})),
+                 ("wk_live_123", LiveEvent(1_700_000_002_000, {"type": "identify", "userId": "u-2",
+                                                              "traits": {"email": "ana@example.com",
+                                                                         "plan": "pro"}}))]
+
+    async def test(client: TestClient) -> None:
+        for name, masked in (("vera", True), ("ed", False)):
+            token = await login(client, name)
+            page = html.unescape(await (await client.post("/integrations/amplitude/live",
+                                                          data={"csrf": token, "playbook": ""})).text())
+            assert '"userId": "u-2"' in page and "Not Ours" not in page and "The newest event of web-prod" in page
+            assert ("ana@example.com" not in page and '"email": "(masked)"' in page) if masked \
+                else "ana@example.com" in page
+            assert '"plan": "pro"' in page
+            await client.post("/logout", data={"csrf": token})
+        store.raw.clear()
+        token = await login(client, "ed")
+        empty = await (await client.post("/integrations/amplitude/live", data={"csrf": token})).text()
+        assert "No recent event from web-prod" in empty
     run(con, test)
