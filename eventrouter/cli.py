@@ -100,10 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     _log_level_option(console)
     console.set_defaults(func=commands.console_command)
     console_user = sub.add_parser("console-user", help="add a console user, or set a user's role and password "
-                                                       "(the password is read from stdin or asked for)")
+                                                       "(the password is read from stdin or asked for); "
+                                                       "recorded in the audit log")
     console_user.add_argument("name")
     console_user.add_argument("--role", choices=["viewer", "editor", "admin"], required=True)
     console_user.add_argument("--users", type=Path, default=None)
+    _bootstrap_option(console_user)  # the change is written to the audit log on this broker
     console_user.set_defaults(func=commands.console_user_command)
 
     gateway = sub.add_parser("gateway", help="the Segment-compatible HTTP tracking gateway")

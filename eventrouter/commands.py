@@ -83,12 +83,28 @@ def console_command(args: argparse.Namespace) -> int:
 
 def console_user_command(args: argparse.Namespace) -> int:
     import getpass
+    import socket
 
-    from eventrouter.console.users import add_user
+    from eventrouter.console import audit
+    from eventrouter.console.store import append_audit
+    from eventrouter.console.users import add_user, load_users
+    from schemas import Topics
+    from schemas.errors import ConfigurationError, RetryableError
 
     password = getpass.getpass(f"password for {args.name}: ") if sys.stdin.isatty() else sys.stdin.readline()
-    user = add_user(args.users or paths.home() / "console-users.json", args.name, args.role, password.rstrip("\n"))
+    path = args.users or paths.home() / "console-users.json"
+    existed = args.name in load_users(path)
+    user = add_user(path, args.name, args.role, password.rstrip("\n"))
     print(f"console user {user.name}: {user.role}")
+    what = f"{'given a new password and the role' if existed else 'made, role'} {user.role} (eventrouter console-user)"
+    entry = audit.record(f"{getpass.getuser()}@{socket.gethostname()}", audit.USER, f"user {user.name}",
+                         f"{user.name}: {what}")
+    try:
+        append_audit(args.bootstrap_servers, Topics(args.topic_prefix), entry)
+    except (RetryableError, ConfigurationError) as exc:
+        print(f"eventrouter: the user is saved, but the audit log could not be written ({exc}); the change is "
+              "not in the console's audit log", file=sys.stderr)
+        return 1
     return 0
 
 

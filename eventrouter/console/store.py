@@ -114,9 +114,7 @@ class KafkaStore:
         from confluent_kafka import Producer
 
         self.config.ensure_topic()
-        # append-only: delete after ten years, never compacted (no keys)
-        ensure_topics(self.bootstrap, [self.topics.audit], partitions=1, client=self.client,
-                      config={"cleanup.policy": "delete", "retention.ms": str(10 * 365 * 86_400_000)})
+        ensure_audit_topic(self.bootstrap, self.topics, self.client)
         self._producer = Producer(producer_settings(self.bootstrap, {"linger.ms": 0, **self.client}))
         self.revisions.start()
         self.records.start()
@@ -146,16 +144,7 @@ class KafkaStore:
         return list(self.records.items)
 
     def append(self, entry: AuditRecord) -> None:
-        done: list[Any] = []
-        self._producer.produce(self.topics.audit, entry.encode(), on_delivery=lambda err, msg: done.append(
-            (err, msg)))
-        deadline = time.monotonic() + self.timeout
-        while not done and time.monotonic() < deadline:
-            self._producer.poll(0.1)
-        if not done or done[0][0] is not None:
-            raise RetryableError(f"{self.topics.audit}: audit record not acknowledged: "
-                                 f"{done[0][0] if done else 'timeout'}")
-        offset = done[0][1].offset()
+        offset = acknowledged(self._producer, self.topics.audit, entry.encode(), self.timeout)
         self.records.wait_past(offset, self.timeout)
 
     def recent_events(self, write_keys: Collection[str], limit: int) -> list[LiveEvent]:
@@ -182,3 +171,37 @@ class KafkaStore:
         except KafkaException as exc:
             raise RetryableError(f"{self.topics.raw}: {exc.args[0] if exc.args else exc}") from None
         return sorted(found, key=lambda e: e.at_ms, reverse=True)[:limit]
+
+
+def ensure_audit_topic(bootstrap: str, topics: Topics, client: Mapping[str, Any] | None = None,
+                       timeout: float = 30.0) -> None:
+    """Append-only: deleted after ten years, never compacted (its records have no key)."""
+    ensure_topics(bootstrap, [topics.audit], partitions=1, client=client, timeout=timeout,
+                  config={"cleanup.policy": "delete", "retention.ms": str(10 * 365 * 86_400_000)})
+
+
+def acknowledged(producer: Any, topic: str, value: bytes, timeout: float) -> int:
+    """Produce one record and wait for the broker's acknowledgement: its offset; RetryableError if none."""
+    done: list[Any] = []
+    producer.produce(topic, value, on_delivery=lambda err, msg: done.append((err, msg)))
+    deadline = time.monotonic() + timeout
+    while not done and time.monotonic() < deadline:
+        producer.poll(0.1)
+    if not done or done[0][0] is not None:
+        raise RetryableError(f"{topic}: audit record not acknowledged: {done[0][0] if done else 'timeout'}")
+    return int(done[0][1].offset())
+
+
+def append_audit(bootstrap: str, topics: Topics, entry: AuditRecord, client: Mapping[str, Any] | None = None,
+                 timeout: float = 10.0) -> None:
+    """One audit record from outside a console (`eventrouter console-user`); RetryableError if not written."""
+    from confluent_kafka import KafkaException, Producer
+
+    try:
+        ensure_audit_topic(bootstrap, topics, client, timeout)
+        producer = Producer(producer_settings(bootstrap, {"linger.ms": 0, **(client or {})}))
+        acknowledged(producer, topics.audit, entry.encode(), timeout)
+    except TimeoutError:
+        raise RetryableError(f"{topics.audit}: the broker at {bootstrap} did not answer") from None
+    except KafkaException as exc:
+        raise RetryableError(f"{topics.audit}: {exc.args[0] if exc.args else exc}") from None

@@ -97,3 +97,27 @@ def test_the_live_event_is_the_newest_of_the_pipelines_write_keys_from_the_raw_t
     found = store.recent_events({"wk_live_123"}, 1)
     assert [e.event["userId"] for e in found] == ["u-2"] and "writeKey" not in found[0].event
     assert [e.event["userId"] for e in store.recent_events({"wk_live_123"}, 5)] == ["u-2", "u-1"]
+
+
+def test_a_user_changed_from_the_command_line_is_in_the_audit_log(bootstrap: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
+    users = tmp_path / "users.json"
+    script = Path(sys.executable).parent / "eventrouter"
+    common = ["--users", str(users), "--topic-prefix", topics.prefix]
+    made = subprocess.run([str(script), "console-user", "nina", "--role", "viewer", "--bootstrap-servers",
+                           bootstrap, *common], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    store = KafkaStore(bootstrap, topics).start()
+    try:
+        _until(lambda: [r.summary for r in store.audit()] == ["nina: made, role viewer (eventrouter console-user)"])
+        assert PASSWORD not in store.audit()[0].encode().decode() and "@" in store.audit()[0].who
+    finally:
+        store.stop()
+    lost = subprocess.run([str(script), "console-user", "nina", "--role", "editor", "--bootstrap-servers",
+                           "127.0.0.1:1", *common], input=PASSWORD + "\n", capture_output=True, text=True,
+                          timeout=90)
+    assert lost.returncode == 1 and "the audit log could not be written" in lost.stderr, lost.stderr
+    assert "Traceback" not in lost.stderr and '"editor"' in users.read_text()
