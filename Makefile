@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean native browser
+.PHONY: run test lint bench clean native browser assets
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ browser:
 	  echo "installing Debian's chromium and chromium-driver for the console's browser test"; \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# the console's htmx and CodeMirror, pinned in eventrouter/console/assets/package.json: rebuilt and copied into
+# eventrouter/console/static/vendor/ with their licences (needs Node and npm; the output is committed, so
+# run, test and the package never need them)
+assets: $(STAMP)
+	$(BIN)/python -m eventrouter.dev.assets
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/mypy

@@ -1,8 +1,9 @@
 """The console's HTTP plumbing (aiohttp): sessions, roles and CSRF on every request, security headers on
 every answer, no traceback to a browser, and Jinja2 rendering. The handlers are in pages.py (reading) and
 edits.py (changes), the routes in app.py; they read a form, call the pure modules (screens, trial,
-changes, auth, users) and render. Every page works without JavaScript (forms post normally); console.js only makes the
-test panel answer as one types. No inline script or style: the Content-Security-Policy forbids them."""
+changes, auth, users) and render. Every page works without JavaScript (forms post normally); htmx only makes the test
+panel answer as one types and CodeMirror edits the playbook, both served from static/vendor/ (docs/console.md, Front-end
+assets). No inline script or style: the Content-Security-Policy forbids them."""
 
 from __future__ import annotations
 

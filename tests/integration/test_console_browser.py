@@ -1,10 +1,13 @@
 """The console in a real headless browser (Debian's chromium and chromium-driver, driven with Selenium),
 against the real broker, a worker, the Amplitude forwarder, the gateway and the Amplitude stand-in, as a
 person uses it: make the first admin with the bootstrap token, add an integration from the catalogue,
-edit a playbook and watch the test panel's request change, save it as a revision, send events through
-the gateway and find them at the stand-in shaped by it, roll back and see the next events shaped by the
-old one; a viewer sees no edit control and a forged POST is refused; the audit log lists all of it.
-A screenshot of every screen is saved (EVENTROUTER_SCREENSHOTS=DIR keeps them there)."""
+edit a playbook in its editor (CodeMirror), see a problem marked on its line and undo it, watch the test
+panel's request change as one types (htmx), save it as a revision, send events through the gateway and
+find them at the stand-in shaped by it, roll back and see the next events shaped by the
+old one; a viewer sees no edit control and a read-only editor, and a forged POST is refused; the audit
+log lists all of it. The browser's console shows no Content-Security-Policy violation and no script error
+all along (the policy allows no inline script or style, no eval and no other origin). A screenshot of
+every screen is saved (EVENTROUTER_SCREENSHOTS=DIR keeps them there)."""
 
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def browser() -> Iterator[Any]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(argument)
     options.binary_location = str(CHROMIUM)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # what the page's console says
     driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
     driver.implicitly_wait(0)
     try:
@@ -78,6 +82,38 @@ class Person:
         field = self.find(css)
         field.clear()
         field.send_keys(text)
+
+    def type_in_editor(self, line: int, text: str) -> None:
+        """Types `text` and Enter into the playbook editor (CodeMirror) as a person does: a click in it, then the
+        keyboard to the start of line `line` (counted from 0), after its indentation, which the new line keeps."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        self.editor().click()
+        (ActionChains(self.driver).key_down(Keys.CONTROL).send_keys(Keys.HOME).key_up(Keys.CONTROL)
+         .send_keys(Keys.DOWN * line, Keys.HOME, text, Keys.ENTER).perform())
+
+    def undo_until(self, playbook: str) -> None:
+        """Ctrl+Z in the playbook editor until the playbook reads `playbook` again."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        def undone() -> bool:
+            if self.find("#playbook").get_attribute("value") == playbook:
+                return True
+            ActionChains(self.driver).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+            return False
+        wait_for(undone, timeout=10, what="the edit undone")
+
+    def editor(self, css: str = ".cm-content") -> Any:
+        """An element of the playbook editor, which lives in a shadow root (static/playbook.js says why)."""
+        return self.find(".code-editor").shadow_root.find_element("css selector", css)
+
+    def console_problems(self) -> list[str]:
+        """What the browser's console reported since the last call that is a policy violation or a script error
+        (a missing favicon is neither)."""
+        return [str(e["message"]) for e in self.driver.get_log("browser")
+                if e["source"] in ("security", "javascript") or "Content Security Policy" in str(e["message"])]
 
     def page(self) -> str:
         return str(self.driver.find_element("tag name", "body").text)
@@ -146,15 +182,26 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         person.wait_text("product-analytics", "h1")
         assert "${POSTHOG_API_KEY}" in person.page()
 
-        # the playbook editor: the test panel follows the typing; save as a new revision
+        # the playbook editor: a problem is marked on its line; the test panel follows the typing; save as a
+        # new revision. The textarea (the form's field) is hidden behind the editor and follows it.
         person.open("/integrations/amp")
         person.wait_text("POST " + stand_in.url + "/2/httpapi", "#trial-result")
         person.shot("playbook-editor")
-        playbook = yaml.safe_load(person.find("#playbook").get_attribute("value"))
-        playbook["events"]["Order Completed"]["enrich"] = {"event_properties.shaped_by": MARK}
-        person.type("#playbook", yaml.safe_dump(playbook, sort_keys=False))
+        assert not person.find("#playbook").is_displayed() and person.editor().is_displayed()
+        original = person.find("#playbook").get_attribute("value")
+        person.type_in_editor(0, "nope: 1")
+        person.wait_text("playbook.nope: unknown key", "#trial-result")
+        wait_for(lambda: person.editor(".cm-lintRange-error").text == "nope: 1", timeout=10, what="the problem marked")
+        person.shot("playbook-problem")
+        person.undo_until(original)
+        person.wait_text("POST " + stand_in.url + "/2/httpapi", "#trial-result")
+        lines = str(person.find("#playbook").get_attribute("value")).splitlines()
+        person.type_in_editor(lines.index("  Order Completed:") + 1, f"enrich: {{event_properties.shaped_by: {MARK}}}")
         person.wait_text(f'"shaped_by": "{MARK}"', "#trial-result")  # the request changed as it was typed
+        playbook = yaml.safe_load(str(person.find("#playbook").get_attribute("value")))
+        assert playbook["events"]["Order Completed"]["enrich"] == {"event_properties.shaped_by": MARK}
         person.shot("test-panel")
+        assert person.console_problems() == []
         person.type("#message", "mark orders shaped in the console")
         person.find("#save").click()
         person.wait_text("Config revisions", "h1")
@@ -191,6 +238,7 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         person.open("/integrations/amp")
         person.wait_text("amp", "h1")
         assert not person.all("#save") and person.find("#playbook").get_attribute("readonly") is not None
+        assert person.editor().get_attribute("aria-readonly") == "true"
         cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
         before = len(ConfigStore(bootstrap, topics).history())
         forged = requests.post(f"{person.url}/revisions/1/rollback", cookies=cookies, timeout=10,
@@ -206,6 +254,7 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         for expected in ("ada made the first admin", "product-analytics: added", "mark orders shaped in the console",
                          "rollback to 1"):
             assert expected in text, expected
+        assert person.console_problems() == []
     finally:
         stack.stop()
         stand_in.stop()
