@@ -105,9 +105,15 @@ class Person:
             return False
         wait_for(undone, timeout=10, what="the edit undone")
 
-    def editor(self, css: str = ".cm-content") -> Any:
-        """An element of the playbook editor, which lives in a shadow root (static/playbook.js says why)."""
-        return self.find(".code-editor").shadow_root.find_element("css selector", css)
+    def editor(self) -> Any:
+        """The playbook editor's text, which lives in a shadow root (static/playbook.js says why)."""
+        return self.find(".code-editor").shadow_root.find_element("css selector", ".cm-content")
+
+    def marked(self) -> list[str]:
+        """The text of each problem marked in the playbook editor (read at once: the editor redraws as it likes)."""
+        return list(self.driver.execute_script(
+            "return Array.from(document.querySelector('.code-editor').shadowRoot"
+            ".querySelectorAll('.cm-lintRange-error'), e => e.textContent)"))
 
     def console_problems(self) -> list[str]:
         """What the browser's console reported since the last call that is a policy violation or a script error
@@ -119,7 +125,14 @@ class Person:
         return str(self.driver.find_element("tag name", "body").text)
 
     def wait_text(self, text: str, css: str = "body", timeout: float = 20) -> None:
-        wait_for(lambda: text in self.find(css).text, timeout=timeout, what=f"{text!r} on {self.driver.current_url}")
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        def shown() -> bool:
+            try:
+                return text in self.find(css).text
+            except (NoSuchElementException, StaleElementReferenceException):  # the next page is still coming
+                return False
+        wait_for(shown, timeout=timeout, what=f"{text!r} on {self.driver.current_url}")
 
     def shot(self, name: str) -> None:
         self.driver.save_screenshot(str(self.shots / f"{name}.png"))
@@ -155,7 +168,8 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
             wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=90, what=role)
         gateway = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
         console_log = stack.folder / "console.log"
-        wait_for(lambda: "one-time token" in console_log.read_text(), timeout=60, what="the bootstrap token")
+        wait_for(lambda: re.search(r"one-time token \S+\n", console_log.read_text()) is not None, timeout=60,
+                 what="the bootstrap token")  # its whole line: the log may be read while it is being written
         token = re.search(r"one-time token (\S+)", console_log.read_text())
         assert token
         person = Person(browser, f"http://127.0.0.1:{stack.console_port}", shots)
@@ -191,7 +205,7 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         original = person.find("#playbook").get_attribute("value")
         person.type_in_editor(0, "nope: 1")
         person.wait_text("playbook.nope: unknown key", "#trial-result")
-        wait_for(lambda: person.editor(".cm-lintRange-error").text == "nope: 1", timeout=10, what="the problem marked")
+        wait_for(lambda: person.marked() == ["nope: 1"], timeout=10, what="the problem marked on its line")
         person.shot("playbook-problem")
         person.undo_until(original)
         person.wait_text("POST " + stand_in.url + "/2/httpapi", "#trial-result")
