@@ -118,6 +118,24 @@ def set_connection(document: Mapping[str, Any], name: str, text: str) -> Documen
     return out
 
 
+def set_policy(document: Mapping[str, Any], name: str, consent: str, consent_required: bool,
+               delivery_text: str) -> Document:
+    """`name`'s consent category (empty: none), whether consent is required, and its delivery settings (a
+    YAML mapping; empty: the defaults). The config's own check says what is wrong, with the path."""
+    delivery = load_yaml(delivery_text, "delivery") if delivery_text.strip() else {}
+    if not isinstance(delivery, dict):
+        raise ConfigurationError("delivery: must be a mapping of settings")
+    out = _copy(document)
+    entry = _entry(out["integrations"], name, "integration")
+    for key, value in (("consent", consent.strip() or None), ("consent_required", consent_required or None),
+                       ("delivery", delivery or None)):
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+    return out
+
+
 def set_playbook(document: Mapping[str, Any], name: str, text: str) -> Document:
     out = _copy(document)
     _entry(out["integrations"], name, "integration")["playbook"] = load_yaml(text, "playbook")

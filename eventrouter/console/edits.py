@@ -72,7 +72,8 @@ async def save_playbook(request: web.Request) -> web.StreamResponse:
 
 @needs(EDIT)
 async def change_integration(request: web.Request) -> web.StreamResponse:
-    """Enable, disable or remove an integration, or replace its connection: each a new revision."""
+    """Enable, disable or remove an integration, or replace its connection or its consent and delivery
+    settings: each a new revision."""
     current = in_force(request.app[CONSOLE])
     name, change = request.match_info["name"], request.match_info["change"]
     if current is None or name not in {i.name for i in current[1].integrations}:
@@ -83,6 +84,10 @@ async def change_integration(request: web.Request) -> web.StreamResponse:
         if change == "connection":
             text = str(form.get("connection", ""))
             new, what = changes.set_connection(document, name, text), f"{name}: connection changed"
+        elif change == "policy":
+            new = changes.set_policy(document, name, str(form.get("consent", ""))[:100],
+                                     form.get("consent_required") == "on", str(form.get("delivery", "")))
+            what = f"{name}: consent and delivery settings changed"
         elif change in ("enable", "disable"):
             new = changes.set_enabled(document, "integration", name, change == "enable")
             what = f"{name}: {change}d"

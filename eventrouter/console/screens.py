@@ -96,6 +96,7 @@ class IntegrationView:
     title: str
     enabled: bool
     consent: str | None
+    consent_required: bool
     pipelines: tuple[str, ...]
     connection: str                # YAML, masked: references as written, no value
     references: tuple[Reference, ...]
@@ -113,7 +114,7 @@ def integration_view(revision: Revision, config: Config, name: str,
     spec: Integration = config.integration(name)
     return IntegrationView(
         spec.name, spec.kind, _titles().get(spec.kind, spec.kind), spec.enabled, spec.consent,
-        tuple(p.name for p in config.pipelines if spec.name in p.integrations),
+        spec.consent_required, tuple(p.name for p in config.pipelines if spec.name in p.integrations),
         _yaml(shown(spec.connection)) if spec.connection else "",
         tuple(Reference(n, bool(environ.get(n))) for n in sorted(referenced_names(spec.connection))),
         _yaml(spec.delivery.model_dump(exclude_defaults=True)) if spec.delivery.model_fields_set else "",

@@ -402,3 +402,27 @@ def test_the_test_panel_takes_the_newest_live_event_of_the_pipeline_masked_for_a
         empty = await (await client.post("/integrations/amplitude/live", data={"csrf": token})).text()
         assert "No recent event from web-prod" in empty
     run(con, test)
+
+
+def test_an_editor_sets_consent_and_delivery_settings_each_checked_by_the_config(tmp_path: Path) -> None:
+    con = console(tmp_path)
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ed")
+        saved = await client.post("/integrations/amplitude/policy", allow_redirects=False, data={
+            "csrf": token, "consent": "analytics", "consent_required": "on", "delivery": "rate_per_s: 5\n"})
+        assert saved.status == 303, await saved.text()
+        entry = next(i for i in con.store.history()[-1].document["integrations"] if i["name"] == "amplitude")
+        assert (entry["consent"], entry["consent_required"], entry["delivery"]) == ("analytics", True,
+                                                                                   {"rate_per_s": 5})
+        page = await (await client.get("/integrations/amplitude")).text()
+        assert "rate_per_s: 5" in page and 'value="analytics"' in page
+        bad = await client.post("/integrations/amplitude/policy", data={
+            "csrf": token, "consent": "", "delivery": "max_attempts: 0\n"})
+        assert bad.status == 400 and "max_attempts" in await bad.text() and len(con.store.history()) == 2
+        cleared = await client.post("/integrations/amplitude/policy", allow_redirects=False,
+                                    data={"csrf": token, "consent": "", "delivery": ""})
+        assert cleared.status == 303
+        entry = next(i for i in con.store.history()[-1].document["integrations"] if i["name"] == "amplitude")
+        assert not {"consent", "consent_required", "delivery"} & set(entry)
+    run(con, test)
