@@ -3,11 +3,13 @@ against the real broker, a worker, the Amplitude forwarder, the gateway and the 
 person uses it: make the first admin with the bootstrap token, add an integration from the catalogue,
 edit a playbook in its editor (CodeMirror), see a problem marked on its line and undo it, watch the test
 panel's request change as one types (htmx), save it as a revision, send events through the gateway and
-find them at the stand-in shaped by it, roll back and see the next events shaped by the
-old one; a viewer sees no edit control and a read-only editor, and a forged POST is refused; the audit
-log lists all of it. The browser's console shows no Content-Security-Policy violation and no script error
-all along (the policy allows no inline script or style, no eval and no other origin). A screenshot of
-every screen is saved (EVENTROUTER_SCREENSHOTS=DIR keeps them there)."""
+find them at the stand-in shaped by it, try the playbook on the newest live event, read the revision's own
+page with its diff, roll back and see the next events shaped by the old one; make a viewer on the Users
+screen, who sees no edit control, a read-only editor and the live event's personal data masked, and whose
+forged POST is refused; the audit log lists all of it. The browser's console shows no
+Content-Security-Policy violation and no script error all along (the policy allows no inline script or
+style, no eval and no other origin). A screenshot of every screen is saved (EVENTROUTER_SCREENSHOTS=DIR
+keeps them there)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ import requests
 import yaml
 
 from eventrouter.console.auth import VIEWER
-from eventrouter.console.users import add_user
 from eventrouter.dev.standins import AmplitudeStandIn
 from eventrouter.stack import Stack
 from schemas import Topics
@@ -140,7 +141,7 @@ class Person:
 
 def _event(i: int, tag: str) -> dict[str, Any]:
     return {"type": "track", "event": "Order Completed", "userId": f"user-{i:04d}", "messageId": f"{tag}-{i}",
-            "properties": {"revenue": 9.5, "currency": "eur"}}
+            "properties": {"revenue": 9.5, "currency": "eur"}, "context": {"traits": {"email": "ana@example.com"}}}
 
 
 def _send(url: str, tag: str, count: int = 5) -> None:
@@ -233,6 +234,25 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
 
         wait_for(lambda: shaped(True), timeout=90, what="events shaped by revision 3")
 
+        # the test panel on the newest live event of the pipeline (from the raw topic)
+        person.open("/integrations/amp")
+        person.wait_text("POST " + stand_in.url + "/2/httpapi", "#trial-result")
+        person.find("#live").click()
+        person.wait_text("The newest event of web", "#event-note")
+        assert "ana@example.com" in str(person.find("#event").get_attribute("value"))
+        person.wait_text(f'"shaped_by": "{MARK}"', "#trial-result")
+        person.shot("live-event")
+
+        # a revision's own page, with its diff
+        person.open("/revisions")
+        person.wait_text("Config revisions", "h1")
+        person.find("#r3 a").click()
+        person.wait_text("Changes since revision 2", "h2")
+        assert f"shaped_by: {MARK}" in person.page()
+        person.shot("revision")
+        person.open("/revisions")
+        person.wait_text("Config revisions", "h1")
+
         # roll back to the first revision: the next events are shaped by it again
         rows = person.all("tr[id^=r]")
         first = next(r for r in rows if r.get_attribute("id") == "r1")
@@ -240,8 +260,18 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         person.wait_text("rollback to 1")
         wait_for(lambda: shaped(False), timeout=90, what="events shaped by revision 1 again")
 
-        # a viewer sees no edit control, and a forged POST is refused
-        add_user(users, "vera", VIEWER, PASSWORD)
+        # a viewer, made on the Users screen, sees no edit control and personal data masked; a forged POST is
+        # refused
+        person.open("/users")
+        person.wait_text("Console users", "h1")
+        person.type("form[action='/users/add'] input[name=name]", "vera")
+        from selenium.webdriver.support.ui import Select
+
+        Select(person.find("form[action='/users/add'] select[name=role]")).select_by_visible_text(VIEWER)
+        person.type("form[action='/users/add'] input[name=password]", PASSWORD)
+        person.find("form[action='/users/add'] button[type=submit]").click()
+        person.wait_text("vera", "#user-vera")
+        person.shot("users")
         person.find("header form button").click()  # log out
         person.wait_text("Log in", "h1")
         person.shot("login")
@@ -253,6 +283,10 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         person.wait_text("amp", "h1")
         assert not person.all("#save") and person.find("#playbook").get_attribute("readonly") is not None
         assert person.editor().get_attribute("aria-readonly") == "true"
+        person.find("#live").click()
+        person.wait_text("personal data masked", "#event-note")
+        shown = str(person.find("#event").get_attribute("value"))
+        assert "ana@example.com" not in shown and '"email": "(masked)"' in shown
         cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
         before = len(ConfigStore(bootstrap, topics).history())
         forged = requests.post(f"{person.url}/revisions/1/rollback", cookies=cookies, timeout=10,
@@ -266,7 +300,7 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         person.shot("audit")
         text = person.page()
         for expected in ("ada made the first admin", "product-analytics: added", "mark orders shaped in the console",
-                         "rollback to 1"):
+                         "rollback to 1", "vera: made, role viewer"):
             assert expected in text, expected
         assert person.console_problems() == []
     finally:
