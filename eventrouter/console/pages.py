@@ -132,12 +132,14 @@ async def try_playbook(request: web.Request) -> web.StreamResponse:
     sample = str(form.get("sample", ""))
     event = orjson.dumps(SAMPLES[sample], option=orjson.OPT_INDENT_2).decode() if sample in SAMPLES \
         else str(form.get("event", ""))
-    result = trial(current[0].document, name, str(form.get("playbook", "")), event)
+    text = str(form.get("playbook", ""))
+    result = trial(current[0].document, name, text, event)
+    changes = screens.playbook_changes(current[0].document, name, text)
     if request.headers.get("X-Fragment") == "trial":
-        return render(request, "trial.html", result=result)
+        return render(request, "trial.html", result=result, changes=changes)
     view = screens.integration_view(current[0], current[1], name, console.environ)
-    return render(request, "integration.html", view=view, revision=current[0], playbook=str(form.get("playbook", "")),
-                  event=event, samples=SAMPLES, result=result, connection=view.connection)
+    return render(request, "integration.html", view=view, revision=current[0], playbook=text, event=event,
+                  samples=SAMPLES, result=result, changes=changes, connection=view.connection)
 
 
 @needs(READ)
@@ -181,6 +183,7 @@ def integration_page_for(request: web.Request, current: tuple[Revision, Any], na
     text = view.playbook if playbook is None else playbook
     return render(request, "integration.html", status=status, view=view, revision=revision, playbook=text,
                   event=event, samples=SAMPLES, result=trial(revision.document, name, text, event),
+                  changes=screens.playbook_changes(revision.document, name, text) if playbook is not None else "",
                   problems=problems or [], message=message, event_note=event_note,
                   connection=view.connection if connection is None else connection)
 

@@ -16,6 +16,8 @@ import yaml
 from eventrouter.console.audit import REVISION, AuditRecord
 from schemas.catalogue import CATALOGUE
 from schemas.config import Config, Integration
+from schemas.documents import load_yaml
+from schemas.errors import ConfigurationError
 from schemas.playbook.model import starter_names
 from schemas.runtime.revisions import Revision
 from schemas.secrets import MASK, PLAIN_HEADERS, SECRET_REFERENCE, looks_secret, masked, referenced_names
@@ -131,6 +133,17 @@ def playbook_text(document: Mapping[str, Any], name: str) -> str:
         if isinstance(integration, Mapping) and integration.get("name") == name:
             return _yaml(integration.get("playbook"))
     raise KeyError(name)
+
+
+def playbook_changes(document: Mapping[str, Any], name: str, text: str) -> str:
+    """The playbook being edited against the one in force, as a unified diff of both as YAML (so comments
+    and layout do not count); empty when they agree or the text does not parse."""
+    try:
+        edited = load_yaml(text, "playbook")
+    except ConfigurationError:
+        return ""
+    return "".join(difflib.unified_diff(playbook_text(document, name).splitlines(keepends=True),
+                                        _yaml(edited).splitlines(keepends=True), "in force", "edited"))
 
 
 @dataclass(frozen=True)

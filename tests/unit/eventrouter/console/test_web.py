@@ -426,3 +426,21 @@ def test_an_editor_sets_consent_and_delivery_settings_each_checked_by_the_config
         entry = next(i for i in con.store.history()[-1].document["integrations"] if i["name"] == "amplitude")
         assert not {"consent", "consent_required", "delivery"} & set(entry)
     run(con, test)
+
+
+def test_the_test_panel_shows_the_playbooks_changes_against_the_revision_in_force(tmp_path: Path) -> None:
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ed")
+        page = await (await client.get("/integrations/amplitude")).text()
+        assert "Changes against the revision in force" not in page
+        text = html.unescape(re.search(r'<textarea id="playbook"[^>]*>([^<]*)</textarea>', page)[1])  # type: ignore[index]
+        same = await client.post("/integrations/amplitude/try", headers={"X-Fragment": "trial"},
+                                 data={"csrf": token, "playbook": "# a comment only\n" + text, "sample": "track"})
+        assert "Changes against" not in await same.text()  # comments and layout do not count
+        shaped = yaml.safe_load(text)
+        shaped["filter"] = {"deny": {"event": ["Debug"]}}
+        changed = await client.post("/integrations/amplitude/try", headers={"X-Fragment": "trial"},
+                                    data={"csrf": token, "playbook": yaml.safe_dump(shaped), "sample": "track"})
+        fragment = html.unescape(await changed.text())
+        assert "Changes against the revision in force" in fragment and "+  deny:" in fragment
+    run(console(tmp_path), test)
