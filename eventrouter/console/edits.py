@@ -6,6 +6,8 @@ a role, removed (the users file; each change in the audit log)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -15,12 +17,12 @@ from aiohttp import web
 from eventrouter.console import audit as audit_log
 from eventrouter.console import changes, screens
 from eventrouter.console.auth import EDIT, KEYS, ROLES, Session
-from eventrouter.console.pages import integration_page_for
+from eventrouter.console.pages import integration_page_for, letters_page_for
 from eventrouter.console.trial import problem_lines
 from eventrouter.console.users import add_user, load_users, remove_user, set_role
 from eventrouter.console.web import CONSOLE, SESSION, Console, form_of, in_force, needs, render
 from schemas.config import config_from_document
-from schemas.errors import ConfigurationError
+from schemas.errors import ConfigurationError, RetryableError
 from schemas.runtime.revisions import Revision
 
 log = logging.getLogger(__name__)
@@ -212,3 +214,33 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     console.store.append(audit_log.record(session.name, audit_log.USER, f"user {name}", f"{name}: {what}"))
     log.info("console: %s changed user %s (%s)", session.name, name, change)
     raise web.HTTPSeeOther("/users")
+
+
+@needs(KEYS)
+async def send_letters_again(request: web.Request) -> web.StreamResponse:
+    """Re-inject an integration's (or the worker's) letters of a reason, or all: a dry run says how many would
+    go and how many were delivered meanwhile; the real one is in the audit log."""
+    console: Console = request.app[CONSOLE]
+    session: Session = request[SESSION]
+    current = in_force(console)
+    if current is None or console.letters is None:
+        return render(request, "error.html", status=404, message="No dead letters here.")
+    form = await form_of(request)
+    where, reason = request.match_info["where"], str(form.get("reason", ""))[:100]
+    dry_run = form.get("dry_run") is not None
+    try:
+        lines = await asyncio.to_thread(functools.partial(console.letters.send_again, current[1], current[0].number,
+                                                          where, reason, dry_run=dry_run))
+    except ConfigurationError:
+        return render(request, "error.html", status=404, message=f"No integration named {where!r}.")
+    except RetryableError as exc:
+        return render(request, "error.html", status=503, message=f"The broker did not answer: nothing was "
+                      f"re-injected ({exc}).")
+    chosen = f"{where}'s dead letters" + (f" of reason {reason}" if reason else "")
+    if not dry_run:
+        console.store.append(audit_log.record(session.name, audit_log.REINJECT, f"dead letters of {where}",
+                                              f"{chosen} re-injected under revision {current[0].number}: "
+                                              + "; ".join(lines)))
+        log.info("console: %s re-injected %s (%s)", session.name, chosen, "; ".join(lines))
+    header = f"{'Dry run (nothing written)' if dry_run else 'Re-injected'}: {chosen}"
+    return await letters_page_for(request, [header, *lines])

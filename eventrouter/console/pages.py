@@ -218,5 +218,62 @@ async def users_page(request: web.Request) -> web.StreamResponse:
     return render(request, "users.html", users=sorted(console.users().values(), key=lambda u: u.name), roles=ROLES)
 
 
+@needs(READ)
+async def dead_letters_page(request: web.Request) -> web.StreamResponse:
+    """How many letters each integration's topic and the worker's hold (from the offsets)."""
+    console: Console = request.app[CONSOLE]
+    current = in_force(console)
+    if current is None or console.letters is None:
+        return render(request, "deadletters.html", totals={})
+    try:
+        totals = await asyncio.to_thread(console.letters.totals, current[1])
+    except RetryableError as exc:
+        return render(request, "error.html", status=503, message=f"The broker did not answer: {exc}")
+    return render(request, "deadletters.html", totals=totals)
+
+
+@needs(READ)
+async def dead_letters_of(request: web.Request) -> web.StreamResponse:
+    return await letters_page_for(request)
+
+
+async def letters_page_for(request: web.Request, report: list[str] | None = None) -> web.StreamResponse:
+    """One integration's (or the worker's) letters: counts by reason among the newest, the newest listed;
+    `report`: what a re-injection just did."""
+    console: Console = request.app[CONSOLE]
+    current = in_force(console)
+    where, reason = request.match_info["where"], request.query.get("reason", "")[:100]
+    if current is None or console.letters is None:
+        return render(request, "error.html", status=404, message="No dead letters here.")
+    try:
+        shown = await asyncio.to_thread(console.letters.page, current[1], where, reason)
+    except ConfigurationError:
+        return render(request, "error.html", status=404, message=f"No integration named {where!r}.")
+    except RetryableError as exc:
+        return render(request, "error.html", status=503, message=f"The broker did not answer: {exc}")
+    return render(request, "letters.html", page=shown, reason=reason, report=report or [])
+
+
+@needs(READ)
+async def dead_letter(request: web.Request) -> web.StreamResponse:
+    """One letter whole: the reason, the vendor's answer, the original (personal data masked for a viewer)."""
+    console: Console = request.app[CONSOLE]
+    current = in_force(console)
+    where = request.match_info["where"]
+    try:
+        partition, offset = int(request.match_info["partition"]), int(request.match_info["offset"])
+        found = None if current is None or console.letters is None else await asyncio.to_thread(
+            console.letters.one, current[1], where, partition, offset)
+    except (ValueError, ConfigurationError):
+        found = None
+    except RetryableError as exc:
+        return render(request, "error.html", status=503, message=f"The broker did not answer: {exc}")
+    if found is None:
+        return render(request, "error.html", status=404, message="No such dead letter.")
+    shown = masked_event(found) if request[SESSION].role == VIEWER else found
+    return render(request, "letter.html", where=where, letter=orjson.dumps(
+        shown, option=orjson.OPT_INDENT_2, default=str).decode(), masked=request[SESSION].role == VIEWER)
+
+
 async def not_found(request: web.Request) -> web.StreamResponse:
     return render(request, "error.html", status=404, message="No such page.")

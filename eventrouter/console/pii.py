@@ -1,7 +1,8 @@
 """Personal data masked for roles without the right to see it (viewers): an event from the pipeline, as the
 console shows it. Values under keys that name a person or a way to reach one (email, phone, name, address,
 ip, birthday...) are masked wherever they sit, and so is any string that looks like an email address or an
-IP address under any key. The event keeps its shape, so a playbook still runs on it in the test panel. Pure.
+IP address under any key, or appears inside a longer text (a vendor's answer quoting the request). The event keeps its
+shape, so a playbook still runs on it in the test panel. Pure.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ PERSONAL_KEYS: Final = frozenset((
     "birthday", "dateofbirth", "dob", "ip", "ipaddress", "ssn", "gender", "avatar",
 ))
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_IN_TEXT: Final = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b\d{1,3}(?:\.\d{1,3}){3}\b")  # an email, an IPv4
 
 
 def masked_event(event: dict[str, Any]) -> dict[str, Any]:
@@ -38,8 +40,8 @@ def _masked(value: Any, key: str) -> Any:
         return value
     if _personal_key(key):
         return MASKED
-    if isinstance(value, str) and (_EMAIL.fullmatch(value.strip()) or _is_ip(value)):
-        return MASKED
+    if isinstance(value, str):
+        return MASKED if _EMAIL.fullmatch(value.strip()) or _is_ip(value) else _IN_TEXT.sub(MASKED, value)
     return value
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from eventrouter.console.app import make_app
 from eventrouter.console.auth import Sessions
+from eventrouter.console.letters import KafkaLetters
 from eventrouter.console.store import KafkaStore
 from eventrouter.console.users import Bootstrap, load_users
 from eventrouter.console.web import Console
@@ -38,7 +39,8 @@ def build(bootstrap: str, topics: Topics, users: Path, *, client: dict[str, Any]
         environ = {name: "set" for name in environ[SET_NAMES_ENV].split(",") if name}
     store = KafkaStore(bootstrap, topics, client)
     console = Console(store, users, Sessions(key), environ=environ,
-                      bootstrap=None if load_users(users) else Bootstrap(), secure_cookies=secure_cookies)
+                      bootstrap=None if load_users(users) else Bootstrap(), secure_cookies=secure_cookies,
+                      letters=KafkaLetters(bootstrap, topics, client))
     return console, store
 
 

@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from eventrouter.console import screens
 from eventrouter.console.auth import EDIT, KEYS, LoginLimiter, Session, Sessions, User, can
+from eventrouter.console.letters import Letters
 from eventrouter.console.store import Store
 from eventrouter.console.users import Bootstrap, load_users
 from schemas.errors import ConfigurationError
@@ -46,6 +47,7 @@ class Console:
     secure_cookies: bool = False
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     configs: dict[int, Any] = field(default_factory=dict)  # revision number -> its Config (False: invalid here)
+    letters: Letters | None = None  # the dead letters (None: not on a broker, as in the handler tests)
 
     def users(self) -> dict[str, User]:
         return load_users(self.users_path)

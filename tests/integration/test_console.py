@@ -121,3 +121,92 @@ def test_a_user_changed_from_the_command_line_is_in_the_audit_log(bootstrap: str
                           timeout=90)
     assert lost.returncode == 1 and "the audit log could not be written" in lost.stderr, lost.stderr
     assert "Traceback" not in lost.stderr and '"editor"' in users.read_text()
+
+
+def test_dead_letters_are_counted_shown_masked_and_sent_again_once_after_the_fix(
+        bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventrouter.console.auth import ADMIN, VIEWER
+    from eventrouter.console.letters import KafkaLetters
+    from eventrouter.dev.standins import AmplitudeStandIn
+    from forwarders.app import find_integration
+    from tests.integration.forwarder_helpers import ForwarderThread, wait_for, write_outbound
+    from tests.integration.worker_helpers import dead_letters
+
+    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
+    stand_in = AmplitudeStandIn().start()
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(f"""
+pipelines:
+  - {{name: web, write_keys: [wk1], integrations: [amp]}}
+integrations:
+  - name: amp
+    kind: amplitude
+    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{stand_in.url}/2/httpapi", allow_http: true, allow_private: true}}
+    delivery: {{linger_ms: 50, min_backoff_s: 0.2, batch_size: 50, max_attempts: 1, max_retry_window_s: 0}}
+    playbook: "starter:amplitude"
+""")
+    revision, _ = ConfigStore(bootstrap, topics).apply(config)
+    monkeypatch.setenv("AMP_KEY", "a-wrong-key")
+    events = [{"event_type": "Order Completed", "user_id": f"user-{i}", "user_properties": {"email": "ana@example.com"}}
+              for i in range(20)]
+    ids = write_outbound(bootstrap, topics, "amp", "amplitude", events, prefix="dl")
+    runner = ForwarderThread(bootstrap, topics, find_integration(revision.config(), "amp"))
+    try:
+        dead_letters(bootstrap, topics.dead_letters("amp"), 20, settle=0.5)
+    finally:
+        runner.stop()
+    users = tmp_path / "users.json"
+    add_user(users, "ada", ADMIN, PASSWORD)
+    add_user(users, "vera", VIEWER, PASSWORD)
+    store = KafkaStore(bootstrap, topics).start()
+    console = Console(store, users, Sessions(b"k" * 32), environ={}, letters=KafkaLetters(bootstrap, topics))
+    _until(lambda: len(store.history()) == 1)
+
+    async def login(client: TestClient, name: str) -> str:
+        page = await (await client.post("/login", data={"name": name, "password": PASSWORD})).text()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page)
+        assert token, page
+        return token[1]
+
+    async def main() -> None:
+        async with TestClient(TestServer(make_app(console))) as client:
+            token = await login(client, "vera")
+            assert re.search(r'id="letters-amp">\s*<td>.*</td>\s*<td>20</td>', await (
+                await client.get("/deadletters")).text())
+            listed = html.unescape(await (await client.get("/deadletters/amp")).text())
+            assert "vendor.rejected" in listed and "a-wrong-key" not in listed and "Re-inject" not in listed
+            at = re.search(r'href="/deadletters/amp/(\d+)/(\d+)"', listed)
+            assert at
+            one = html.unescape(await (await client.get(f"/deadletters/amp/{at[1]}/{at[2]}")).text())
+            assert '"reason": "vendor.rejected"' in one and '"event_type": "Order Completed"' in one
+            assert "ana@example.com" not in one and "a-wrong-key" not in one  # a viewer: masked; never a secret
+            refused = await client.post("/deadletters/amp/reinject", data={"csrf": token, "reason": ""})
+            assert refused.status == 403
+            await client.post("/logout", data={"csrf": token})
+
+            token = await login(client, "ada")
+            assert "ana@example.com" in await (await client.get(f"/deadletters/amp/{at[1]}/{at[2]}")).text()
+            dry = html.unescape(await (await client.post("/deadletters/amp/reinject", data={
+                "csrf": token, "reason": "vendor.rejected", "dry_run": "1"})).text())
+            assert "Dry run (nothing written)" in dry and "re-injected into amp: 20" in dry, dry
+            monkeypatch.setenv("AMP_KEY", "amp-key")  # the fix
+            fixed = ForwarderThread(bootstrap, topics, find_integration(revision.config(), "amp"))
+            try:
+                sent = html.unescape(await (await client.post("/deadletters/amp/reinject", data={
+                    "csrf": token, "reason": ""})).text())
+                assert "Re-injected: amp's dead letters" in sent and "re-injected into amp: 20" in sent, sent
+                await asyncio.to_thread(wait_for, lambda: len(stand_in.accepted) >= 20, what="all 20 delivered")
+                again = html.unescape(await (await client.post("/deadletters/amp/reinject", data={
+                    "csrf": token, "reason": ""})).text())
+                assert "skipped, re-injected before: 20" in again and "re-injected into" not in again, again
+            finally:
+                fixed.stop()
+            audit = html.unescape(await (await client.get("/audit")).text())
+            assert audit.count("dead letters of amp") == 2 and "re-injected under revision 1" in audit
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.stop()
+        stand_in.stop()
+    assert set(stand_in.keys) == set(ids) and stand_in.duplicates == 0, "every event delivered exactly once"

@@ -444,3 +444,62 @@ def test_the_test_panel_shows_the_playbooks_changes_against_the_revision_in_forc
         fragment = html.unescape(await changed.text())
         assert "Changes against the revision in force" in fragment and "+  deny:" in fragment
     run(console(tmp_path), test)
+
+
+class FakeLetters:
+    """Dead letters in memory: one integration with two letters of one reason."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, bool]] = []
+
+    def totals(self, config: Any) -> dict[str, int]:
+        return {"invalid": 0, **{i.name: 2 if i.name == "amplitude" else 0 for i in config.integrations}}
+
+    def page(self, config: Any, where: str, reason: str) -> Any:
+        from collections import Counter
+
+        from eventrouter.console.letters import LetterPage, LetterRow, topic_of
+        from schemas import Topics
+
+        topic_of(Topics("t"), config, where)  # ConfigurationError for an unknown integration
+        row = LetterRow(0, 7, 1_700_000_000_000, "vendor.rejected", "deliver", where, "m-1", 1, "401", 401)
+        return LetterPage(where, 2, 2, Counter({"vendor.rejected": 2}), [row])
+
+    def one(self, config: Any, where: str, partition: int, offset: int) -> dict[str, Any] | None:
+        return {"reason": "vendor.rejected", "original": {"payload": {"email": "ana@example.com"}}} \
+            if (partition, offset) == (0, 7) else None
+
+    def send_again(self, config: Any, revision: int, where: str, reason: str, *, dry_run: bool) -> list[str]:
+        self.sent.append((where, reason, dry_run))
+        return ["dead letters chosen: 2", f"re-injected into {where}: 2"]
+
+
+def test_dead_letters_are_read_by_every_role_and_sent_again_by_an_admin_alone(tmp_path: Path) -> None:
+    con = console(tmp_path)
+    con.letters = letters = FakeLetters()
+
+    async def test(client: TestClient) -> None:
+        token = await login(client, "ed")
+        assert "amplitude" in await (await client.get("/deadletters")).text()
+        page = await (await client.get("/deadletters/amplitude")).text()
+        assert "vendor.rejected" in page and "Re-inject" not in page
+        assert (await client.get("/deadletters/nope")).status == 404
+        assert (await client.get("/deadletters/amplitude/0/8")).status == 404
+        assert (await client.get("/deadletters/amplitude/x/8")).status == 404
+        assert "ana@example.com" in await (await client.get("/deadletters/amplitude/0/7")).text()
+        refused = await client.post("/deadletters/amplitude/reinject", data={"csrf": token})
+        assert refused.status == 403 and not letters.sent
+        await client.post("/logout", data={"csrf": token})
+        token = await login(client, "vera")
+        one = await (await client.get("/deadletters/amplitude/0/7")).text()
+        assert "ana@example.com" not in one and "personal data masked" in one
+        await client.post("/logout", data={"csrf": token})
+        token = await login(client, "ada")
+        dry = await client.post("/deadletters/amplitude/reinject", data={"csrf": token, "reason": "vendor",
+                                                                          "dry_run": "1"})
+        assert "Dry run (nothing written)" in await dry.text() and not con.store.audit()
+        done = await (await client.post("/deadletters/amplitude/reinject", data={"csrf": token})).text()
+        assert "Re-injected: amplitude" in done and "re-injected into amplitude: 2" in done
+        assert letters.sent == [("amplitude", "vendor", True), ("amplitude", "", False)]
+        assert [r.action for r in con.store.audit()] == ["reinject"]
+    run(con, test)
