@@ -19,6 +19,7 @@ def make_app(console: Console) -> web.Application:
     app.router.add_get("/bootstrap", pages.bootstrap_page)
     app.router.add_post("/bootstrap", pages.bootstrap)
     app.router.add_get("/", pages.home)
+    app.router.add_get("/overview", pages.overview_page)
     app.router.add_get("/sources", pages.sources_page)
     app.router.add_get("/integrations", pages.integrations_page)
     app.router.add_get("/integrations/{name}", pages.integration_page)

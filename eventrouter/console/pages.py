@@ -17,7 +17,7 @@ from eventrouter.console.auth import KEYS, READ, ROLES, VIEWER, check_login
 from eventrouter.console.pii import masked_event
 from eventrouter.console.trial import SAMPLES, trial
 from eventrouter.console.web import CONSOLE, COOKIE, SESSION, Console, form_of, in_force, needs, render
-from schemas.errors import ConfigurationError, RetryableError
+from schemas.errors import ConfigurationError, EventRouterError, RetryableError
 from schemas.runtime.revisions import Revision
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,20 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
 async def users_page(request: web.Request) -> web.StreamResponse:
     console: Console = request.app[CONSOLE]
     return render(request, "users.html", users=sorted(console.users().values(), key=lambda u: u.name), roles=ROLES)
+
+
+@needs(READ)
+async def overview_page(request: web.Request) -> web.StreamResponse:
+    """The pipeline from the broker, as `eventrouter status` prints it: the worker's lag, and per integration
+    what was routed, its lag, what is retrying and its dead letters (from offsets; refreshed every 5 s)."""
+    console: Console = request.app[CONSOLE]
+    if console.status is None:
+        return render(request, "overview.html", state=None, problem="Not connected to a broker.")
+    try:
+        state = await asyncio.to_thread(console.status)
+    except EventRouterError as exc:  # BrokerUnreachable says which address
+        return render(request, "overview.html", state=None, problem=str(exc))
+    return render(request, "overview.html", state=state, problem="")
 
 
 @needs(READ)

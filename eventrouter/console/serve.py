@@ -4,6 +4,7 @@ EVENTROUTER_CONSOLE_KEY (consoles given the same key accept each other's session
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -20,6 +21,7 @@ from eventrouter.console.store import KafkaStore
 from eventrouter.console.users import Bootstrap, load_users
 from eventrouter.console.web import Console
 from eventrouter.environment import SET_NAMES_ENV
+from eventrouter.status import status
 from schemas import Topics
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ def build(bootstrap: str, topics: Topics, users: Path, *, client: dict[str, Any]
     store = KafkaStore(bootstrap, topics, client)
     console = Console(store, users, Sessions(key), environ=environ,
                       bootstrap=None if load_users(users) else Bootstrap(), secure_cookies=secure_cookies,
-                      letters=KafkaLetters(bootstrap, topics, client))
+                      letters=KafkaLetters(bootstrap, topics, client),
+                      status=functools.partial(status, bootstrap, topics, client, 5.0))
     return console, store
 
 

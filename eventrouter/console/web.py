@@ -25,6 +25,7 @@ from eventrouter.console.auth import EDIT, KEYS, LoginLimiter, Session, Sessions
 from eventrouter.console.letters import Letters
 from eventrouter.console.store import Store
 from eventrouter.console.users import Bootstrap, load_users
+from eventrouter.status import Status
 from schemas.errors import ConfigurationError
 from schemas.runtime.revisions import Revision
 
@@ -48,6 +49,7 @@ class Console:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     configs: dict[int, Any] = field(default_factory=dict)  # revision number -> its Config (False: invalid here)
     letters: Letters | None = None  # the dead letters (None: not on a broker, as in the handler tests)
+    status: Callable[[], Status] | None = None  # the pipeline's state from the broker (`eventrouter status`)
 
     def users(self) -> dict[str, User]:
         return load_users(self.users_path)

@@ -294,6 +294,14 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         assert forged.status_code == 403
         assert len(ConfigStore(bootstrap, topics).history()) == before
 
+        # the overview, from the broker's offsets, and the dead letters (none: every event was delivered)
+        person.open("/overview")
+        person.wait_text("amp", "#overview-amp")
+        person.shot("overview")
+        person.open("/deadletters")
+        person.wait_text("Dead letters", "h1")
+        assert person.find("#letters-amp").text.endswith("0")
+
         # the audit log lists it all
         person.open("/audit")
         person.wait_text("Audit log", "h1")

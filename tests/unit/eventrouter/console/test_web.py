@@ -503,3 +503,29 @@ def test_dead_letters_are_read_by_every_role_and_sent_again_by_an_admin_alone(tm
         assert letters.sent == [("amplitude", "vendor", True), ("amplitude", "", False)]
         assert [r.action for r in con.store.audit()] == ["reinject"]
     run(con, test)
+
+
+def test_the_overview_shows_the_pipeline_from_the_broker_and_says_when_it_does_not_answer(tmp_path: Path) -> None:
+    from eventrouter.status import Backlog, BrokerUnreachable, IntegrationStatus, Status
+
+    con = console(tmp_path)
+    answers: list[Status | Exception] = [
+        Status(1, "revision 1", Backlog(120, 3), 2, [IntegrationStatus("amplitude", "amplitude", True,
+                                                                        Backlog(100, 0), Backlog(0, 0), 4)]),
+        BrokerUnreachable("cannot reach the Kafka broker at 127.0.0.1:1: no metadata within 5 s")]
+
+    def status() -> Status:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    con.status = status
+
+    async def test(client: TestClient) -> None:
+        await login(client, "vera")
+        page = await (await client.get("/overview")).text()
+        assert re.search(r'id="overview-amplitude">.*?<td>100</td>.*?href="/deadletters/amplitude">4<', page, re.S)
+        assert 'hx-trigger="every 5s"' in page
+        down = await client.get("/overview")
+        assert down.status == 200 and "cannot reach the Kafka broker at 127.0.0.1:1" in await down.text()
+    run(con, test)
