@@ -529,3 +529,38 @@ def test_the_overview_shows_the_pipeline_from_the_broker_and_says_when_it_does_n
         down = await client.get("/overview")
         assert down.status == 200 and "cannot reach the Kafka broker at 127.0.0.1:1" in await down.text()
     run(con, test)
+
+
+# every state-changing route, and the least role that may use it (the server decides; pages only hide)
+CHANGES = [("/integrations/amplitude/try", {"playbook": "{}", "sample": "track"}, VIEWER),
+           ("/integrations/amplitude/live", {"playbook": ""}, VIEWER),
+           ("/integrations/amplitude/playbook", {"playbook": "{}", "message": "m"}, EDITOR),
+           ("/integrations/amplitude/disable", {}, EDITOR),
+           ("/integrations/amplitude/connection", {"connection": ""}, EDITOR),
+           ("/integrations/amplitude/policy", {"consent": ""}, EDITOR),
+           ("/integrations", {"name": "n2", "kind": "mixpanel"}, EDITOR),
+           ("/revisions/1/rollback", {}, EDITOR),
+           ("/sources/key", {"pipeline": "web-prod"}, ADMIN),
+           ("/users/role", {"name": "vera", "role": "viewer"}, ADMIN),
+           ("/deadletters/amplitude/reinject", {"dry_run": "1"}, ADMIN)]
+
+
+@pytest.mark.parametrize(("path", "data", "least"), CHANGES, ids=[c[0] for c in CHANGES])
+def test_every_change_is_refused_below_its_role_and_without_the_csrf_token(
+        tmp_path: Path, path: str, data: dict[str, str], least: str) -> None:
+    con = console(tmp_path)
+    con.letters = FakeLetters()
+    roles = (VIEWER, EDITOR, ADMIN)  # 400: allowed, and refused by its own check (made twice, say)
+
+    async def test(client: TestClient) -> None:
+        for name, role in (("vera", VIEWER), ("ed", EDITOR), ("ada", ADMIN)):
+            token = await login(client, name)
+            assert (await client.post(path, data=data)).status == 403, (name, "no CSRF token")
+            reply = await client.post(path, data={"csrf": token, **data}, allow_redirects=False)
+            text = await reply.text()
+            if roles.index(role) < roles.index(least):
+                assert reply.status == 403 and f"Your role ({role}) cannot do this" in text, (name, text[:500])
+            else:
+                assert reply.status in (200, 303, 400) and "cannot do this" not in text, (name, reply.status)
+            await client.post("/logout", data={"csrf": token})
+    run(con, test)
