@@ -135,9 +135,9 @@ class Stack:
         forwarder's holds its integration's `${ENV}` names; a worker's and the gateway's no vendor's."""
         names = self.references.get(args[1], set()) if len(args) > 1 and args[0] == "forward" else set()
         env = child_environment(self.env, names)
-        if args and args[0] == "console":  # which references are set where the forwarders run: names, no value
-            env[SET_NAMES_ENV] = ",".join(sorted({n for refs in self.references.values() for n in refs
-                                                  if self.env.get(n)}))
+        if args and args[0] == "console":  # which names are set where the forwarders start: names, no value
+            # (every name set here, so an integration added later is judged right too)
+            env[SET_NAMES_ENV] = ",".join(sorted(n for n, v in self.env.items() if v and "," not in n))
         return env
 
     def revive(self) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventrouter.cli import main
+from eventrouter.environment import SET_NAMES_ENV
 from eventrouter.progress import Lane, Progress, read_snapshot, write_snapshot
 from eventrouter.stack import Stack, free_port
 from schemas import Topics
@@ -152,3 +153,12 @@ def test_a_new_revision_starts_stops_and_restarts_exactly_the_forwarders_it_chan
     assert forwarder_plan(running, config(added)) == ({"hook"}, set(), set())
     unrouted = base.replace("integrations: [amp, mp]", "integrations: [amp]")
     assert forwarder_plan(running, config(unrouted)) == (set(), set(), {"mp"})
+
+
+def test_the_console_learns_which_names_are_set_where_forwarders_start_and_no_value(tmp_path: Path) -> None:
+    stack = _stack(tmp_path)
+    stack.env = {"K": "secret-value", "LATER_KEY": "another-secret", "EMPTY": "", "PATH": "/usr/bin"}
+    names = stack.environment(["console"])[SET_NAMES_ENV].split(",")
+    assert "K" in names and "LATER_KEY" in names and "EMPTY" not in names  # a later integration's name too
+    assert "secret-value" not in str(stack.environment(["console"]).get(SET_NAMES_ENV))
+    assert "K" not in stack.environment(["console"])  # the console never gets a vendor's value
