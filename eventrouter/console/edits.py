@@ -20,7 +20,17 @@ from eventrouter.console.auth import EDIT, KEYS, ROLES, Session
 from eventrouter.console.pages import integration_page_for, letters_page_for
 from eventrouter.console.trial import problem_lines
 from eventrouter.console.users import add_user, load_users, remove_user, set_role
-from eventrouter.console.web import CONSOLE, SESSION, Console, form_of, in_force, needs, render
+from eventrouter.console.web import (
+    CONSOLE,
+    SESSION,
+    Console,
+    form_of,
+    in_force,
+    integration_in_force,
+    needs,
+    no_integration,
+    render,
+)
 from schemas.config import config_from_document
 from schemas.errors import ConfigurationError, RetryableError
 from schemas.runtime.revisions import Revision
@@ -53,10 +63,9 @@ def _change_message(form: Mapping[str, Any]) -> tuple[str, list[str]]:
 @needs(EDIT)
 async def save_playbook(request: web.Request) -> web.StreamResponse:
     """Save as a new revision, by the same path as `config apply` (validated whole, then published)."""
-    current = in_force(request.app[CONSOLE])
-    name = request.match_info["name"]
-    if current is None or name not in {i.name for i in current[1].integrations}:
-        return render(request, "error.html", status=404, message=f"No integration named {name!r}.")
+    current, name = integration_in_force(request), request.match_info["name"]
+    if current is None:
+        return no_integration(request)
     form = await form_of(request)
     text = str(form.get("playbook", ""))
     message, problems = _change_message(form)
@@ -76,10 +85,9 @@ async def save_playbook(request: web.Request) -> web.StreamResponse:
 async def change_integration(request: web.Request) -> web.StreamResponse:
     """Enable, disable or remove an integration, or replace its connection or its consent and delivery
     settings: each a new revision."""
-    current = in_force(request.app[CONSOLE])
-    name, change = request.match_info["name"], request.match_info["change"]
-    if current is None or name not in {i.name for i in current[1].integrations}:
-        return render(request, "error.html", status=404, message=f"No integration named {name!r}.")
+    current, name, change = integration_in_force(request), request.match_info["name"], request.match_info["change"]
+    if current is None:
+        return no_integration(request)
     form = await form_of(request)
     document = current[0].document
     try:

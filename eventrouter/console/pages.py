@@ -16,7 +16,18 @@ from eventrouter.console import screens
 from eventrouter.console.auth import KEYS, READ, ROLES, VIEWER, check_login
 from eventrouter.console.pii import masked_event
 from eventrouter.console.trial import SAMPLES, trial
-from eventrouter.console.web import CONSOLE, COOKIE, SESSION, Console, form_of, in_force, needs, render
+from eventrouter.console.web import (
+    CONSOLE,
+    COOKIE,
+    SESSION,
+    Console,
+    form_of,
+    in_force,
+    integration_in_force,
+    needs,
+    no_integration,
+    render,
+)
 from schemas.errors import ConfigurationError, EventRouterError, RetryableError
 from schemas.runtime.revisions import Revision
 
@@ -113,10 +124,9 @@ async def integrations_page(request: web.Request) -> web.StreamResponse:
 
 @needs(READ)
 async def integration_page(request: web.Request) -> web.StreamResponse:
-    current = in_force(request.app[CONSOLE])
-    name = request.match_info["name"]
-    if current is None or name not in {i.name for i in current[1].integrations}:
-        return render(request, "error.html", status=404, message=f"No integration named {name!r}.")
+    current, name = integration_in_force(request), request.match_info["name"]
+    if current is None:
+        return no_integration(request)
     return integration_page_for(request, current, name)
 
 
@@ -124,10 +134,9 @@ async def integration_page(request: web.Request) -> web.StreamResponse:
 async def try_playbook(request: web.Request) -> web.StreamResponse:
     """The test panel: the outcome and the request(s) for the playbook and event in the form; sends nothing."""
     console: Console = request.app[CONSOLE]
-    current = in_force(console)
-    name = request.match_info["name"]
-    if current is None or name not in {i.name for i in current[1].integrations}:
-        return render(request, "error.html", status=404, message=f"No integration named {name!r}.")
+    current, name = integration_in_force(request), request.match_info["name"]
+    if current is None:
+        return no_integration(request)
     form = await form_of(request)
     sample = str(form.get("sample", ""))
     event = orjson.dumps(SAMPLES[sample], option=orjson.OPT_INDENT_2).decode() if sample in SAMPLES \
@@ -147,10 +156,9 @@ async def live_event(request: web.Request) -> web.StreamResponse:
     """The test panel on the newest event a pipeline sending to this integration received (from the end of
     the raw topic; personal data masked for a viewer); the playbook being edited is kept."""
     console: Console = request.app[CONSOLE]
-    current = in_force(console)
-    name = request.match_info["name"]
-    if current is None or name not in {i.name for i in current[1].integrations}:
-        return render(request, "error.html", status=404, message=f"No integration named {name!r}.")
+    current, name = integration_in_force(request), request.match_info["name"]
+    if current is None:
+        return no_integration(request)
     form = await form_of(request)
     pipelines = [p for p in current[1].pipelines if name in p.integrations]
     keys = {key for p in pipelines for key in p.write_keys}

@@ -175,5 +175,16 @@ def in_force(console: Console) -> tuple[Revision, Any] | None:
     return None
 
 
+def integration_in_force(request: web.Request) -> tuple[Revision, Any] | None:
+    """The revision in force and its config, if it has the integration the URL names."""
+    current = in_force(request.app[CONSOLE])
+    name = request.match_info["name"]
+    return current if current is not None and name in {i.name for i in current[1].integrations} else None
+
+
+def no_integration(request: web.Request) -> web.Response:
+    return render(request, "error.html", status=404, message=f"No integration named {request.match_info['name']!r}.")
+
+
 __all__ = ["CONSOLE", "COOKIE", "CSP", "MAX_FORM_BYTES", "SESSION", "Console", "errors", "form_of",
-           "guard", "headers", "in_force", "needs", "render"]
+           "guard", "headers", "in_force", "integration_in_force", "needs", "no_integration", "render"]
