@@ -51,6 +51,8 @@ bench: native
 	$(BIN)/python -m bench.worker
 	$(BIN)/python -m bench.forwarder
 	$(BIN)/python -m bench.chain
+	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.console_pipeline
 
 clean:
 	rm -rf $(VENV) .eventrouter .pytest_cache .mypy_cache .ruff_cache

@@ -61,7 +61,8 @@ class DemoVendors:
     def __init__(self) -> None:
         self.by_name: dict[str, StandIn] = {
             "ga4": GA4StandIn(), "meta": MetaStandIn(), "amplitude": AmplitudeStandIn(),
-            "mixpanel": MixpanelStandIn(), "braze": BrazeStandIn(), "posthog": PostHogStandIn(),
+            "mixpanel": MixpanelStandIn(), "braze": BrazeStandIn(),
+            "posthog": PostHogStandIn(api_key=SECRETS["POSTHOG_API_KEY"]),
             "webhook": WebhookStandIn()}
 
     def start(self) -> DemoVendors:

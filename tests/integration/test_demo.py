@@ -63,4 +63,6 @@ def test_the_main_job_accounts_for_every_event(install: str, tmp_path: Path) -> 
     assert re.search(r"^console: http://127\.0\.0\.1:\d+/ ", out, re.M) and "console login: demo / " in out
     assert "routing: every event accounted for per integration: yes" in out
     assert "delivery: every routed event delivered or dead-lettered: yes" in out
+    lines = [line for line in out.splitlines() if re.match(r"^  \w+ +routed ", line)]
+    assert len(lines) == 7 and all("dead-lettered 0 (-)" in line for line in lines), lines  # each vendor takes all
     assert "broker stopped" in out
