@@ -112,7 +112,7 @@ class Sessions:
         self._revoked[session.nonce] = session.expires
 
     def csrf(self, session: Session) -> str:
-        """The token every state-changing request of this session must carry (a form field or header)."""
+        """The token every state-changing request signed in with this cookie must carry (a form field or header)."""
         return self._sign(f"csrf|{session.nonce}")
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
