@@ -41,6 +41,8 @@ from schemas.secrets import SCRUBBER, Scrubber
 log = logging.getLogger(__name__)
 
 MAX_BODY_KEPT: Final = 1000
+SAMPLES_KEPT: Final = 8      # requests a batch's receipt describes
+SAMPLE_CHARS: Final = 300    # of the vendor's answer each keeps
 DEFERRED: Final = "deferred: an earlier event of the same user is retried first"
 
 
@@ -82,6 +84,18 @@ class Sent:
     reason: str          # why the retried events failed, for their fate
     tally: int | None = None  # the status to count the request under (0: no answer; None: not sent)
     at_ms: int = 0       # when the answer came
+    took_ms: int = 0     # from sending to the answer
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSample:
+    """One request as the console's delivery detail shows it (receipts carry them)."""
+
+    at_ms: int
+    events: int
+    status: int | None   # None: no answer
+    took_ms: int
+    answer: str          # the vendor's body, or why there was none; trimmed, secrets scrubbed
 
 
 @dataclass(slots=True)
@@ -89,6 +103,7 @@ class BatchReport:
     fates: dict[int, Fate] = field(default_factory=dict)
     requests: int = 0
     statuses: dict[int, int] = field(default_factory=dict)  # status (0: no answer) -> requests
+    samples: list[RequestSample] = field(default_factory=list)  # the first SAMPLES_KEPT requests
 
 
 def backoff(attempt: int, policy: Delivery, rng: Callable[[], float] = random.random) -> float:
@@ -188,6 +203,7 @@ class BatchDelivery:
             if 0 in one.fates:  # a vendor module that left an event unanswered leaves it undone
                 report.fates[position] = one.fates[0]
             report.requests += one.requests
+            report.samples += one.samples[:max(0, SAMPLES_KEPT - len(report.samples))]
             for status, n in one.statuses.items():
                 report.statuses[status] = report.statuses.get(status, 0) + n
         return report
@@ -256,6 +272,9 @@ class BatchDelivery:
                         state.last.setdefault(position, (None, DEFERRED, None))
                     continue
                 state.report.requests += 1
+                if len(state.report.samples) < SAMPLES_KEPT:
+                    state.report.samples.append(RequestSample(sent.at_ms, len(positions), sent.status, sent.took_ms,
+                                                              (sent.body or sent.reason)[:SAMPLE_CHARS]))
                 if sent.tally is not None:
                     state.report.statuses[sent.tally] = state.report.statuses.get(sent.tally, 0) + 1
                 reply = sent.reply
@@ -354,16 +373,19 @@ class BatchDelivery:
 
     def _send(self, request: Request) -> Sent:
         everyone = range(len(request.items))
+        started_ms = self._now_ms()
         try:
             self.vendor.before_send(request)
             self.limiter.acquire()
+            started_ms = self._now_ms()
             answer = self.transport(request)
         except FinalError as exc:
             return Sent(Reply(rejected=dict.fromkeys(everyone, exc.reason)), None, scrub(exc.message, self.secrets),
                         exc.reason, at_ms=self._now_ms())
         except TransportError as exc:
+            at_ms = self._now_ms()
             return Sent(Reply(retry=list(everyone)), None, scrub(str(exc), self.secrets)[:200],
-                        "vendor.unreachable", 0, self._now_ms())
+                        "vendor.unreachable", 0, at_ms, at_ms - started_ms)
         except Exception as exc:  # noqa: BLE001 - not sendable (a header, a body): split to find the event
             reason = self._failure("forwarder.send_failed", exc)
             log.warning("%s: a request of %s events cannot be sent: %s", self.vendor.kind, len(request.items),
@@ -385,7 +407,8 @@ class BatchDelivery:
         body = scrub(answer.body[:MAX_BODY_KEPT].decode("utf-8", "replace"), self.secrets)
         log.debug("%s: %s events -> %s: delivered %s, retry %s, rejected %s", self.vendor.kind, len(request.items),
                   answer.status, len(reply.delivered), len(reply.retry), len(reply.rejected))
-        return Sent(reply, answer.status, body, f"vendor.status_{answer.status}", answer.status, at_ms)
+        return Sent(reply, answer.status, body, f"vendor.status_{answer.status}", answer.status, at_ms,
+                    at_ms - started_ms)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

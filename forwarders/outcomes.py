@@ -76,7 +76,8 @@ class Outcomes:
             self.metrics.delivered.inc(delivered)
             self.metrics.latency.observe_many((self.name,), latencies)
         requests = report.requests if flight.lead else 0  # the batch's requests, counted once
-        for part in receipts(self.name, items, fates, requests=requests) if items else ():
+        samples = report.samples if flight.lead else []
+        for part in receipts(self.name, items, fates, requests=requests, samples=samples) if items else ():
             self._produce(ticket, self.topics.receipts, part, self.name.encode())
         for status, n in report.statuses.items() if flight.lead else ():
             self.metrics.requests.labels(self.name, str(status)).inc(n)

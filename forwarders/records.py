@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import orjson
 
-from forwarders.delivery import Fate
+from forwarders.delivery import SAMPLE_CHARS, Fate, RequestSample
 from forwarders.vendors.base import Item
 from schemas import AvroCodec
 from schemas.deadletters import dead_letter, utf8
@@ -24,6 +24,7 @@ from schemas.errors import DecodeError
 from schemas.secrets import scrub
 from schemas.validation import DEFAULT_LIMITS
 
+Outcome = tuple[str, int | None, int, str | None, str | None]  # state, status, attempts, reason, answer
 ATTEMPTS: Final = "er-attempts"
 FIRST_ATTEMPT: Final = "er-first-attempt-ms"
 NOT_BEFORE: Final = "er-not-before-ms"
@@ -106,17 +107,21 @@ def retry_headers(fate: Fate) -> list[tuple[str, bytes]]:
 
 
 def receipts(integration: str, items: Sequence[Item], fates: Mapping[int, Fate], *, requests: int,
-             now_ms: int | None = None, limit: int = RECEIPT_BYTES) -> list[bytes]:
-    """One batch's outcomes: for each (state, status, attempts, reason), the count and the messageIds, in
-    one record, or in parts (`part`, `parts`; the batch's `requests` in the first) each under `limit`
-    bytes when the messageIds would not fit in one (700 ids of 600 characters did not, at 1 MB)."""
+             samples: Sequence[RequestSample] = (), now_ms: int | None = None,
+             limit: int = RECEIPT_BYTES) -> list[bytes]:
+    """One batch's outcomes: for each (state, status, attempts, reason, the vendor's answer to a dead
+    event), the count and the messageIds, in one record, or in parts (`part`, `parts`; the batch's
+    `requests` and `samples` of them in the first) each under `limit` bytes when the messageIds would not
+    fit in one (700 ids of 600 characters did not, at 1 MB)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    groups: dict[tuple[str, int | None, int, str | None], list[str]] = {}
+    groups: dict[Outcome, list[str]] = {}
     latencies = []
     for position, fate in fates.items():
         item = items[position]
         reason = utf8(scrub(fate.reason), MAX_REASON_CHARS) if fate.reason else fate.reason  # may quote the vendor
-        groups.setdefault((fate.state, fate.status, fate.attempts, reason), []).append(short_id(item.message_id))
+        answer = utf8(scrub(fate.body), SAMPLE_CHARS) if fate.body and fate.state == "dead" else None
+        groups.setdefault((fate.state, fate.status, fate.attempts, reason, answer), []).append(
+            short_id(item.message_id))
         if fate.state == "delivered" and item.written_ms:
             latencies.append(fate.finished_ms - item.written_ms)
     latencies.sort()
@@ -126,6 +131,8 @@ def receipts(integration: str, items: Sequence[Item], fates: Mapping[int, Fate],
         "firstOffset": min((i.offset for i in items), default=-1),
         "lastOffset": max((i.offset for i in items), default=-1),
         "requests": requests, "at": now_ms,
+        "samples": [{"at": r.at_ms, "events": r.events, "status": r.status, "tookMs": r.took_ms,
+                     "answer": utf8(scrub(r.answer), SAMPLE_CHARS)} for r in samples],
         "latencyMs": {"p50": latencies[len(latencies) // 2], "max": latencies[-1]} if latencies else None}
     # at most 6 bytes of JSON a character (a control character's escape): most batches fit at a glance
     if sum(len(i) for ids in groups.values() for i in ids) * 6 + 600 * len(groups) + 1_000 <= limit:
@@ -133,13 +140,13 @@ def receipts(integration: str, items: Sequence[Item], fates: Mapping[int, Fate],
     return _parts(head, groups, limit)
 
 
-def _outcome(key: tuple[str, int | None, int, str | None], ids: list[str]) -> dict[str, Any]:
-    state, status, attempts, reason = key
-    return {"state": state, "status": status, "attempts": attempts, "reason": reason, "count": len(ids),
-            "messageIds": ids}
+def _outcome(key: Outcome, ids: list[str]) -> dict[str, Any]:
+    state, status, attempts, reason, answer = key
+    return {"state": state, "status": status, "attempts": attempts, "reason": reason, "answer": answer,
+            "count": len(ids), "messageIds": ids}
 
 
-def _parts(head: dict[str, Any], groups: Mapping[tuple[str, int | None, int, str | None], list[str]],
+def _parts(head: dict[str, Any], groups: Mapping[Outcome, list[str]],
            limit: int) -> list[bytes]:
     """The receipt in parts under `limit` bytes (messageIds are at most MAX_ID_CHARS, 6 bytes of JSON a
     character: every part holds at least one)."""
@@ -160,5 +167,6 @@ def _parts(head: dict[str, Any], groups: Mapping[tuple[str, int | None, int, str
             used += size
         parts[-1].append(_outcome(key, chunk))
         used += overhead
-    return [orjson.dumps({**head, "requests": head["requests"] if n == 0 else 0, "part": n + 1,
+    return [orjson.dumps({**head, "requests": head["requests"] if n == 0 else 0,
+                          "samples": head["samples"] if n == 0 else [], "part": n + 1,
                           "parts": len(parts), "outcomes": outcomes}) for n, outcomes in enumerate(parts)]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aiohttp import web
 
-from eventrouter.console import edits, pages
+from eventrouter.console import edits, pages, watch
 from eventrouter.console.web import CONSOLE, MAX_FORM_BYTES, Console, errors, guard, headers
 
 
@@ -34,6 +35,8 @@ def make_app(console: Console) -> web.Application:
     app.router.add_post("/revisions/{number}/rollback", edits.rollback)
     app.router.add_get("/audit", pages.audit_page)
     app.router.add_get("/users", pages.users_page)
+    app.router.add_get("/live", watch.live_page)
+    app.router.add_get("/live/stream", watch.live_stream)
     app.router.add_get("/deadletters", pages.dead_letters_page)
     app.router.add_get("/deadletters/{where}", pages.dead_letters_of)
     app.router.add_get("/deadletters/{where}/{partition}/{offset}", pages.dead_letter)
@@ -41,7 +44,15 @@ def make_app(console: Console) -> web.Application:
     app.router.add_post("/users/{change}", edits.change_user)
     app.router.add_static("/static/", Path(__file__).parent / "static", append_version=False)
     app.router.add_route("*", "/{tail:.*}", pages.not_found)
+    app.on_shutdown.append(_end_streams)
     return app
+
+
+async def _end_streams(app: web.Application) -> None:
+    """Live views' streams end at once, or stopping would wait for every open page."""
+    hub = app[CONSOLE].hub
+    if hub is not None:
+        await asyncio.to_thread(hub.stop)
 
 
 __all__ = ["make_app"]

@@ -24,6 +24,7 @@ from eventrouter.console import screens
 from eventrouter.console.auth import EDIT, KEYS, LoginLimiter, Session, Sessions, User, can
 from eventrouter.console.letters import Letters
 from eventrouter.console.store import Store
+from eventrouter.console.tail import LiveHub
 from eventrouter.console.users import Bootstrap, load_users
 from eventrouter.status import Status
 from schemas.errors import ConfigurationError
@@ -50,6 +51,7 @@ class Console:
     configs: dict[int, Any] = field(default_factory=dict)  # revision number -> its Config (False: invalid here)
     letters: Letters | None = None  # the dead letters (None: not on a broker, as in the handler tests)
     status: Callable[[], Status] | None = None  # the pipeline's state from the broker (`eventrouter status`)
+    hub: LiveHub | None = None  # the live views' feed (None: not on a broker)
 
     def users(self) -> dict[str, User]:
         return load_users(self.users_path)
@@ -75,14 +77,20 @@ def render(request: web.Request, template: str, status: int = 200, **values: Any
 
 
 # -- middlewares -------------------------------------------------------------------------------------
-@web.middleware
-async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+def security_headers(response: web.StreamResponse, path: str) -> None:
+    """Every answer's; a handler that streams sets them before it starts."""
     response.headers.update({"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
                              "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
                              "Cross-Origin-Opener-Policy": "same-origin"})
-    if not request.path.startswith("/static/"):
+    if not path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
+
+
+@web.middleware
+async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if not response.prepared:
+        security_headers(response, request.path)
     return response
 
 

@@ -38,6 +38,7 @@ class ReplayPlan:
     too_old: int            # older than the vendor's window: they would be dead-lettered vendor.too_old
     undecodable: int
     max_age_s: float | None
+    dedup_key: str | None = None  # what the vendor deduplicates on (None: a replay sends duplicates)
 
     def lines(self) -> list[str]:
         def iso(ms: int | None) -> str:
@@ -49,6 +50,8 @@ class ReplayPlan:
                        "(would be dead-lettered vendor.too_old)")
         if self.undecodable:
             out.append(f"undecodable records: {self.undecodable} (would be dead-lettered)")
+        out.append(f"the vendor deduplicates on {self.dedup_key}: events it already has are not counted twice"
+                   if self.dedup_key else "the vendor does not deduplicate: events it already has are counted twice")
         return out
 
 
@@ -72,7 +75,7 @@ def plan(bootstrap: str, span: Span, integration: Integration, *, client: dict[s
             continue
         if max_age_s is not None and timestamp < now_ms - max_age_s * 1000:
             too_old += 1
-    return ReplayPlan(events, first, last, too_old, undecodable, max_age_s)
+    return ReplayPlan(events, first, last, too_old, undecodable, max_age_s, VENDORS[integration.kind].dedup_key)
 
 
 class ReplayForwarder(Forwarder):

@@ -37,6 +37,7 @@ class AmplitudeSettings(Settings):
 
 class Amplitude(Vendor):
     kind = "amplitude"
+    dedup_key = "insert_id (7 days)"
     settings_type: ClassVar[type[Settings]] = AmplitudeSettings
     max_events = 2000
     max_bytes = 1_000_000

@@ -107,6 +107,8 @@ class Vendor:
     endpoint_key: ClassVar[str] = "endpoint"  # the connection key that names the URL, for messages
     split_on_reject: ClassVar[bool] = False  # a 4xx for one bad event refuses the whole request
     max_age_s: ClassVar[float | None] = None  # the oldest event (seconds) the vendor accepts, if it says
+    dedup_key: ClassVar[str | None] = None  # what the vendor deduplicates on, set from the messageId (None:
+    # it does not, and sending an event again counts it twice: a replay is not safe)
 
     def __init__(self, connection: Mapping[str, Any], networks: tuple[Network, ...] | None = None) -> None:
         """`networks`: the operator's private networks (None: EVENTROUTER_PRIVATE_NETWORKS)."""

@@ -34,6 +34,7 @@ class MetaSettings(Settings):
 
 class MetaCAPI(Vendor):
     kind = "meta_capi"
+    dedup_key = "event_id with event_name (48 h)"
     settings_type: ClassVar[type[Settings]] = MetaSettings
     max_events = 1000
     max_age_s = float(MAX_AGE_S)  # one older event_time refuses the whole request

@@ -44,6 +44,7 @@ class MixpanelSettings(Settings):
 
 class Mixpanel(Vendor):
     kind = "mixpanel"
+    dedup_key = "$insert_id with event, distinct_id and time"
     settings_type: ClassVar[type[Settings]] = MixpanelSettings
     max_events = 2000
     max_bytes = 10_000_000

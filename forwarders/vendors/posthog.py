@@ -53,6 +53,7 @@ class PostHogSettings(Settings):
 
 class PostHog(Vendor):
     kind = "posthog"
+    dedup_key = "uuid (best effort)"
     settings_type: ClassVar[type[Settings]] = PostHogSettings
     max_events = 1000  # PostHog sets no count; this keeps a request's work bounded
     max_bytes = MAX_BODY

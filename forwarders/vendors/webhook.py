@@ -49,6 +49,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 class Webhook(Vendor):
     kind = "webhook"
+    dedup_key = "the Idempotency-Key header (if the receiver honours it)"
     settings_type: ClassVar[type[Settings]] = WebhookSettings
     max_bytes = 5_000_000
     endpoint_key = "url"

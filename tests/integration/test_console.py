@@ -210,3 +210,97 @@ integrations:
         store.stop()
         stand_in.stop()
     assert set(stand_in.keys) == set(ids) and stand_in.duplicates == 0, "every event delivered exactly once"
+
+
+def test_live_views_stream_events_as_they_come_and_their_outcomes_masked_for_a_viewer(
+        bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import orjson
+
+    from eventrouter.console.auth import VIEWER
+    from eventrouter.console.tail import LiveHub
+    from eventrouter.dev.standins import AmplitudeStandIn
+    from forwarders.app import find_integration
+    from schemas.runtime.kafka import ensure_topics
+    from tests.integration.forwarder_helpers import ForwarderThread, write_outbound
+    from tests.integration.worker_helpers import send_events
+
+    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
+    stand_in = AmplitudeStandIn().start()
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(f"""
+pipelines:
+  - {{name: web, write_keys: [wk1], integrations: [amp]}}
+integrations:
+  - name: amp
+    kind: amplitude
+    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{stand_in.url}/2/httpapi", allow_http: true, allow_private: true}}
+    delivery: {{linger_ms: 20, batch_size: 50, max_attempts: 1, max_retry_window_s: 0}}
+    playbook: "starter:amplitude"
+""")
+    revision, _ = ConfigStore(bootstrap, topics).apply(config)
+    monkeypatch.setenv("AMP_KEY", "amp-key")
+    ensure_topics(bootstrap, [topics.raw, topics.receipts, topics.integration("amp")])
+    users = tmp_path / "users.json"
+    add_user(users, "vera", VIEWER, PASSWORD)
+    store = KafkaStore(bootstrap, topics).start()
+    hub = LiveHub(bootstrap, topics)
+    console = Console(store, users, Sessions(b"k" * 32), environ={}, hub=hub)
+    _until(lambda: len(store.history()) == 1)
+    runner = ForwarderThread(bootstrap, topics, find_integration(revision.config(), "amp"))
+
+    Got = dict[str, list[dict[str, object]]]
+
+    async def messages(reply: object, wanted: dict[str, int], timeout: float = 30) -> Got:
+        """Read server-sent events until `wanted` (kind -> count) came."""
+        got: Got = {}
+        kind = ""
+        deadline = time.monotonic() + timeout
+        while any(len(got.get(k, [])) < n for k, n in wanted.items()):
+            assert time.monotonic() < deadline, f"timed out with {got}"
+            line = (await asyncio.wait_for(reply.content.readline(), timeout)).decode().rstrip("\n")  # type: ignore[attr-defined]
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                got.setdefault(kind, []).append(orjson.loads(line[6:]))
+        return got
+
+    async def main() -> None:
+        async with TestClient(TestServer(make_app(console))) as client:
+            await client.post("/login", data={"name": "vera", "password": PASSWORD})
+            page = await (await client.get("/live?integration=amp&type=track")).text()
+            assert 'data-stream="/live/stream?integration=amp&amp;type=track"' in page
+            assert (await client.get("/live?integration=nope")).status == 404
+            reply = await client.get("/live/stream?integration=amp")
+            assert reply.headers["Content-Type"].startswith("text/event-stream")
+            assert "script-src 'self'" in reply.headers["Content-Security-Policy"]
+            await messages(reply, {"ready": 1})
+            started = time.monotonic()
+            ids = await asyncio.to_thread(write_outbound, bootstrap, topics, "amp", "amplitude", [
+                {"event_type": "Order Completed", "user_id": f"user-{i}",
+                 "user_properties": {"email": "ana@example.com"}} for i in range(5)])
+            got = await messages(reply, {"event": 5, "outcome": 5})
+            took = time.monotonic() - started
+            assert {e["id"] for e in got["event"]} == set(ids)
+            assert all(e["payload"]["user_properties"]["email"] == "(masked)" for e in got["event"])  # type: ignore[index]
+            assert {(o["state"], o["status"], o["integration"]) for o in got["outcome"]} == {("delivered", 200, "amp")}
+            assert took < 10, took
+            reply.close()
+
+            incoming = await client.get("/live/stream?name=signed&user=u-1")
+            await messages(incoming, {"ready": 1})
+            await asyncio.to_thread(send_events, bootstrap, topics, [
+                {"type": "track", "event": name, "userId": user, "messageId": f"in-{n}", "writeKey": "wk1",
+                 "timestamp": "2026-12-06T00:00:00Z", "properties": {}}
+                for n, (name, user) in enumerate([("Signed Up", "u-1"), ("Signed Up", "u-2"), ("Order", "u-1")])])
+            got = await messages(incoming, {"event": 1})
+            (event,) = got["event"]
+            assert event["id"] == "in-0" and "writeKey" not in event["payload"]  # type: ignore[operator]
+            incoming.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        runner.stop()
+        hub.stop()
+        store.stop()
+        stand_in.stop()

@@ -10,8 +10,9 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from forwarders.delivery import Answer, BatchDelivery, TransportError, backoff
+from forwarders.delivery import SAMPLES_KEPT, Answer, BatchDelivery, TransportError, backoff
 from forwarders.ratelimit import TokenBucket
+from forwarders.records import receipts
 from forwarders.vendors import Item, Request, vendor_for
 from schemas.delivery import Delivery
 
@@ -186,3 +187,31 @@ def test_the_age_window_is_the_vendors_unless_the_policy_sets_one() -> None:
     strict = make(lambda r: Answer(200, {}, b"{}"), clock, max_event_age_s=60)
     old = Item("m", {"event_type": "e", "user_id": "user-1"}, timestamp_ms=now_ms - 61_000)
     assert strict.deliver([old]).fates[0].reason == "vendor.too_old: older than the 60 s amplitude accepts"
+
+
+def test_each_request_is_described_for_the_delivery_detail_with_the_answer_scrubbed() -> None:
+    clock = Clock()
+
+    def refuse(_request: Request) -> Answer:
+        clock.now += 0.25  # the vendor takes 250 ms
+        return Answer(401, {}, b'{"error": "invalid api_key secret-key-1"}')
+
+    report = make(refuse, clock).deliver(events(3))
+    (sample,) = report.samples
+    assert (sample.status, sample.events, sample.took_ms) == (401, 3, 250)
+    assert "***" in sample.answer and "secret-key-1" not in sample.answer
+    (receipt,) = receipts("amp", events(3), report.fates, requests=report.requests, samples=report.samples)
+    parsed = orjson.loads(receipt)
+    assert parsed["samples"][0]["status"] == 401 and parsed["samples"][0]["tookMs"] == 250
+    (outcome,) = parsed["outcomes"]
+    assert (outcome["state"], outcome["reason"], outcome["count"]) == ("dead", "vendor.auth", 3)
+    assert "invalid api_key ***" in outcome["answer"]
+
+
+def test_a_batch_describes_at_most_a_few_requests() -> None:
+    clock = Clock()
+    vendor = vendor_for("webhook", {"url": "https://hooks.example.com/in"})  # one event a request
+    report = BatchDelivery(vendor, Delivery(), lambda r: Answer(200, {}, b"ok"),
+                           TokenBucket(None, clock=clock.time, sleep=clock.sleep), clock=clock.time,
+                           sleep=clock.sleep).deliver(events(20))
+    assert report.requests == 20 and len(report.samples) == SAMPLES_KEPT
