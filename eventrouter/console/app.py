@@ -24,6 +24,7 @@ def make_app(console: Console) -> web.Application:
     app.router.add_get("/sources", pages.sources_page)
     app.router.add_get("/integrations", pages.integrations_page)
     app.router.add_get("/integrations/{name}", pages.integration_page)
+    app.router.add_get("/integrations/{name}/delivery", pages.delivery_page)
     app.router.add_post("/integrations/{name}/try", pages.try_playbook)
     app.router.add_post("/integrations/{name}/live", pages.live_event)
     app.router.add_post("/integrations", edits.add_integration)

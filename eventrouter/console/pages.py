@@ -14,6 +14,7 @@ from aiohttp import web
 from eventrouter.console import audit as audit_log
 from eventrouter.console import screens
 from eventrouter.console.auth import KEYS, READ, ROLES, VIEWER, check_login
+from eventrouter.console.delivery import DeliveryDetail, masked_detail
 from eventrouter.console.pii import masked_event
 from eventrouter.console.trial import SAMPLES, trial
 from eventrouter.console.web import (
@@ -194,6 +195,25 @@ def integration_page_for(request: web.Request, current: tuple[Revision, Any], na
                   changes=screens.playbook_changes(revision.document, name, text) if playbook is not None else "",
                   problems=problems or [], message=message, event_note=event_note,
                   connection=view.connection if connection is None else connection)
+
+
+@needs(READ)
+async def delivery_page(request: web.Request) -> web.StreamResponse:
+    """An integration's recent requests and error classes, from its newest receipts."""
+    console: Console = request.app[CONSOLE]
+    current, name = integration_in_force(request), request.match_info["name"]
+    if current is None or name not in {i.name for i in current[1].integrations}:
+        return no_integration(request)
+    masked = request[SESSION].role == VIEWER
+    shown, problem = DeliveryDetail(name), ""
+    if console.delivery is not None:
+        try:
+            shown = await asyncio.to_thread(console.delivery.detail, name)
+        except RetryableError as exc:
+            problem = f"The broker did not answer: {exc}"
+    if masked:
+        shown = masked_detail(shown)
+    return render(request, "delivery.html", d=shown, problem=problem, masked=masked)
 
 
 @needs(READ)

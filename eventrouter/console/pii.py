@@ -28,6 +28,11 @@ def masked_event(event: dict[str, Any]) -> dict[str, Any]:
     return {k: _masked(v, "" if k in _PAGE_FIELDS else str(k)) for k, v in event.items()}
 
 
+def masked_text(text: str) -> str:
+    """A text (a vendor's answer) with the email and IP addresses in it masked."""
+    return _IN_TEXT.sub(MASKED, text)
+
+
 _PAGE_FIELDS: Final = frozenset(("name", "category"))
 
 

@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from eventrouter.console import screens
 from eventrouter.console.auth import EDIT, KEYS, LoginLimiter, Session, Sessions, User, can
+from eventrouter.console.delivery import Delivery
 from eventrouter.console.letters import Letters
 from eventrouter.console.store import Store
 from eventrouter.console.tail import LiveHub
@@ -52,6 +53,7 @@ class Console:
     letters: Letters | None = None  # the dead letters (None: not on a broker, as in the handler tests)
     status: Callable[[], Status] | None = None  # the pipeline's state from the broker (`eventrouter status`)
     hub: LiveHub | None = None  # the live views' feed (None: not on a broker)
+    delivery: Delivery | None = None  # the integrations' receipts (None: not on a broker)
 
     def users(self) -> dict[str, User]:
         return load_users(self.users_path)

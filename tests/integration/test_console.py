@@ -126,6 +126,7 @@ def test_a_user_changed_from_the_command_line_is_in_the_audit_log(bootstrap: str
 def test_dead_letters_are_counted_shown_masked_and_sent_again_once_after_the_fix(
         bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from eventrouter.console.auth import ADMIN, VIEWER
+    from eventrouter.console.delivery import KafkaDelivery
     from eventrouter.console.letters import KafkaLetters
     from eventrouter.dev.standins import AmplitudeStandIn
     from forwarders.app import find_integration
@@ -159,7 +160,8 @@ integrations:
     add_user(users, "ada", ADMIN, PASSWORD)
     add_user(users, "vera", VIEWER, PASSWORD)
     store = KafkaStore(bootstrap, topics).start()
-    console = Console(store, users, Sessions(b"k" * 32), environ={}, letters=KafkaLetters(bootstrap, topics))
+    console = Console(store, users, Sessions(b"k" * 32), environ={}, letters=KafkaLetters(bootstrap, topics),
+                      delivery=KafkaDelivery(bootstrap, topics))
     _until(lambda: len(store.history()) == 1)
 
     async def login(client: TestClient, name: str) -> str:
@@ -180,6 +182,11 @@ integrations:
             one = html.unescape(await (await client.get(f"/deadletters/amp/{at[1]}/{at[2]}")).text())
             assert '"reason": "vendor.rejected"' in one and '"event_type": "Order Completed"' in one
             assert "ana@example.com" not in one and "a-wrong-key" not in one  # a viewer: masked; never a secret
+            detail = html.unescape(await (await client.get("/integrations/amp/delivery")).text())
+            classes = detail.split('id="errors"')[1].split("</table>")[0]
+            assert "vendor.rejected" in classes and "<td>20</td>" in classes, classes  # 20 events, one class
+            requests = detail.split('id="requests"')[1].split("</table>")[0]
+            assert "<td>400</td>" in requests and "Invalid API key: ***" in requests and "a-wrong-key" not in detail
             refused = await client.post("/deadletters/amp/reinject", data={"csrf": token, "reason": ""})
             assert refused.status == 403
             await client.post("/logout", data={"csrf": token})
