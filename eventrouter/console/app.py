@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from eventrouter.console import edits, pages, watch
+from eventrouter.console import edits, pages, recovery, watch
 from eventrouter.console.web import CONSOLE, MAX_FORM_BYTES, Console, errors, guard, headers
 
 
@@ -42,6 +42,10 @@ def make_app(console: Console) -> web.Application:
     app.router.add_get("/deadletters/{where}", pages.dead_letters_of)
     app.router.add_get("/deadletters/{where}/{partition}/{offset}", pages.dead_letter)
     app.router.add_post("/deadletters/{where}/reinject", edits.send_letters_again)
+    app.router.add_get("/replay", recovery.replay_page)
+    app.router.add_post("/replay", recovery.replay)
+    app.router.add_get("/replay/{id}", recovery.replay_job)
+    app.router.add_post("/replay/{id}/cancel", recovery.cancel_replay)
     app.router.add_post("/users/{change}", edits.change_user)
     app.router.add_static("/static/", Path(__file__).parent / "static", append_version=False)
     app.router.add_route("*", "/{tail:.*}", pages.not_found)

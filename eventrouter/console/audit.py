@@ -1,7 +1,7 @@
 """The console's audit log: one record per change (a revision saved or rolled back, a writeKey made or
-revoked, a user made, dead letters re-injected): who, when, what, and the diff. Appended to the audit
-topic (Topics.audit), never edited: the topic has no key to compact on and the console has no way to write
-anything but a new record."""
+revoked, a user made, dead letters re-injected, a replay started or cancelled): who, when, what, and the
+diff. Appended to the audit topic (Topics.audit), never edited: the topic has no key to compact on and the
+console has no way to write anything but a new record."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ ROLLBACK = "rollback"
 WRITE_KEY = "write_key"
 USER = "user"
 REINJECT = "reinject"
-ACTIONS = (REVISION, ROLLBACK, WRITE_KEY, USER, REINJECT)
+REPLAY = "replay"
+ACTIONS = (REVISION, ROLLBACK, WRITE_KEY, USER, REINJECT, REPLAY)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from eventrouter.console.app import make_app
 from eventrouter.console.auth import Sessions
 from eventrouter.console.delivery import KafkaDelivery
 from eventrouter.console.letters import KafkaLetters
+from eventrouter.console.replays import KafkaReplays
 from eventrouter.console.store import KafkaStore
 from eventrouter.console.tail import LiveHub
 from eventrouter.console.users import Bootstrap, load_users
@@ -46,7 +47,8 @@ def build(bootstrap: str, topics: Topics, users: Path, *, client: dict[str, Any]
                       bootstrap=None if load_users(users) else Bootstrap(), secure_cookies=secure_cookies,
                       letters=KafkaLetters(bootstrap, topics, client),
                       status=functools.partial(status, bootstrap, topics, client, 5.0),
-                      hub=LiveHub(bootstrap, topics, client), delivery=KafkaDelivery(bootstrap, topics, client))
+                      hub=LiveHub(bootstrap, topics, client), delivery=KafkaDelivery(bootstrap, topics, client),
+                      replays=KafkaReplays(bootstrap, topics, client))
     return console, store
 
 

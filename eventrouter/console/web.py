@@ -24,6 +24,7 @@ from eventrouter.console import screens
 from eventrouter.console.auth import EDIT, KEYS, LoginLimiter, Session, Sessions, User, can
 from eventrouter.console.delivery import Delivery
 from eventrouter.console.letters import Letters
+from eventrouter.console.replays import Replays
 from eventrouter.console.store import Store
 from eventrouter.console.tail import LiveHub
 from eventrouter.console.users import Bootstrap, load_users
@@ -54,6 +55,7 @@ class Console:
     status: Callable[[], Status] | None = None  # the pipeline's state from the broker (`eventrouter status`)
     hub: LiveHub | None = None  # the live views' feed (None: not on a broker)
     delivery: Delivery | None = None  # the integrations' receipts (None: not on a broker)
+    replays: Replays | None = None  # replays started in this console (None: not on a broker)
 
     def users(self) -> dict[str, User]:
         return load_users(self.users_path)

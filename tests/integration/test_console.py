@@ -311,3 +311,89 @@ integrations:
         hub.stop()
         store.stop()
         stand_in.stop()
+
+
+def test_a_replay_sends_exactly_its_window_again_under_the_same_message_ids_and_a_viewer_cannot(
+        bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventrouter.console.auth import ADMIN, VIEWER
+    from eventrouter.console.replays import KafkaReplays
+    from eventrouter.dev.standins import AmplitudeStandIn
+    from forwarders.app import find_integration
+    from tests.integration.forwarder_helpers import ForwarderThread, wait_for, write_outbound
+
+    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
+    stand_in = AmplitudeStandIn().start()
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(f"""
+pipelines:
+  - {{name: web, write_keys: [wk1], integrations: [amp]}}
+integrations:
+  - name: amp
+    kind: amplitude
+    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{stand_in.url}/2/httpapi", allow_http: true, allow_private: true}}
+    delivery: {{linger_ms: 20, batch_size: 50}}
+    playbook: "starter:amplitude"
+""")
+    revision, _ = ConfigStore(bootstrap, topics).apply(config)
+    monkeypatch.setenv("AMP_KEY", "amp-key")
+    batches, edges = [], []
+    for n in range(3):
+        edges.append(int(time.time() * 1000))
+        batches.append(write_outbound(bootstrap, topics, "amp", "amplitude", [
+            {"event_type": "Order Completed", "user_id": f"user-{i}"} for i in range(10)], prefix=f"b{n}"))
+        time.sleep(0.3)
+    edges.append(int(time.time() * 1000))
+    runner = ForwarderThread(bootstrap, topics, find_integration(revision.config(), "amp"))
+    users = tmp_path / "users.json"
+    add_user(users, "ada", ADMIN, PASSWORD)
+    add_user(users, "vera", VIEWER, PASSWORD)
+    store = KafkaStore(bootstrap, topics).start()
+    console = Console(store, users, Sessions(b"k" * 32), environ={}, replays=KafkaReplays(bootstrap, topics))
+    _until(lambda: len(store.history()) == 1)
+    window = {"integration": "amp", "since": str(edges[1]), "until": str(edges[2]), "rate": "200"}
+
+    async def login(client: TestClient, name: str) -> str:
+        page = await (await client.post("/login", data={"name": name, "password": PASSWORD})).text()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page)
+        assert token, page
+        return token[1]
+
+    async def main() -> None:
+        await asyncio.to_thread(wait_for, lambda: len(stand_in.keys) == 30, what="all 30 delivered live")
+        async with TestClient(TestServer(make_app(console))) as client:
+            token = await login(client, "vera")
+            page = await (await client.get("/replay")).text()
+            assert "can see replays but not start one" in page and 'id="replay-start"' not in page
+            assert (await client.post("/replay", data={"csrf": token, **window})).status == 403
+            await client.post("/logout", data={"csrf": token})
+
+            token = await login(client, "ada")
+            bad = await client.post("/replay", data={"csrf": token, **window, "until": "yesterday-ish"})
+            assert bad.status == 400 and "until:" in html.unescape(await bad.text())
+            dry = html.unescape(await (await client.post("/replay", data={"csrf": token, **window,
+                                                                          "dry_run": "1"})).text())
+            assert "events: 10" in dry and "deduplicates on insert_id" in dry, dry
+            assert len(stand_in.keys) == 30 and stand_in.duplicates == 0  # a dry run sends nothing
+            started = await client.post("/replay", data={"csrf": token, **window}, allow_redirects=False)
+            assert started.status == 303, await started.text()
+            where = started.headers["Location"]
+
+            async def progress() -> str:
+                return html.unescape(await (await client.get(where)).text())
+
+            deadline = time.monotonic() + 60
+            while "finished" not in (shown := await progress()):
+                assert time.monotonic() < deadline, shown
+                await asyncio.sleep(0.3)
+            assert "written 10 of 10" in shown and "delivered 10, dead-lettered 0" in shown, shown
+            audit = html.unescape(await (await client.get("/audit")).text())
+            assert "replay of amp" in audit and "10 events" in audit
+
+    try:
+        asyncio.run(main())
+    finally:
+        runner.stop()
+        store.stop()
+        stand_in.stop()
+    again = {key for key, n in stand_in.keys.items() if n == 2}
+    assert again == set(batches[1]) and stand_in.duplicates == 10, "exactly the window, under the same ids"
