@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from eventrouter.console import audit as audit_log
 from eventrouter.console import changes, screens
@@ -36,6 +37,7 @@ from schemas.errors import ConfigurationError, RetryableError
 from schemas.runtime.revisions import Revision
 
 log = logging.getLogger(__name__)
+MAX_PICKED = 500  # letters one re-injection may name one by one
 
 
 def _checked(document: Mapping[str, Any]) -> list[str]:
@@ -236,15 +238,17 @@ async def send_letters_again(request: web.Request) -> web.StreamResponse:
     form = await form_of(request)
     where, reason = request.match_info["where"], str(form.get("reason", ""))[:100]
     dry_run = form.get("dry_run") is not None
+    picked = picks(form.getall("pick", []) if isinstance(form, MultiMapping) else [])
     try:
         lines = await asyncio.to_thread(functools.partial(console.letters.send_again, current[1], current[0].number,
-                                                          where, reason, dry_run=dry_run))
+                                                          where, reason, dry_run=dry_run, picked=picked))
     except ConfigurationError:
         return render(request, "error.html", status=404, message=f"No integration named {where!r}.")
     except RetryableError as exc:
         return render(request, "error.html", status=503, message=f"The broker did not answer: nothing was "
                       f"re-injected ({exc}).")
-    chosen = f"{where}'s dead letters" + (f" of reason {reason}" if reason else "")
+    chosen = f"{where}'s dead letters" + (f" of reason {reason}" if reason else "") + \
+        (f" ({len(picked)} picked)" if picked else "")
     if not dry_run:
         console.store.append(audit_log.record(session.name, audit_log.REINJECT, f"dead letters of {where}",
                                               f"{chosen} re-injected under revision {current[0].number}: "
@@ -252,3 +256,13 @@ async def send_letters_again(request: web.Request) -> web.StreamResponse:
         log.info("console: %s re-injected %s (%s)", session.name, chosen, "; ".join(lines))
     header = f"{'Dry run (nothing written)' if dry_run else 'Re-injected'}: {chosen}"
     return await letters_page_for(request, [header, *lines])
+
+
+def picks(values: list[Any]) -> list[tuple[int, int]]:
+    """The letters ticked on the page, `partition:offset` each (at most MAX_PICKED; others ignored)."""
+    out = []
+    for value in values[:MAX_PICKED]:
+        partition, _, offset = str(value).partition(":")
+        if partition.isdigit() and offset.isdigit():
+            out.append((int(partition), int(offset)))
+    return out

@@ -8,7 +8,7 @@ what was delivered since."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,7 +72,8 @@ class Letters(Protocol):
 
     def one(self, config: Config, where: str, partition: int, offset: int) -> dict[str, Any] | None: ...
 
-    def send_again(self, config: Config, revision: int, where: str, reason: str, *, dry_run: bool) -> list[str]: ...
+    def send_again(self, config: Config, revision: int, where: str, reason: str, *, dry_run: bool,
+                   picked: Collection[tuple[int, int]] = ()) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,19 @@ class KafkaLetters:
                              client=self.client))
         return describe(found[0]) if found else None
 
-    def send_again(self, config: Config, revision: int, where: str, reason: str, *, dry_run: bool) -> list[str]:
-        """Re-inject every letter of `where` whose reason starts with `reason` (all when empty); the report's
-        lines (a dry run counts and writes nothing)."""
-        span = self._span(topic_of(self.topics, config, where))
-        chosen = list(letters(self.bootstrap, span, reason=reason or None, client=self.client)) if span else []
+    def send_again(self, config: Config, revision: int, where: str, reason: str, *, dry_run: bool,
+                   picked: Collection[tuple[int, int]] = ()) -> list[str]:
+        """Re-inject the letters `picked` (partition, offset), or else every letter of `where` whose reason
+        starts with `reason` (all when empty); the report's lines (a dry run counts and writes nothing)."""
+        topic = topic_of(self.topics, config, where)
+        if picked:
+            at = set(picked)
+            span: Span | None = Span(topic, {p: min(o for q, o in at if q == p) for p, _ in at},
+                                     {p: max(o for q, o in at if q == p) + 1 for p, _ in at})
+        else:
+            span = self._span(topic)
+        chosen = [letter for letter in letters(self.bootstrap, span, reason=reason or None, client=self.client)
+                  if not picked or (letter.partition, letter.offset) in at] if span else []
         report = reinject(self.bootstrap, self.topics, Router(config, revision, self.topics), chosen,
                           dry_run=dry_run, client=self.client)
         return report.lines()

@@ -196,6 +196,12 @@ integrations:
             dry = html.unescape(await (await client.post("/deadletters/amp/reinject", data={
                 "csrf": token, "reason": "vendor.rejected", "dry_run": "1"})).text())
             assert "Dry run (nothing written)" in dry and "re-injected into amp: 20" in dry, dry
+            ticked = re.findall(r'name="pick" value="(\d+:\d+)"', listed_as_admin := html.unescape(
+                await (await client.get("/deadletters/amp")).text()))
+            assert len(ticked) == 20 and 'id="reinject-picked"' in listed_as_admin
+            two = html.unescape(await (await client.post("/deadletters/amp/reinject", data=[
+                ("csrf", token), ("reason", ""), ("dry_run", "1"), ("pick", ticked[0]), ("pick", ticked[5])])).text())
+            assert "dead letters chosen: 2" in two and "(2 picked)" in two, two
             monkeypatch.setenv("AMP_KEY", "amp-key")  # the fix
             fixed = ForwarderThread(bootstrap, topics, find_integration(revision.config(), "amp"))
             try:

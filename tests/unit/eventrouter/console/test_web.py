@@ -59,7 +59,8 @@ async def login(client: TestClient, name: str, password: str = PASSWORD) -> str:
 
 def test_every_page_needs_a_login_and_a_form_post_without_one_is_refused(tmp_path: Path) -> None:
     async def test(client: TestClient) -> None:
-        for path in ("/", "/sources", "/integrations", "/integrations/amplitude", "/revisions", "/audit"):
+        for path in ("/", "/sources", "/integrations", "/integrations/amplitude", "/revisions", "/audit", "/live",
+                     "/live/stream", "/replay", "/replay/j1", "/integrations/amplitude/delivery", "/deadletters"):
             reply = await client.get(path, allow_redirects=False)
             assert (reply.status, reply.headers["Location"]) == (303, "/login"), path
         for path in ("/integrations/amplitude/playbook", "/revisions/1/rollback", "/logout"):
@@ -469,8 +470,10 @@ class FakeLetters:
         return {"reason": "vendor.rejected", "original": {"payload": {"email": "ana@example.com"}}} \
             if (partition, offset) == (0, 7) else None
 
-    def send_again(self, config: Any, revision: int, where: str, reason: str, *, dry_run: bool) -> list[str]:
+    def send_again(self, config: Any, revision: int, where: str, reason: str, *, dry_run: bool,
+                   picked: Any = ()) -> list[str]:
         self.sent.append((where, reason, dry_run))
+        self.picked = list(picked)
         return ["dead letters chosen: 2", f"re-injected into {where}: 2"]
 
 
@@ -502,6 +505,9 @@ def test_dead_letters_are_read_by_every_role_and_sent_again_by_an_admin_alone(tm
         assert "Re-injected: amplitude" in done and "re-injected into amplitude: 2" in done
         assert letters.sent == [("amplitude", "vendor", True), ("amplitude", "", False)]
         assert [r.action for r in con.store.audit()] == ["reinject"]
+        await client.post("/deadletters/amplitude/reinject", data=[
+            ("csrf", token), ("dry_run", "1"), ("pick", "0:7"), ("pick", "2:11"), ("pick", "x:1"), ("pick", "-1:2")])
+        assert letters.picked == [(0, 7), (2, 11)]  # what is not a position is ignored
     run(con, test)
 
 
@@ -542,14 +548,38 @@ CHANGES = [("/integrations/amplitude/try", {"playbook": "{}", "sample": "track"}
            ("/revisions/1/rollback", {}, EDITOR),
            ("/sources/key", {"pipeline": "web-prod"}, ADMIN),
            ("/users/role", {"name": "vera", "role": "viewer"}, ADMIN),
-           ("/deadletters/amplitude/reinject", {"dry_run": "1"}, ADMIN)]
+           ("/deadletters/amplitude/reinject", {"dry_run": "1"}, ADMIN),
+           ("/replay", {"integration": "amplitude", "since": "1h", "dry_run": "1"}, ADMIN),
+           ("/replay", {"integration": "amplitude", "since": "1h"}, ADMIN),
+           ("/replay/j1/cancel", {}, ADMIN)]
+
+
+class FakeReplays:
+    def __init__(self) -> None:
+        from eventrouter.console.replays import Job, Window
+        self.made = Job("j1", Window("amplitude", since_ms=0), "ada", 0, total=3)
+
+    def plan(self, config: Any, window: Any) -> list[str]:
+        return ["events: 3"]
+
+    def start(self, config: Any, window: Any, by: str) -> Any:
+        return self.made
+
+    def jobs(self) -> list[Any]:
+        return [self.made]
+
+    def job(self, job_id: str) -> Any:
+        return self.made if job_id == "j1" else None
+
+    def cancel(self, job_id: str) -> Any:
+        return self.job(job_id)
 
 
 @pytest.mark.parametrize(("path", "data", "least"), CHANGES, ids=[c[0] for c in CHANGES])
 def test_every_change_is_refused_below_its_role_and_without_the_csrf_token(
         tmp_path: Path, path: str, data: dict[str, str], least: str) -> None:
     con = console(tmp_path)
-    con.letters = FakeLetters()
+    con.letters, con.replays = FakeLetters(), FakeReplays()
     roles = (VIEWER, EDITOR, ADMIN)  # 400: allowed, and refused by its own check (made twice, say)
 
     async def test(client: TestClient) -> None:
