@@ -153,9 +153,31 @@ def _at_stand_in(stand_in: AmplitudeStandIn, tag: str) -> list[dict[str, Any]]:
     return [e for e in list(stand_in.accepted) if str(e.get("insert_id", "")).startswith(f"{tag}-")]
 
 
-def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tmp_path: Path, browser: Any) -> None:
+def _first_admin(person: Person, stack: Stack) -> None:
+    """The first admin, ada, made with the one-time token the console printed."""
+    console_log = stack.folder / "console.log"
+    wait_for(lambda: re.search(r"one-time token \S+\n", console_log.read_text()) is not None, timeout=60,
+             what="the bootstrap token")  # its whole line: the log may be read while it is being written
+    token = re.search(r"one-time token (\S+)", console_log.read_text())
+    assert token
+    person.open("/")
+    person.wait_text("Make the first admin")
+    person.shot("bootstrap")
+    person.type("input[name=token]", token[1])
+    person.type("input[name=name]", "ada")
+    person.type("input[name=password]", PASSWORD)
+    person.find("form button[type=submit]").click()
+    person.wait_text("Sources", "h1")
+
+
+def _screens(tmp_path: Path) -> Path:
     shots = Path(os.environ.get("EVENTROUTER_SCREENSHOTS") or tmp_path / "screens")
     shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tmp_path: Path, browser: Any) -> None:
+    shots = _screens(tmp_path)
     topics = Topics(f"b{uuid.uuid4().hex[:8]}")
     stand_in = AmplitudeStandIn().start()
     config = tmp_path / "eventrouter.yaml"
@@ -168,22 +190,8 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         for role in ("worker-1", "forward-amp"):
             wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=90, what=role)
         gateway = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
-        console_log = stack.folder / "console.log"
-        wait_for(lambda: re.search(r"one-time token \S+\n", console_log.read_text()) is not None, timeout=60,
-                 what="the bootstrap token")  # its whole line: the log may be read while it is being written
-        token = re.search(r"one-time token (\S+)", console_log.read_text())
-        assert token
         person = Person(browser, f"http://127.0.0.1:{stack.console_port}", shots)
-
-        # the first admin, with the token the console printed
-        person.open("/")
-        person.wait_text("Make the first admin")
-        person.shot("bootstrap")
-        person.type("input[name=token]", token[1])
-        person.type("input[name=name]", "ada")
-        person.type("input[name=password]", PASSWORD)
-        person.find("form button[type=submit]").click()
-        person.wait_text("Sources", "h1")
+        _first_admin(person, stack)
         person.shot("sources")
         assert "web" in person.page() and "wk1" not in person.find("main").text  # writeKeys cut: wk1 is short
 
@@ -312,5 +320,164 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
             assert expected in text, expected
         assert person.console_problems() == []
     finally:
+        stack.stop()
+        stand_in.stop()
+
+
+RECOVERY = """
+pipelines: [{{name: web, write_keys: [wk1], integrations: [amp]}}]
+integrations:
+  - {{name: amp, kind: amplitude, playbook: "starter:amplitude", delivery: {{linger_ms: 50}},
+     connection: {{api_key: "${{AMP_OLD_KEY}}", endpoint: "{url}/2/httpapi", allow_http: true, allow_private: true}}}}
+"""
+
+
+def _rows(person: Person, tag: str) -> list[Any]:
+    return [r for r in person.all("#live-rows tr") if str(r.get_attribute("data-id")).startswith(f"{tag}-")]
+
+
+def test_a_person_watches_a_failure_fixes_the_key_and_sends_the_events_again(
+        bootstrap: str, tmp_path: Path, browser: Any) -> None:
+    """Events appear in Live events as they come, with what became of them; a revoked key turns them into
+    dead letters whose vendor answer Delivery detail shows; the key fixed on the integration page, a
+    re-injection delivers each exactly once and a second sends nothing; a replay of a window sends exactly
+    that window again under the same messageIds, its progress shown; a viewer sees it all and can do none."""
+    import time
+
+    from eventrouter.console.users import add_user
+    from schemas.runtime.revisions import RevisionWatcher
+
+    shots = _screens(tmp_path)
+    topics = Topics(f"b{uuid.uuid4().hex[:8]}")
+    stand_in = AmplitudeStandIn().start()
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(RECOVERY.format(url=stand_in.url))
+    ConfigStore(bootstrap, topics).apply(config)
+    users = tmp_path / "console-users.json"
+    stack = Stack(bootstrap, topics, config, tmp_path / "logs", env={"AMP_KEY": "amp-key", "AMP_OLD_KEY": "revoked"},
+                  partitions=3, console_port=0, console_users=users).start()
+    followed: list[str] = []  # what `up` does with a new revision: restart the forwarder whose settings changed
+    watcher = RevisionWatcher(ConfigStore(bootstrap, topics), lambda r, c: followed.extend(stack.follow(r.number, c)))
+    watcher.start()
+    try:
+        for role in ("worker-1", "forward-amp"):
+            wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=90, what=role)
+        gateway = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
+        person = Person(browser, f"http://127.0.0.1:{stack.console_port}", shots)
+        _first_admin(person, stack)
+
+        # Live events: what comes in, within 2 s, and then each event's outcome (the key is revoked)
+        person.open("/live")
+        person.wait_text("Listening", "#live-state")
+        sent = time.monotonic()
+        _send(gateway, "failed")
+        wait_for(lambda: len(_rows(person, "failed")) == 5, timeout=2, what="five events in Live events")
+        print(f"live events: shown {time.monotonic() - sent:.2f} s after sending")
+        wait_for(lambda: all("amp: dead-lettered (400) vendor.rejected" in r.text for r in _rows(person, "failed")),
+                 timeout=30, what="each event's outcome")
+        print(f"live events: outcomes {time.monotonic() - sent:.2f} s after sending")
+        assert "Invalid API key: ***" in person.find("#live-rows").text and "revoked" not in person.page()
+        _rows(person, "failed")[0].find_element("css selector", "summary").click()
+        person.wait_text('"email": "ana@example.com"', "#live-rows")
+        person.shot("live-events")
+        person.find("#live-pause").click()
+        person.wait_text("Paused", "#live-state")
+        _send(gateway, "paused", 2)
+        time.sleep(1.5)
+        assert not _rows(person, "paused")  # nothing is added while paused
+
+        # Delivery detail: the vendor's answer, scrubbed, and the error class
+        person.open("/integrations/amp/delivery")
+        person.wait_text("vendor.rejected", "#errors")
+        assert "Invalid API key: ***" in person.find("#errors").text and "400" in person.find("#requests").text
+        person.shot("delivery-detail")
+
+        # the fix: the connection now names the right key; `up` starts the forwarder again with it
+        person.open("/integrations/amp")
+        person.wait_text("amp", "h1")
+        fixed = str(person.find("#connection").get_attribute("value")).replace("AMP_OLD_KEY", "AMP_KEY")
+        person.type("#connection", fixed)
+        person.find("form[action='/integrations/amp/connection'] button[type=submit]").click()
+        wait_for(lambda: any("forward-amp started again" in line for line in followed), timeout=60,
+                 what="the forwarder started again with the new key")
+
+        # re-inject: a dry run, then every letter once; a second re-injection sends nothing
+        person.open("/deadletters/amp")
+        person.wait_text("vendor.rejected")
+        person.find("#dry-run-all").click()
+        person.wait_text("Dry run (nothing written)", "#report")
+        assert "re-injected into amp: 7" in person.find("#report").text  # the five and the two sent while paused
+        person.find("#reinject-all").click()
+        person.wait_text("Re-injected: amp's dead letters", "#report")
+        wait_for(lambda: len(_at_stand_in(stand_in, "failed")) == 5 and len(_at_stand_in(stand_in, "paused")) == 2,
+                 timeout=60, what="the dead letters delivered")
+        person.shot("reinjected")
+        person.find("#reinject-all").click()
+        person.wait_text("skipped, re-injected before: 7", "#report")
+        time.sleep(2)
+        assert stand_in.duplicates == 0 and len(_at_stand_in(stand_in, "failed")) == 5, "exactly once"
+
+        # a replay of a window: exactly the events sent in it, again, under the same messageIds
+        _send(gateway, "before")
+        wait_for(lambda: len(_at_stand_in(stand_in, "before")) == 5, timeout=60, what="five delivered")
+        time.sleep(1)
+        since = int(time.time() * 1000)
+        _send(gateway, "window")
+        wait_for(lambda: len(_at_stand_in(stand_in, "window")) == 5, timeout=60, what="five delivered")
+        time.sleep(1)
+        until = int(time.time() * 1000)
+        _send(gateway, "after")
+        wait_for(lambda: len(_at_stand_in(stand_in, "after")) == 5, timeout=60, what="five delivered")
+        person.open("/replay?integration=amp")
+        person.wait_text("Replay", "h1")
+        person.type("form.replay input[name=since]", str(since))
+        person.type("form.replay input[name=until]", str(until))
+        person.type("form.replay input[name=rate]", "2")
+        person.find("#replay-dry-run").click()
+        person.wait_text("events: 5", "#report")
+        assert "deduplicates on insert_id" in person.find("#report").text
+        person.find("#replay-start").click()
+        wait_for(lambda: re.search(r"running: written [1-4] of 5", person.find("#replay-state").text) is not None,
+                 timeout=20, what="the replay under way")  # two a second: the progress is seen moving
+        person.shot("replay")
+        person.wait_text("finished", "#replay-state", timeout=60)
+        person.wait_text("written 5 of 5; delivered 5, dead-lettered 0", "#replay-state", timeout=30)
+        twice = {k for k, n in stand_in.keys.items() if n == 2}
+        assert twice == {f"window-{i}" for i in range(5)}, twice
+        person.shot("replay-finished")
+
+        # the overview after it all; the audit log has the fix, the re-injections and the replay
+        person.open("/overview")
+        person.wait_text("amp", "#overview-amp")
+        person.shot("overview")
+        person.open("/audit")
+        person.wait_text("Audit log", "h1")
+        text = person.page()
+        for expected in ("amp: connection", "re-injected under revision", "replay of amp"):
+            assert expected in text, expected
+
+        # a viewer sees the screens and no control to re-inject or replay
+        add_user(users, "vera", VIEWER, PASSWORD)
+        person.find("header form button").click()
+        person.wait_text("Log in", "h1")
+        person.type("input[name=name]", "vera")
+        person.type("input[name=password]", PASSWORD)
+        person.find("form button[type=submit]").click()
+        person.wait_text("Sources", "h1")
+        person.open("/deadletters/amp")
+        person.wait_text("Dead letters", "h1")
+        assert not person.all("#reinject-all") and not person.all("input[name=pick]")
+        person.open("/replay")
+        person.wait_text("can see replays but not start one")
+        assert not person.all("#replay-start") and "finished" in person.find("#replays").text
+        person.open("/live?integration=amp")
+        person.wait_text("Listening", "#live-state")
+        _send(gateway, "masked", 1)
+        wait_for(lambda: len(_rows(person, "masked")) == 1, timeout=10, what="the viewer's live event")
+        _rows(person, "masked")[0].find_element("css selector", "summary").click()
+        assert "ana@example.com" not in person.find("#live-rows").text
+        assert person.console_problems() == []
+    finally:
+        watcher.stop()
         stack.stop()
         stand_in.stop()
