@@ -1,0 +1,214 @@
+"""Live events left open: the console's memory and the pipeline's cost while two live views stay open for
+ten minutes at 1,000 events/s, side by side with the same chain without a console, in one run.
+
+The chain is bench.console_pipeline's (SDK -> Kafka -> worker -> three forwarders -> vendor stand-ins, all
+on this machine), at a fixed offered rate throughout. The run goes: baseline windows with no console; then
+an `eventrouter console` process and two clients logged in, each holding a live view's event stream open
+(the events coming in, and the Amplitude integration's with its outcomes) for OPEN seconds, measured in
+windows; then baseline windows again with the console stopped. Per window: delivered events/s and CPU-us
+per delivered event of the worker and forwarders (bench.console_pipeline.window); while open, the console's
+resident memory every 10 s, its CPU, and what the views received.
+
+    python -m bench.console_live [--rate 1000] [--open 600] [--seconds 60] [--baseline 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.chain import CONFIG, ENV, VENDORS
+from bench.common import cpu_seconds, free_port, rss_mib, start_kafka, wait_http, write_result
+from bench.console_pipeline import PASSWORD, USER, _child, _first_line, _last_line, _stop, _stopping, median
+from bench.console_pipeline import stand_ins, window
+
+REPO = Path(__file__).resolve().parents[1]
+VIEWS = {"coming in": "/live/stream", "amplitude": "/live/stream?integration=amplitude"}
+
+
+def child_watch(base: str, path: str) -> None:
+    """A person with a live view open: logged in, the view's stream read until SIGTERM; then what came."""
+    import requests
+
+    stop = _stopping()
+    session = requests.Session()
+    reply = session.post(f"{base}/login", data={"name": USER, "password": PASSWORD}, headers={"Origin": base},
+                         timeout=30)
+    assert reply.status_code == 200, reply.status_code
+    counts: dict[str, int] = {}
+    first: list[float] = []
+
+    def read() -> None:
+        with session.get(base + path, stream=True, timeout=(10, 60)) as stream:
+            for line in stream.iter_lines():
+                if line.startswith(b"event: "):
+                    kind = line[7:].decode()
+                    counts[kind] = counts.get(kind, 0) + 1
+                    if kind == "ready" and not first:
+                        first.append(time.time())
+                        print(json.dumps({"ready": True}), flush=True)
+                if stop.is_set():
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    stop.wait()
+    print(json.dumps({"counts": counts}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--open", type=float, default=600, help="seconds the live views stay open")
+    parser.add_argument("--seconds", type=float, default=60, help="per window")
+    parser.add_argument("--baseline", type=int, default=2, help="windows without a console, before and after")
+    parser.add_argument("--warm-up", type=float, default=40)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--no-result", action="store_true")
+    parser.add_argument("--child", nargs="+")
+    args = parser.parse_args()
+    if args.child:
+        child_watch(args.child[1], args.child[2])
+        return
+
+    from eventrouter.console.auth import ADMIN
+    from eventrouter.console.users import add_user
+    from eventrouter.stack import Stack
+    from schemas import Topics
+    from schemas.runtime.kafka import ensure_topics
+
+    kafka, bootstrap = start_kafka(full_jit=True)
+    vendors = stand_ins()
+    folder = Path(tempfile.mkdtemp(prefix="eventrouter-bench-console-live-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    config = folder / "eventrouter.yaml"
+    config.write_text(CONFIG.format(**{name: s.url for name, s in vendors.items()}))
+    users = folder / "console-users.json"
+    add_user(users, USER, ADMIN, PASSWORD)
+    topics = Topics(f"cl{uuid.uuid4().hex[:6]}")
+    rows: list[dict[str, Any]] = []
+    memory: list[tuple[float, float]] = []  # (seconds open, console RSS MiB)
+    feed = console = None
+    watchers: list[subprocess.Popen[str]] = []
+    stack = None
+    try:
+        from schemas.runtime.revisions import ConfigStore
+
+        ConfigStore(bootstrap, topics).apply(config)
+        ensure_topics(bootstrap, [topics.raw, topics.receipts, *(topics.integration(v) for v in VENDORS)],
+                      partitions=args.partitions)
+        stack = Stack(bootstrap, topics, config, folder, gateway_port=None, env=ENV, partitions=args.partitions).start()
+        broker = kafka.status().nodes[0].pid
+        children = {c.role: c.process for c in stack.children}
+        pids = {role: p.pid for role, p in children.items()} | ({"broker": broker} if broker else {})
+        feed = _child("feed", bootstrap, topics.raw, f"{args.rate:g}", "f", log=(folder / "feed.log").open("ab"))
+        t0 = _first_line(feed, "the feed")["t0"]
+        for stand_in in vendors.values():
+            stand_in.tally.schedule = (t0, args.rate)
+        ctx = {"bootstrap": bootstrap, "prefix": topics.prefix, "users": users, "folder": folder, "pids": pids,
+               "children": children, "vendors": vendors}
+        time.sleep(args.warm_up)
+        print(f"warm-up done; windows of {args.seconds:g} s at {args.rate:,.0f} events/s", flush=True)
+
+        def measure(kind: str) -> None:
+            row = window(kind, None, ctx, args.seconds, 0)
+            rows.append(row)
+            print(json.dumps({k: row[k] for k in ("kind", "delivered_per_s", "pipeline_cpu_us_per_event",
+                                                   "p99_ms")}), flush=True)
+
+        for _ in range(args.baseline):
+            measure("baseline: no console")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = (folder / "console.log").open("ab")
+        console = subprocess.Popen(
+            [sys.executable, "-m", "eventrouter", "console", "--bootstrap-servers", bootstrap, "--topic-prefix",
+             topics.prefix, "--host", "127.0.0.1", "--port", str(port), "--users", str(users), "--log-level",
+             "WARNING"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        wait_http(f"{url}/login", timeout=60)
+        for path in VIEWS.values():
+            watcher = subprocess.Popen([sys.executable, "-m", "bench.console_live", "--child", "watch", url, path],
+                                       cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
+            watchers.append(watcher)
+            _first_line(watcher, "a live view")
+        opened, cpu_before, pid = time.monotonic(), cpu_seconds(console.pid), console.pid
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(10):
+                memory.append((round(time.monotonic() - opened), round(rss_mib(pid, now=True), 1)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        while time.monotonic() - opened + args.seconds <= args.open + 1:
+            measure("live views open")
+        open_s = time.monotonic() - opened
+        sampling.set()
+        sampler.join()
+        console_cpu = (cpu_seconds(pid) - cpu_before) / open_s * 100
+        peak = rss_mib(pid)
+        received = [_last_line(w, "a live view")["counts"] for w in watchers]
+        watchers = []
+        _stop(console)
+        console = None
+        for _ in range(args.baseline):
+            measure("baseline: no console, after")
+        sent = _last_line(feed, "the feed")
+        feed = None
+    finally:
+        for watcher in watchers:
+            _stop(watcher)
+        _stop(console)
+        _stop(feed)
+        if stack is not None:
+            stack.stop()
+        kafka.stop()
+        for stand_in in vendors.values():
+            stand_in.stop()
+    report(args, rows, memory, peak, console_cpu, open_s, received, sent)
+
+
+def report(args: argparse.Namespace, rows: list[dict[str, Any]], memory: list[tuple[float, float]], peak: float,
+           console_cpu: float, open_s: float, received: list[dict[str, int]], sent: dict[str, Any]) -> None:
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    lines = [f"| {args.rate:,.0f} events/s offered, windows of {args.seconds:g} s | windows | delivered events/s "
+             "(median) | CPU-us per event, worker + 3 forwarders (median) | p99 latency (median) |",
+             "|---|---|---|---|---|"]
+    medians = {}
+    for kind in kinds:
+        mine = [r for r in rows if r["kind"] == kind]
+        medians[kind] = {k: median([r[k] for r in mine]) for k in ("delivered_per_s", "pipeline_cpu_us_per_event",
+                                                                   "p99_ms")}
+        m = medians[kind]
+        lines.append(f"| {kind} | {len(mine)} | {m['delivered_per_s']:,.0f} | {m['pipeline_cpu_us_per_event']:.1f} | "
+                     f"{m['p99_ms']:.0f} ms |")
+    rss = [m for _, m in memory]
+    lines += ["", f"Two live views open for {open_s:.0f} s (the events coming in, and amplitude's): the console's "
+              f"resident memory {rss[0] if rss else 0:.1f} MiB after 10 s, {rss[-1] if rss else 0:.1f} MiB at the "
+              f"end, peak {peak:.1f} MiB; its CPU {console_cpu:.1f}% of a core. The views received: "
+              + "; ".join(f"{name}: {json.dumps(counts)}" for name, counts in zip(VIEWS, received, strict=True))
+              + f". The feed sent {sent['sent']:,} events, {sent['failed']} failed.",
+              "", "| seconds open | console RSS MiB |", "|---|---|"]
+    lines += [f"| {s} | {m} |" for s, m in memory[::6]]
+    result = {"rate": args.rate, "open_s": round(open_s), "seconds": args.seconds, "medians": medians,
+              "windows": rows, "console_rss_mib": memory, "console_peak_rss_mib": round(peak, 1),
+              "console_cpu_pct": round(console_cpu, 1), "views": dict(zip(VIEWS, received, strict=True)),
+              "feed": sent}
+    if args.no_result:
+        print("\n".join(lines))
+    else:
+        write_result("console_live", result, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
