@@ -29,8 +29,18 @@ from typing import Any
 
 from bench.chain import CONFIG, ENV, VENDORS
 from bench.common import cpu_seconds, free_port, rss_mib, start_kafka, wait_http, write_result
-from bench.console_pipeline import PASSWORD, USER, _child, _first_line, _last_line, _stop, _stopping, median
-from bench.console_pipeline import stand_ins, window
+from bench.console_pipeline import (
+    PASSWORD,
+    USER,
+    _child,
+    _first_line,
+    _last_line,
+    _stop,
+    _stopping,
+    median,
+    stand_ins,
+    window,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 VIEWS = {"coming in": "/live/stream", "amplitude": "/live/stream?integration=amplitude"}
@@ -175,10 +185,11 @@ def main() -> None:
         kafka.stop()
         for stand_in in vendors.values():
             stand_in.stop()
-    report(args, rows, memory, peak, console_cpu, open_s, received, sent)
+    report(args, rows, memory=memory, peak=peak, console_cpu=console_cpu, open_s=open_s, received=received,
+           sent=sent)
 
 
-def report(args: argparse.Namespace, rows: list[dict[str, Any]], memory: list[tuple[float, float]], peak: float,
+def report(args: argparse.Namespace, rows: list[dict[str, Any]], *, memory: list[tuple[float, float]], peak: float,
            console_cpu: float, open_s: float, received: list[dict[str, int]], sent: dict[str, Any]) -> None:
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     lines = [f"| {args.rate:,.0f} events/s offered, windows of {args.seconds:g} s | windows | delivered events/s "
