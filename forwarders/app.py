@@ -14,6 +14,7 @@ from forwarders.runner import Forwarder
 from schemas import Topics
 from schemas.config import Config, Integration, load_config
 from schemas.errors import ConfigurationError
+from schemas.runtime.heartbeat import Heartbeat
 from schemas.runtime.kafka import wait_for_brokers
 from schemas.runtime.process import quiet_gc
 from schemas.runtime.revisions import ConfigStore
@@ -55,7 +56,11 @@ def forward(bootstrap: str, topics: Topics, name: str, *, config_file: Path | No
     if metrics_port is not None:
         port = metrics.serve(metrics_port, metrics_host)
         log.info("%s: metrics on http://%s:%s/metrics", name, metrics_host, port)
-    return run_forwarder(forwarder, partitions)
+    heartbeat = Heartbeat(bootstrap, topics, "forwarder", name, metrics.registry, client=forwarder.client).start()
+    try:
+        return run_forwarder(forwarder, partitions)
+    finally:
+        heartbeat.stop()  # its last one says the forwarder stopped
 
 
 def run_forwarder(forwarder: Forwarder, partitions: int = 6) -> int:

@@ -43,6 +43,11 @@ class Topics:
         return f"{self.prefix}.reinjected"
 
     @property
+    def heartbeats(self) -> str:
+        """Each worker's and forwarder's heartbeat: who, when, its counters (the console's overview)."""
+        return f"{self.prefix}.heartbeats"
+
+    @property
     def audit(self) -> str:
         """Append-only: the console's audit log (revisions, writeKey and user changes: who, when, what)."""
         return f"{self.prefix}.audit"

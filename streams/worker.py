@@ -18,6 +18,7 @@ watcher thread and swapped in between batches; every Outbound record carries the
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import Any
 
 from schemas import EventCodec, SchemaRegistryClient, Topics, deadletter_codec
 from schemas.config import Config
+from schemas.runtime.heartbeat import Heartbeat
 from schemas.runtime.kafka import ensure_topics, flush_until_acknowledged, partition_count, producer_settings
 from schemas.runtime.quarantine import QUARANTINED, CrashGuard
 from schemas.runtime.revisions import ConfigStore, Revision, RevisionWatcher
@@ -350,6 +352,9 @@ def start_config(settings: WorkerSettings) -> tuple[WorkerMetrics, RouterHolder,
     if settings.metrics_port is not None:
         port = metrics.serve(settings.metrics_port, settings.metrics_host)
         log.info("metrics on http://%s:%s/metrics", settings.metrics_host, port)
+    heartbeat = Heartbeat(settings.bootstrap, settings.topics, "worker", f"{settings.engine} engine", metrics.registry,
+                          client=settings.client).start()
+    atexit.register(heartbeat.stop)  # its last one says the worker stopped
     holder = RouterHolder(settings, partitions, metrics)
     watcher = RevisionWatcher(store, holder.take)
     watcher.start()

@@ -16,6 +16,7 @@ from eventrouter.console import screens
 from eventrouter.console.auth import KEYS, READ, ROLES, VIEWER, check_login
 from eventrouter.console.delivery import DeliveryDetail, masked_detail
 from eventrouter.console.pii import masked_event
+from eventrouter.console.pulse import WINDOWS, spark
 from eventrouter.console.trial import SAMPLES, trial
 from eventrouter.console.web import (
     CONSOLE,
@@ -33,6 +34,7 @@ from schemas.errors import ConfigurationError, EventRouterError, RetryableError
 from schemas.runtime.revisions import Revision
 
 log = logging.getLogger(__name__)
+WINDOW_NAMES = {"5m": "5 minutes", "1h": "hour", "1d": "day"}
 
 
 # -- login -------------------------------------------------------------------------------------------
@@ -248,16 +250,23 @@ async def users_page(request: web.Request) -> web.StreamResponse:
 
 @needs(READ)
 async def overview_page(request: web.Request) -> web.StreamResponse:
-    """The pipeline from the broker, as `eventrouter status` prints it: the worker's lag, and per integration
-    what was routed, its lag, what is retrying and its dead letters (from offsets; refreshed every 5 s)."""
+    """The pipeline over the last 5 minutes, hour or day from the processes' heartbeats (received, routed,
+    filtered, delivered, dead-lettered, charts; which processes are alive), and as `eventrouter status`
+    prints it from the broker's offsets (lag, retrying, dead letters); refreshed every 5 s."""
     console: Console = request.app[CONSOLE]
+    name = request.query.get("window", "5m")
+    name = name if name in WINDOWS else "5m"
+    current = in_force(console)
+    shown = None if console.heartbeats is None or current is None else console.heartbeats.window(
+        name, [p.name for p in current[1].pipelines], [i.name for i in current[1].integrations])
+    values: dict[str, Any] = {"window": name, "windows": WINDOW_NAMES, "shown": shown, "spark": spark}
     if console.status is None:
-        return render(request, "overview.html", state=None, problem="Not connected to a broker.")
+        return render(request, "overview.html", state=None, problem="Not connected to a broker.", **values)
     try:
         state = await asyncio.to_thread(console.status)
     except EventRouterError as exc:  # BrokerUnreachable says which address
-        return render(request, "overview.html", state=None, problem=str(exc))
-    return render(request, "overview.html", state=state, problem="")
+        return render(request, "overview.html", state=None, problem=str(exc), **values)
+    return render(request, "overview.html", state=state, problem="", **values)
 
 
 @needs(READ)

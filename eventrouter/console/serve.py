@@ -19,7 +19,7 @@ from eventrouter.console.auth import Sessions
 from eventrouter.console.delivery import KafkaDelivery
 from eventrouter.console.letters import KafkaLetters
 from eventrouter.console.replays import KafkaReplays
-from eventrouter.console.store import KafkaStore
+from eventrouter.console.store import Heartbeats, KafkaStore
 from eventrouter.console.tail import LiveHub
 from eventrouter.console.users import Bootstrap, load_users
 from eventrouter.console.web import Console
@@ -48,7 +48,7 @@ def build(bootstrap: str, topics: Topics, users: Path, *, client: dict[str, Any]
                       letters=KafkaLetters(bootstrap, topics, client),
                       status=functools.partial(status, bootstrap, topics, client, 5.0),
                       hub=LiveHub(bootstrap, topics, client), delivery=KafkaDelivery(bootstrap, topics, client),
-                      replays=KafkaReplays(bootstrap, topics, client))
+                      replays=KafkaReplays(bootstrap, topics, client), heartbeats=Heartbeats(bootstrap, topics, client))
     return console, store
 
 
@@ -61,6 +61,8 @@ def bootstrap_line(console: Console, url: str) -> str | None:
 
 def serve(console: Console, store: KafkaStore, host: str, port: int) -> None:
     store.start()
+    if console.heartbeats is not None:
+        console.heartbeats.start()
     url = f"http://{host}:{port}"
     print(f"console: {url} (users: {console.users_path})", flush=True)
     line = bootstrap_line(console, url)
@@ -69,5 +71,7 @@ def serve(console: Console, store: KafkaStore, host: str, port: int) -> None:
     try:
         web.run_app(make_app(console), host=host, port=port, print=None, access_log=None)
     finally:
+        if console.heartbeats is not None:
+            console.heartbeats.stop()
         store.stop()
 

@@ -2,7 +2,8 @@
 and the audit topic. Each console process follows both from the beginning on a consumer of its own that
 never joins a group or commits, keeps what it read in memory (a page never scans a topic), and writes
 with acks from all replicas. Several consoles can run at once: each sees the others' writes. The test
-panel's live event is read from the end of the raw topic, on demand, by a consumer that never commits."""
+panel's live event is read from the end of the raw topic, on demand, by a consumer that never commits. The
+processes' heartbeats of the last day are followed the same way, into the overview's numbers."""
 
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+import orjson
+
 from eventrouter.console.audit import AuditRecord, decode
+from eventrouter.console.pulse import KEPT_MINUTES, MINUTE_MS, Pulse, window
+from eventrouter.console.pulse import Window as PulseWindow
 from schemas import EventCodec, Topics
 from schemas.errors import ConfigurationError, EventRouterError, RetryableError
+from schemas.runtime.heartbeat import RETENTION_MS
 from schemas.runtime.kafka import consumer_settings, ensure_topics, producer_settings
 from schemas.runtime.revisions import ConfigStore, Revision, parse_revision
 
@@ -52,8 +58,10 @@ class Follower(Generic[T]):
     """A thread reading one single-partition topic from its start for as long as it runs."""
 
     def __init__(self, bootstrap: str, topic: str, parse: Callable[[int, bytes | None], T | None],
-                 client: Mapping[str, Any], keep: int | None = None) -> None:
+                 client: Mapping[str, Any], *, keep: int | None = None, since_ms: int | None = None) -> None:
+        """`since_ms`: from the first record written then, not the topic's start."""
         self.bootstrap, self.topic, self.parse, self.client, self.keep = bootstrap, topic, parse, client, keep
+        self.since_ms = since_ms
         self.items: list[T] = []
         self.read_to = 0  # the next offset to read
         self._changed = threading.Condition()
@@ -73,11 +81,15 @@ class Follower(Generic[T]):
             return self._changed.wait_for(lambda: self.read_to > offset, timeout)
 
     def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
         consumer = Consumer(consumer_settings(self.bootstrap, f"console-{uuid.uuid4().hex[:8]}",
                                               {"enable.auto.commit": False, **self.client}))
-        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        start = OFFSET_BEGINNING
+        if self.since_ms is not None:
+            found = consumer.offsets_for_times([TopicPartition(self.topic, 0, self.since_ms)], timeout=10.0)[0]
+            start = found.offset if found.offset >= 0 else OFFSET_END
+        consumer.assign([TopicPartition(self.topic, 0, start)])
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(num_messages=500, timeout=0.5)
@@ -205,3 +217,38 @@ def append_audit(bootstrap: str, topics: Topics, entry: AuditRecord, client: Map
         raise RetryableError(f"{topics.audit}: the broker at {bootstrap} did not answer") from None
     except KafkaException as exc:
         raise RetryableError(f"{topics.audit}: {exc.args[0] if exc.args else exc}") from None
+
+
+class Heartbeats:
+    """The processes' heartbeats of the last day, followed into a Pulse (eventrouter/console/pulse.py)."""
+
+    def __init__(self, bootstrap: str, topics: Topics, client: Mapping[str, Any] | None = None) -> None:
+        self.bootstrap, self.topics, self.client = bootstrap, topics, dict(client or {})
+        self.pulse = Pulse()
+        self.lock = threading.Lock()
+        since = int(time.time() * 1000) - (KEPT_MINUTES + 1) * MINUTE_MS
+        self._follower: Follower[None] = Follower(bootstrap, topics.heartbeats, self._take, self.client,
+                                                  since_ms=since)
+
+    def start(self) -> Heartbeats:
+        ensure_topics(self.bootstrap, [self.topics.heartbeats], partitions=1, client=self.client,
+                      config={"retention.ms": str(RETENTION_MS)})
+        self._follower.start()
+        return self
+
+    def stop(self) -> None:
+        self._follower.stop()
+
+    def window(self, name: str, pipelines: list[str], integrations: list[str]) -> PulseWindow:
+        with self.lock:
+            return window(self.pulse, name, pipelines, integrations)
+
+    def _take(self, _offset: int, value: bytes | None) -> None:
+        try:
+            record = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(record, dict):
+            with self.lock:
+                self.pulse.take(record)
+        return None

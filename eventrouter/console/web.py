@@ -25,7 +25,7 @@ from eventrouter.console.auth import EDIT, KEYS, LoginLimiter, Session, Sessions
 from eventrouter.console.delivery import Delivery
 from eventrouter.console.letters import Letters
 from eventrouter.console.replays import Replays
-from eventrouter.console.store import Store
+from eventrouter.console.store import Heartbeats, Store
 from eventrouter.console.tail import LiveHub
 from eventrouter.console.users import Bootstrap, load_users
 from eventrouter.status import Status
@@ -56,6 +56,7 @@ class Console:
     hub: LiveHub | None = None  # the live views' feed (None: not on a broker)
     delivery: Delivery | None = None  # the integrations' receipts (None: not on a broker)
     replays: Replays | None = None  # replays started in this console (None: not on a broker)
+    heartbeats: Heartbeats | None = None  # the processes' heartbeats (None: not on a broker)
 
     def users(self) -> dict[str, User]:
         return load_users(self.users_path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -512,6 +513,8 @@ def test_dead_letters_are_read_by_every_role_and_sent_again_by_an_admin_alone(tm
 
 
 def test_the_overview_shows_the_pipeline_from_the_broker_and_says_when_it_does_not_answer(tmp_path: Path) -> None:
+    from eventrouter.console.pulse import Pulse
+    from eventrouter.console.pulse import window as pulse_window
     from eventrouter.status import Backlog, BrokerUnreachable, IntegrationStatus, Status
 
     con = console(tmp_path)
@@ -527,11 +530,38 @@ def test_the_overview_shows_the_pipeline_from_the_broker_and_says_when_it_does_n
         return answer
     con.status = status
 
+    class Beats:  # the heartbeats followed: a worker and amplitude's forwarder, each heard twice
+        def __init__(self) -> None:
+            self.pulse = Pulse()
+            now = int(time.time() * 1000)
+            for n, at in enumerate((now - 10_000, now)):
+                self.pulse.take({"role": "worker", "for": "kafka engine", "host": "h", "pid": 1, "at": at,
+                                 "started": now - 15_000, "counters": [
+                                     ["eventrouter_worker_events_in_total", {"pipeline": "web-prod"}, 50 * n],
+                                     ["eventrouter_worker_events_out_total", {"pipeline": "web-prod",
+                                                                              "integration": "amplitude"}, 40 * n],
+                                     ["eventrouter_worker_filtered_total", {"pipeline": "web-prod",
+                                      "integration": "amplitude", "rule": "consent.analytics"}, 10 * n]]})
+                self.pulse.take({"role": "forwarder", "for": "amplitude", "host": "h", "pid": 2, "at": at,
+                                 "started": now - 15_000, "counters": [
+                                     ["eventrouter_forwarder_delivered_total", {"integration": "amplitude"}, 36 * n],
+                                     ["eventrouter_forwarder_dead_lettered_total", {"integration": "amplitude",
+                                                                                    "reason": "vendor.auth"}, 4 * n]]})
+
+        def window(self, name: str, pipelines: list[str], integrations: list[str]) -> Any:
+            return pulse_window(self.pulse, name, pipelines, integrations)
+    con.heartbeats = Beats()  # type: ignore[assignment]
+
     async def test(client: TestClient) -> None:
         await login(client, "vera")
-        page = await (await client.get("/overview")).text()
-        assert re.search(r'id="overview-amplitude">.*?<td>100</td>.*?href="/deadletters/amplitude">4<', page, re.S)
-        assert 'hx-trigger="every 5s"' in page
+        page = await (await client.get("/overview?window=1h")).text()
+        row = page.split('id="overview-amplitude">')[1].split("</tr>")[0]
+        assert re.search(r"<td>40</td>\s*<td>0</td>\s*<td>10</td>.*<td class=\"good\">36</td>.*"
+                         r"vendor.auth</code></a> 4.*90\.0%.*<svg class=\"spark\".*<td>0</td>.*"
+                         r"href=\"/deadletters/amplitude\">4<", row, re.S), row
+        assert re.search(r'id="pipeline-web-prod"><td>web-prod</td><td>50</td>', page)
+        assert page.count('<td class="good">alive</td>') == 2 and "delivered 36, dead-lettered 4, lag 0" in page
+        assert 'hx-trigger="every 5s"' in page and 'hx-get="/overview?window=1h"' in page
         down = await client.get("/overview")
         assert down.status == 200 and "cannot reach the Kafka broker at 127.0.0.1:1" in await down.text()
     run(con, test)

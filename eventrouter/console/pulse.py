@@ -1,0 +1,198 @@
+"""The overview's numbers over time, from the processes' heartbeats (schemas/runtime/heartbeat.py): which
+workers and forwarders are alive and what they last reported, and how much each counter grew per minute
+over the last day, summed over the processes. A counter that went down belongs to a process started again
+(its growth is its new value). Pure: eventrouter/console/store.py follows the topic and feeds `take`.
+
+What the overview shows per window (5 minutes, an hour, a day), per pipeline: received, not routed (the
+worker's dead letters); per integration: routed, filtered by rule, dropped for consent, delivered,
+retried, dead-lettered by reason, the delivery rate, and a chart of delivered and dead-lettered per bucket.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+MINUTE_MS: Final = 60_000
+KEPT_MINUTES: Final = 24 * 60 + 5
+FRESH_MS: Final = 25_000    # a process heard first within this of its start: all it counted is new
+ALIVE_S: Final = 35.0        # a process not heard from for this long is not alive (heartbeats every 10 s)
+WINDOWS: Final = {"5m": 5, "1h": 60, "1d": 24 * 60}  # minutes
+BUCKETS: Final = {"5m": 5, "1h": 30, "1d": 48}       # chart points per window
+Key = tuple[str, tuple[tuple[str, str], ...]]        # metric, sorted labels
+
+
+@dataclass
+class Process:
+    role: str
+    runs_for: str
+    host: str
+    pid: int
+    started_ms: int
+    last_ms: int
+    stopped: bool
+    counters: dict[Key, float]
+
+    def alive(self, now_ms: int) -> bool:
+        return not self.stopped and now_ms - self.last_ms <= ALIVE_S * 1000
+
+    def reported(self) -> str:
+        """What it last said, in a line."""
+        def total(metric: str) -> float:
+            return sum(v for (m, _), v in self.counters.items() if m == metric)
+
+        if self.role == "worker":
+            return (f"read {total('eventrouter_worker_events_in_total'):,.0f}, routed "
+                    f"{total('eventrouter_worker_events_out_total'):,.0f}, partitions "
+                    f"{total('eventrouter_worker_assigned_partitions'):,.0f}, revision "
+                    f"{total('eventrouter_worker_config_revision'):,.0f}")
+        return (f"delivered {total('eventrouter_forwarder_delivered_total'):,.0f}, dead-lettered "
+                f"{total('eventrouter_forwarder_dead_lettered_total'):,.0f}, lag "
+                f"{total('eventrouter_forwarder_lag'):,.0f}")
+
+
+@dataclass
+class Pulse:
+    processes: dict[str, Process] = field(default_factory=dict)           # by role:host:pid
+    minutes: dict[int, dict[Key, float]] = field(default_factory=dict)  # minute -> growth
+
+    def take(self, record: Mapping[str, Any]) -> None:
+        """One heartbeat, in the order they were written."""
+        try:
+            who = f"{record['role']}:{record['host']}:{record['pid']}"
+            at, pid, started = int(record["at"]), int(record["pid"]), int(record.get("started") or record["at"])
+            counters = {(str(m), tuple(sorted((str(k), str(v)) for k, v in labels.items()))): float(value)
+                        for m, labels, value in record.get("counters") or []}
+        except (KeyError, TypeError, ValueError):
+            return  # not a heartbeat
+        before = self.processes.get(who)
+        grown: dict[Key, float] = {}
+        for key, value in counters.items():
+            if not key[0].endswith("_total"):
+                continue  # a gauge: its value, not its growth
+            previous = before.counters.get(key, 0.0) if before else 0.0
+            grown[key] = value - previous if value >= previous else value
+        if before is None and at - started > FRESH_MS:
+            grown.clear()  # a process heard first long after it started: its totals grew before we watched
+        minute = at // MINUTE_MS
+        if minute not in self.minutes:
+            self.minutes[minute] = {}
+            for old in [m for m in self.minutes if m < minute - KEPT_MINUTES]:
+                del self.minutes[old]
+        _add(self.minutes[minute], grown)
+        self.processes[who] = Process(str(record["role"]), str(record.get("for", "")), str(record["host"]), pid,
+                                      started, at, bool(record.get("stopped")), counters)
+
+    def grown(self, window: str, now_ms: int | None = None) -> dict[Key, float]:
+        """Each counter's growth over the window's last minutes."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        first = now_ms // MINUTE_MS - WINDOWS[window] + 1
+        out: dict[Key, float] = {}
+        for minute, bucket in self.minutes.items():
+            if minute >= first:
+                _add(out, bucket)
+        return out
+
+
+    def series(self, window: str, metric: str, label: str, value: str, *, now_ms: int | None = None) -> list[float]:
+        """The growth of `metric` where `label` is `value`, per bucket of the window, oldest first."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        minutes, buckets = WINDOWS[window], BUCKETS[window]
+        last = now_ms // MINUTE_MS
+        per = minutes / buckets
+        out = [0.0] * buckets
+        for minute, bucket in self.minutes.items():
+            age = last - minute
+            if 0 <= age < minutes:
+                slot = buckets - 1 - int(age / per)
+                out[slot] += sum(v for (m, labels), v in bucket.items() if m == metric and (label, value) in labels)
+        return out
+
+
+def _add(into: dict[Key, float], grown: Mapping[Key, float]) -> None:
+    for key, value in grown.items():
+        if value:
+            into[key] = into.get(key, 0.0) + value
+
+
+@dataclass(frozen=True)
+class IntegrationWindow:
+    name: str
+    routed: float
+    filtered: dict[str, float]       # rule -> events (consent rules apart)
+    consent: float
+    delivered: float
+    retried: float
+    dead: dict[str, float]           # reason -> events
+    delivered_series: list[float]
+    dead_series: list[float]
+
+    @property
+    def rate(self) -> float | None:
+        """Delivered of those settled (delivered or dead-lettered), or None when none was."""
+        settled = self.delivered + sum(self.dead.values())
+        return self.delivered / settled if settled else None
+
+
+@dataclass(frozen=True)
+class PipelineWindow:
+    name: str
+    received: float
+    invalid: float
+
+
+@dataclass(frozen=True)
+class Window:
+    window: str
+    pipelines: list[PipelineWindow]
+    integrations: list[IntegrationWindow]
+    processes: list[tuple[Process, bool]]   # with whether it is alive
+    heard: bool                             # any heartbeat at all
+
+
+def window(pulse: Pulse, name: str, pipelines: list[str], integrations: list[str],
+           now_ms: int | None = None) -> Window:
+    """What the overview shows for the window `name` (one of WINDOWS)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    grown = pulse.grown(name, now_ms)
+
+    def total(metric: str, **where: str) -> float:
+        return sum(v for (m, labels), v in grown.items()
+                   if m == metric and all((k, w) in labels for k, w in where.items()))
+
+    def by(metric: str, label: str, **where: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for (m, labels), v in grown.items():
+            if m == metric and all((k, w) in labels for k, w in where.items()):
+                name = dict(labels).get(label, "?")
+                out[name] = out.get(name, 0.0) + v
+        return {k: v for k, v in sorted(out.items()) if v}
+
+    rows = []
+    for integration in integrations:
+        rules = by("eventrouter_worker_filtered_total", "rule", integration=integration)
+        consent = sum(v for rule, v in rules.items() if rule.startswith("consent."))
+        rows.append(IntegrationWindow(
+            integration, total("eventrouter_worker_events_out_total", integration=integration),
+            {rule: v for rule, v in rules.items() if not rule.startswith("consent.")}, consent,
+            total("eventrouter_forwarder_delivered_total", integration=integration),
+            total("eventrouter_forwarder_retried_total", integration=integration),
+            by("eventrouter_forwarder_dead_lettered_total", "reason", integration=integration),
+            pulse.series(name, "eventrouter_forwarder_delivered_total", "integration", integration, now_ms=now_ms),
+            pulse.series(name, "eventrouter_forwarder_dead_lettered_total", "integration", integration,
+                         now_ms=now_ms)))
+    lines = [PipelineWindow(p, total("eventrouter_worker_events_in_total", pipeline=p),
+                            total("eventrouter_worker_invalid_total", pipeline=p)) for p in pipelines]
+    processes = sorted(pulse.processes.values(), key=lambda p: (p.role != "worker", p.runs_for, p.pid))
+    return Window(name, lines, rows, [(p, p.alive(now_ms)) for p in processes], bool(pulse.processes))
+
+
+def spark(values: list[float], width: int = 120, height: int = 24) -> str:
+    """An SVG polyline's points for `values` (the chart's tallest value at the top)."""
+    if not values:
+        return ""
+    top = max(values) or 1.0
+    step = width / max(1, len(values) - 1)
+    return " ".join(f"{i * step:.1f},{height - v / top * (height - 2) - 1:.1f}" for i, v in enumerate(values))
