@@ -240,8 +240,9 @@ async def send_letters_again(request: web.Request) -> web.StreamResponse:
     dry_run = form.get("dry_run") is not None
     picked = picks(form.getall("pick", []) if isinstance(form, MultiMapping) else [])
     try:
-        lines = await asyncio.to_thread(functools.partial(console.letters.send_again, current[1], current[0].number,
-                                                          where, reason, dry_run=dry_run, picked=picked))
+        since = await asyncio.to_thread(console.replays.receipts_end) if console.replays and not dry_run else {}
+        lines, sent = await asyncio.to_thread(functools.partial(
+            console.letters.send_again, current[1], current[0].number, where, reason, dry_run=dry_run, picked=picked))
     except ConfigurationError:
         return render(request, "error.html", status=404, message=f"No integration named {where!r}.")
     except RetryableError as exc:
@@ -255,7 +256,9 @@ async def send_letters_again(request: web.Request) -> web.StreamResponse:
                                               + "; ".join(lines)))
         log.info("console: %s re-injected %s (%s)", session.name, chosen, "; ".join(lines))
     header = f"{'Dry run (nothing written)' if dry_run else 'Re-injected'}: {chosen}"
-    return await letters_page_for(request, [header, *lines])
+    followed = console.replays.follow(sent, session.name, f"re-injection of {chosen}", since) \
+        if sent and console.replays else None
+    return await letters_page_for(request, [header, *lines], followed=followed)
 
 
 def picks(values: list[Any]) -> list[tuple[int, int]]:

@@ -73,7 +73,7 @@ class Letters(Protocol):
     def one(self, config: Config, where: str, partition: int, offset: int) -> dict[str, Any] | None: ...
 
     def send_again(self, config: Config, revision: int, where: str, reason: str, *, dry_run: bool,
-                   picked: Collection[tuple[int, int]] = ()) -> list[str]: ...
+                   picked: Collection[tuple[int, int]] = ()) -> tuple[list[str], list[tuple[str, str]]]: ...
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,10 @@ class KafkaLetters:
         return describe(found[0]) if found else None
 
     def send_again(self, config: Config, revision: int, where: str, reason: str, *, dry_run: bool,
-                   picked: Collection[tuple[int, int]] = ()) -> list[str]:
+                   picked: Collection[tuple[int, int]] = ()) -> tuple[list[str], list[tuple[str, str]]]:
         """Re-inject the letters `picked` (partition, offset), or else every letter of `where` whose reason
-        starts with `reason` (all when empty); the report's lines (a dry run counts and writes nothing)."""
+        starts with `reason` (all when empty); the report's lines (a dry run counts and writes nothing) and
+        the (integration, messageId) of each event written again."""
         topic = topic_of(self.topics, config, where)
         if picked:
             at = set(picked)
@@ -132,4 +133,4 @@ class KafkaLetters:
                   if not picked or (letter.partition, letter.offset) in at] if span else []
         report = reinject(self.bootstrap, self.topics, Router(config, revision, self.topics), chosen,
                           dry_run=dry_run, client=self.client)
-        return report.lines()
+        return report.lines(), [] if dry_run else report.sent

@@ -17,6 +17,7 @@ from eventrouter.console.auth import KEYS, READ, ROLES, VIEWER, check_login
 from eventrouter.console.delivery import DeliveryDetail, masked_detail
 from eventrouter.console.pii import masked_event
 from eventrouter.console.pulse import WINDOWS, spark
+from eventrouter.console.replays import Job
 from eventrouter.console.trial import SAMPLES, trial
 from eventrouter.console.web import (
     CONSOLE,
@@ -288,9 +289,10 @@ async def dead_letters_of(request: web.Request) -> web.StreamResponse:
     return await letters_page_for(request)
 
 
-async def letters_page_for(request: web.Request, report: list[str] | None = None) -> web.StreamResponse:
+async def letters_page_for(request: web.Request, report: list[str] | None = None,
+                           followed: Job | None = None) -> web.StreamResponse:
     """One integration's (or the worker's) letters: counts by reason among the newest, the newest listed;
-    `report`: what a re-injection just did."""
+    `report`: what a re-injection just did; `followed`: the job following its delivery."""
     console: Console = request.app[CONSOLE]
     current = in_force(console)
     where, reason = request.match_info["where"], request.query.get("reason", "")[:100]
@@ -302,7 +304,7 @@ async def letters_page_for(request: web.Request, report: list[str] | None = None
         return render(request, "error.html", status=404, message=f"No integration named {where!r}.")
     except RetryableError as exc:
         return render(request, "error.html", status=503, message=f"The broker did not answer: {exc}")
-    return render(request, "letters.html", page=shown, reason=reason, report=report or [])
+    return render(request, "letters.html", page=shown, reason=reason, report=report or [], followed=followed)
 
 
 @needs(READ)

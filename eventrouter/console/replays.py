@@ -106,7 +106,11 @@ class Job:
     dead: int = 0
     state: str = "running"      # running | delivering | finished | cancelled | failed
     note: str = ""
+    label: str = ""             # what it is, when not a replay (a re-injection followed)
     cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def describe(self) -> str:
+        return self.label or f"replay of {self.window.describe()}"
 
     @property
     def followed(self) -> bool:
@@ -125,6 +129,10 @@ class Replays(Protocol):
     def job(self, job_id: str) -> Job | None: ...
 
     def cancel(self, job_id: str) -> Job | None: ...
+
+    def receipts_end(self) -> dict[int, int]: ...
+
+    def follow(self, sent: list[tuple[str, str]], by: str, label: str, since: dict[int, int]) -> Job: ...
 
 
 def _integration(config: Config, name: str) -> Integration:
@@ -156,10 +164,7 @@ class KafkaReplays:
         _integration(config, window.integration)
         span = self._span(window)
         job = Job(uuid.uuid4().hex[:10], window, by, int(time.time() * 1000), total=span.count)
-        with self._lock:
-            self._jobs[job.id] = job
-            while len(self._jobs) > KEPT:
-                self._jobs.popitem(last=False)
+        self._keep(job)
         threading.Thread(target=self._run, args=(job, span), name=f"replay-{job.id}", daemon=True).start()
         log.info("console: replay %s of %s started by %s (%s records)", job.id, window.integration, by, span.count)
         return job
@@ -179,20 +184,74 @@ class KafkaReplays:
             job.cancelled.set()
         return job
 
+    def receipts_end(self) -> dict[int, int]:
+        """Where the receipts topic ends now, per partition (what happens from here is followed)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(consumer_settings(self.bootstrap, f"{self.topics.prefix}-console-ends", {
+            "enable.auto.commit": False, **self.client}))
+        try:
+            parts = consumer.list_topics(self.topics.receipts, timeout=10.0).topics.get(self.topics.receipts)
+            if parts is None or parts.error is not None:
+                return {}
+            return {p: consumer.get_watermark_offsets(TopicPartition(self.topics.receipts, p), timeout=10.0)[1]
+                    for p in parts.partitions}
+        finally:
+            consumer.close()
+
+    def follow(self, sent: list[tuple[str, str]], by: str, label: str, since: dict[int, int]) -> Job:
+        """A job that follows the delivery of events written again elsewhere (a re-injection): what the
+        receipts written since `since` say became of each (integration, messageId) of `sent`."""
+        job = Job(uuid.uuid4().hex[:10], Window(sent[0][0] if sent else "-"), by, int(time.time() * 1000),
+                  total=len(sent), written=len(sent), state="delivering", label=label)
+        self._keep(job)
+        threading.Thread(target=self._follow, args=(job, set(sent), since), name=f"follow-{job.id}",
+                         daemon=True).start()
+        return job
+
+    def _keep(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+            while len(self._jobs) > KEPT:
+                self._jobs.popitem(last=False)
+
+    def _receipts(self, job: Job, since: dict[int, int] | None = None) -> Any:
+        """A consumer of the receipts from `since` (None: their end now) that never commits."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(consumer_settings(self.bootstrap, f"{self.topics.prefix}-console-replay-{job.id}", {
+            "enable.auto.commit": False, "queued.max.messages.kbytes": 2048, **self.client}))
+        start = self.receipts_end() if since is None else since
+        consumer.assign([TopicPartition(self.topics.receipts, p, o) for p, o in start.items()])
+        return consumer
+
+    def _follow(self, job: Job, waiting: set[tuple[str, str]], since: dict[int, int]) -> None:
+        settled: set[tuple[str, str]] = set()
+        receipts = self._receipts(job, since)
+        try:
+            deadline = time.monotonic() + FOLLOW_S
+            while len(settled) < len(waiting) and time.monotonic() < deadline and not job.cancelled.is_set():
+                self._account(job, receipts, waiting, settled, timeout=0.5)
+            job.state = "finished"
+            if len(settled) < len(waiting):
+                job.note = (f"{len(waiting) - len(settled)} events were not reported delivered or dead-lettered "
+                            f"within {FOLLOW_S / 60:.0f} minutes: see the overview")
+        except Exception as exc:  # logged with the job; the page says it failed
+            job.state, job.note = "failed", f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.exception("console: following %s failed", job.id)
+        finally:
+            receipts.close()
+
     def _run(self, job: Job, span: Span) -> None:
-        from confluent_kafka import Consumer, Producer, TopicPartition
+        from confluent_kafka import Producer
 
         codec = outbound_codec()
         producer = Producer(producer_settings(self.bootstrap, self.client))
-        receipts = Consumer(consumer_settings(self.bootstrap, f"{self.topics.prefix}-console-replay-{job.id}", {
-            "enable.auto.commit": False, "queued.max.messages.kbytes": 2048, **self.client}))
-        waiting: set[str] = set()
-        settled: set[str] = set()
+        receipts = self._receipts(job)  # from their end: what this replay causes
+        name = job.window.integration
+        waiting: set[tuple[str, str]] = set()
+        settled: set[tuple[str, str]] = set()
         try:
-            parts = receipts.list_topics(self.topics.receipts, timeout=10.0).topics.get(self.topics.receipts)
-            if parts is not None and parts.error is None:  # from the receipts' end: what this replay causes
-                receipts.assign([TopicPartition(self.topics.receipts, p, receipts.get_watermark_offsets(
-                    TopicPartition(self.topics.receipts, p), timeout=10.0)[1]) for p in parts.partitions])
             pace, next_at = 1.0 / job.window.rate, time.monotonic()
             for record in read_span(self.bootstrap, span, client=self.client, idle_timeout=10.0):
                 if job.cancelled.is_set():
@@ -205,7 +264,7 @@ class KafkaReplays:
                 producer.produce(span.topic, codec.encode(outbound), record.key)
                 job.written += 1
                 if job.followed:
-                    waiting.add(str(outbound["messageId"]))
+                    waiting.add((name, str(outbound["messageId"])))
                 next_at += pace
                 if next_at > time.monotonic():
                     producer.poll(0)
@@ -232,22 +291,25 @@ class KafkaReplays:
         finally:
             receipts.close()
 
-    def _account(self, job: Job, receipts: Any, waiting: set[str], settled: set[str], timeout: float = 0.0) -> None:
-        """Count what the receipts say became of the events written."""
+    def _account(self, job: Job, receipts: Any, waiting: set[tuple[str, str]], settled: set[tuple[str, str]],
+                 timeout: float = 0.0) -> None:
+        """Count what the receipts say became of the events written, (integration, messageId) each."""
         for message in receipts.consume(num_messages=500, timeout=timeout):
-            if message.error() is not None or message.key() != job.window.integration.encode():
+            if message.error() is not None:
                 continue
             try:
                 receipt = orjson.loads(message.value())
             except orjson.JSONDecodeError:
                 continue
+            name = str(receipt.get("integration"))
             for outcome in receipt.get("outcomes") or []:
                 state = outcome.get("state")
                 if state not in ("delivered", "dead"):
                     continue
                 for message_id in outcome.get("messageIds") or []:
-                    if message_id in waiting and message_id not in settled:
-                        settled.add(message_id)
+                    key = (name, message_id)
+                    if key in waiting and key not in settled:
+                        settled.add(key)
                         if state == "delivered":
                             job.delivered += 1
                         else:

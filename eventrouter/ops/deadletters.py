@@ -99,6 +99,7 @@ class ReinjectReport:
     already_delivered: int = 0
     not_reinjectable: int = 0                                    # an original that is not a record at all
     rerouted: RerouteReport = field(default_factory=lambda: RerouteReport("(each letter's)"))
+    sent: list[tuple[str, str]] = field(default_factory=list)    # (integration, messageId) written again
 
     def lines(self) -> list[str]:
         out = [f"dead letters chosen: {self.chosen}"]
@@ -163,6 +164,7 @@ def reinject(bootstrap: str, topics: Topics, router: Router, chosen: list[Letter
             outputs.append(Output(topics.integration(record["integration"]), user.encode() if user else None,
                                   original, record["integration"]))
             report.reinjected[record["integration"]] += 1
+            report.sent.append((record["integration"], str(record["messageId"])))
         else:
             headers = [(h["key"], h["value"]) for h in letter.record.get("originalHeaders") or []]
             raw = Record(letter.record["sourcePartition"], letter.record["sourceOffset"], 0, None, original, headers)
@@ -174,6 +176,7 @@ def reinject(bootstrap: str, topics: Topics, router: Router, chosen: list[Letter
             for output in fresh:
                 if output.topic != topics.invalid:
                     report.reinjected[output.integration or "?"] += 1
+                    report.sent.append((output.integration or "?", str(message_id)))
             outputs.extend(fresh)
         marks.append(Output(topics.reinjected, letter.where.encode(), orjson.dumps({"to": "reinjected"})))
     if not dry_run and marks:

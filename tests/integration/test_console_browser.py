@@ -409,9 +409,13 @@ def test_a_person_watches_a_failure_fixes_the_key_and_sends_the_events_again(
         assert "re-injected into amp: 7" in person.find("#report").text  # the five and the two sent while paused
         person.find("#reinject-all").click()
         person.wait_text("Re-injected: amp's dead letters", "#report")
-        wait_for(lambda: len(_at_stand_in(stand_in, "failed")) == 5 and len(_at_stand_in(stand_in, "paused")) == 2,
-                 timeout=60, what="the dead letters delivered")
         person.shot("reinjected")
+        person.find("#follow-delivery").click()  # its delivery, followed live from the receipts
+        person.wait_text("written 7 of 7; delivered 7, dead-lettered 0", "#replay-state", timeout=60)
+        person.wait_text("finished", "#replay-state")
+        assert len(_at_stand_in(stand_in, "failed")) == 5 and len(_at_stand_in(stand_in, "paused")) == 2
+        person.open("/deadletters/amp")
+        person.wait_text("vendor.rejected")
         person.find("#reinject-all").click()
         person.wait_text("skipped, re-injected before: 7", "#report")
         time.sleep(2)
@@ -446,9 +450,15 @@ def test_a_person_watches_a_failure_fixes_the_key_and_sends_the_events_again(
         assert twice == {f"window-{i}" for i in range(5)}, twice
         person.shot("replay-finished")
 
-        # the overview after it all; the audit log has the fix, the re-injections and the replay
+        # the overview after it all, from the heartbeats: what was delivered and dead-lettered in the last 5
+        # minutes, the forwarder that had the old key stopped, the one with the new key alive
         person.open("/overview")
         person.wait_text("amp", "#overview-amp")
+        person.wait_text("vendor.rejected", "#overview-amp", timeout=30)
+        wait_for(lambda: re.search(r"alive .*delivered ([1-9]\d+)", person.find("#processes").text) is not None,
+                 timeout=30, what="the new forwarder's heartbeat")
+        processes = person.find("#processes").text
+        assert "stopped" in processes and re.search(r"worker kafka engine .* alive", processes), processes
         person.shot("overview")
         person.open("/audit")
         person.wait_text("Audit log", "h1")

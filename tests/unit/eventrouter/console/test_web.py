@@ -472,10 +472,10 @@ class FakeLetters:
             if (partition, offset) == (0, 7) else None
 
     def send_again(self, config: Any, revision: int, where: str, reason: str, *, dry_run: bool,
-                   picked: Any = ()) -> list[str]:
+                   picked: Any = ()) -> tuple[list[str], list[tuple[str, str]]]:
         self.sent.append((where, reason, dry_run))
         self.picked = list(picked)
-        return ["dead letters chosen: 2", f"re-injected into {where}: 2"]
+        return ["dead letters chosen: 2", f"re-injected into {where}: 2"], [] if dry_run else [(where, "m-1")]
 
 
 def test_dead_letters_are_read_by_every_role_and_sent_again_by_an_admin_alone(tmp_path: Path) -> None:
@@ -603,6 +603,12 @@ class FakeReplays:
 
     def cancel(self, job_id: str) -> Any:
         return self.job(job_id)
+
+    def receipts_end(self) -> dict[int, int]:
+        return {0: 5}
+
+    def follow(self, sent: list[tuple[str, str]], by: str, label: str, since: dict[int, int]) -> Any:
+        return self.made
 
 
 @pytest.mark.parametrize(("path", "data", "least"), CHANGES, ids=[c[0] for c in CHANGES])
