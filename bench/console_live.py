@@ -160,7 +160,7 @@ def main() -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        while time.monotonic() - opened + args.seconds <= args.open + 1:
+        while time.monotonic() - opened < args.open:
             measure("live views open")
         open_s = time.monotonic() - opened
         sampling.set()

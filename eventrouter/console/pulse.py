@@ -21,7 +21,11 @@ FRESH_MS: Final = 25_000    # a process heard first within this of its start: al
 ALIVE_S: Final = 35.0        # a process not heard from for this long is not alive (heartbeats every 10 s)
 WINDOWS: Final = {"5m": 5, "1h": 60, "1d": 24 * 60}  # minutes
 BUCKETS: Final = {"5m": 5, "1h": 30, "1d": 48}       # chart points per window
+STEP: Final = {"5m": 1, "1h": 1, "1d": 30}           # minutes a stored bucket holds (a day: half-hours, so a
+# page sums 48 of them, not 1,440; its window is the last 48 half-hours, the one under way among them)
 Key = tuple[str, tuple[tuple[str, str], ...]]        # metric, sorted labels
+DELIVERED: Final = "eventrouter_forwarder_delivered_total"
+DEAD: Final = "eventrouter_forwarder_dead_lettered_total"
 
 
 @dataclass
@@ -56,15 +60,20 @@ class Process:
 @dataclass
 class Pulse:
     processes: dict[str, Process] = field(default_factory=dict)           # by role:host:pid
-    minutes: dict[int, dict[Key, float]] = field(default_factory=dict)  # minute -> growth
+    steps: dict[int, dict[int, dict[Key, float]]] = field(default_factory=lambda: {1: {}, 30: {}})
+    # minutes a bucket holds -> (minute // that) -> growth
+    keys: dict[Key, Key] = field(default_factory=dict)  # one object per key, however many minutes hold it
+
+    def _key(self, metric: str, labels: Mapping[str, Any]) -> Key:
+        key = (metric, tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+        return self.keys.setdefault(key, key)
 
     def take(self, record: Mapping[str, Any]) -> None:
         """One heartbeat, in the order they were written."""
         try:
             who = f"{record['role']}:{record['host']}:{record['pid']}"
             at, pid, started = int(record["at"]), int(record["pid"]), int(record.get("started") or record["at"])
-            counters = {(str(m), tuple(sorted((str(k), str(v)) for k, v in labels.items()))): float(value)
-                        for m, labels, value in record.get("counters") or []}
+            counters = {self._key(str(m), labels): float(value) for m, labels, value in record.get("counters") or []}
         except (KeyError, TypeError, ValueError):
             return  # not a heartbeat
         before = self.processes.get(who)
@@ -77,37 +86,50 @@ class Pulse:
         if before is None and at - started > FRESH_MS:
             grown.clear()  # a process heard first long after it started: its totals grew before we watched
         minute = at // MINUTE_MS
-        if minute not in self.minutes:
-            self.minutes[minute] = {}
-            for old in [m for m in self.minutes if m < minute - KEPT_MINUTES]:
-                del self.minutes[old]
-        _add(self.minutes[minute], grown)
+        for step, buckets in self.steps.items():
+            slot = minute // step
+            if slot not in buckets:
+                buckets[slot] = {}
+                for old in [m for m in buckets if m < slot - KEPT_MINUTES // step - 1]:
+                    del buckets[old]
+            _add(buckets[slot], grown)
         self.processes[who] = Process(str(record["role"]), str(record.get("for", "")), str(record["host"]), pid,
                                       started, at, bool(record.get("stopped")), counters)
 
+    @property
+    def minutes(self) -> dict[int, dict[Key, float]]:
+        return self.steps[1]
+
     def grown(self, window: str, now_ms: int | None = None) -> dict[Key, float]:
-        """Each counter's growth over the window's last minutes."""
+        """Each counter's growth over the window."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        first = now_ms // MINUTE_MS - WINDOWS[window] + 1
+        step = STEP[window]
+        first = now_ms // MINUTE_MS // step - WINDOWS[window] // step + 1
         out: dict[Key, float] = {}
-        for minute, bucket in self.minutes.items():
-            if minute >= first:
+        for slot, bucket in self.steps[step].items():
+            if slot >= first:
                 _add(out, bucket)
         return out
 
-
-    def series(self, window: str, metric: str, label: str, value: str, *, now_ms: int | None = None) -> list[float]:
-        """The growth of `metric` where `label` is `value`, per bucket of the window, oldest first."""
+    def series(self, window: str, metrics: tuple[str, ...], label: str, *,
+               now_ms: int | None = None) -> dict[tuple[str, str], list[float]]:
+        """(metric, the value of `label`) -> the metric's growth per chart point of the window, oldest
+        first, for each of `metrics`: one pass over the window's buckets."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        minutes, buckets = WINDOWS[window], BUCKETS[window]
-        last = now_ms // MINUTE_MS
-        per = minutes / buckets
-        out = [0.0] * buckets
-        for minute, bucket in self.minutes.items():
-            age = last - minute
-            if 0 <= age < minutes:
-                slot = buckets - 1 - int(age / per)
-                out[slot] += sum(v for (m, labels), v in bucket.items() if m == metric and (label, value) in labels)
+        step, points = STEP[window], BUCKETS[window]
+        slots = WINDOWS[window] // step
+        last = now_ms // MINUTE_MS // step
+        per = slots / points
+        out: dict[tuple[str, str], list[float]] = {}
+        for slot, bucket in self.steps[step].items():
+            age = last - slot
+            if not 0 <= age < slots:
+                continue
+            point = points - 1 - int(age / per)
+            for (metric, labels), value in bucket.items():
+                if metric in metrics:
+                    which = next((v for k, v in labels if k == label), "")
+                    out.setdefault((metric, which), [0.0] * points)[point] += value
         return out
 
 
@@ -170,6 +192,8 @@ def window(pulse: Pulse, name: str, pipelines: list[str], integrations: list[str
                 out[name] = out.get(name, 0.0) + v
         return {k: v for k, v in sorted(out.items()) if v}
 
+    charted = pulse.series(name, (DELIVERED, DEAD), "integration", now_ms=now_ms)
+    empty = [0.0] * BUCKETS[name]
     rows = []
     for integration in integrations:
         rules = by("eventrouter_worker_filtered_total", "rule", integration=integration)
@@ -177,12 +201,10 @@ def window(pulse: Pulse, name: str, pipelines: list[str], integrations: list[str
         rows.append(IntegrationWindow(
             integration, total("eventrouter_worker_events_out_total", integration=integration),
             {rule: v for rule, v in rules.items() if not rule.startswith("consent.")}, consent,
-            total("eventrouter_forwarder_delivered_total", integration=integration),
+            total(DELIVERED, integration=integration),
             total("eventrouter_forwarder_retried_total", integration=integration),
-            by("eventrouter_forwarder_dead_lettered_total", "reason", integration=integration),
-            pulse.series(name, "eventrouter_forwarder_delivered_total", "integration", integration, now_ms=now_ms),
-            pulse.series(name, "eventrouter_forwarder_dead_lettered_total", "integration", integration,
-                         now_ms=now_ms)))
+            by(DEAD, "reason", integration=integration),
+            charted.get((DELIVERED, integration), empty), charted.get((DEAD, integration), empty)))
     lines = [PipelineWindow(p, total("eventrouter_worker_events_in_total", pipeline=p),
                             total("eventrouter_worker_invalid_total", pipeline=p)) for p in pipelines]
     processes = sorted(pulse.processes.values(), key=lambda p: (p.role != "worker", p.runs_for, p.pid))

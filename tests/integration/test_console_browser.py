@@ -125,6 +125,15 @@ class Person:
     def page(self) -> str:
         return str(self.driver.find_element("tag name", "body").text)
 
+    def text(self, css: str) -> str:
+        """The element's text, or "" while it is not there (a page coming, or htmx swapping a part)."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        try:
+            return str(self.find(css).text)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return ""
+
     def wait_text(self, text: str, css: str = "body", timeout: float = 20) -> None:
         from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
@@ -389,7 +398,7 @@ def test_a_person_watches_a_failure_fixes_the_key_and_sends_the_events_again(
         # Delivery detail: the vendor's answer, scrubbed, and the error class
         person.open("/integrations/amp/delivery")
         person.wait_text("vendor.rejected", "#errors")
-        assert "Invalid API key: ***" in person.find("#errors").text and "400" in person.find("#requests").text
+        assert "Invalid API key: ***" in person.text("#errors") and "400" in person.text("#requests")
         person.shot("delivery-detail")
 
         # the fix: the connection now names the right key; `up` starts the forwarder again with it
@@ -441,7 +450,7 @@ def test_a_person_watches_a_failure_fixes_the_key_and_sends_the_events_again(
         person.wait_text("events: 5", "#report")
         assert "deduplicates on insert_id" in person.find("#report").text
         person.find("#replay-start").click()
-        wait_for(lambda: re.search(r"running: written [1-4] of 5", person.find("#replay-state").text) is not None,
+        wait_for(lambda: re.search(r"running: written [1-4] of 5", person.text("#replay-state")) is not None,
                  timeout=20, what="the replay under way")  # two a second: the progress is seen moving
         person.shot("replay")
         person.wait_text("finished", "#replay-state", timeout=60)
@@ -455,9 +464,9 @@ def test_a_person_watches_a_failure_fixes_the_key_and_sends_the_events_again(
         person.open("/overview")
         person.wait_text("amp", "#overview-amp")
         person.wait_text("vendor.rejected", "#overview-amp", timeout=30)
-        wait_for(lambda: re.search(r"alive .*delivered ([1-9]\d+)", person.find("#processes").text) is not None,
+        wait_for(lambda: re.search(r"alive .*delivered ([1-9]\d+)", person.text("#processes")) is not None,
                  timeout=30, what="the new forwarder's heartbeat")
-        processes = person.find("#processes").text
+        processes = person.text("#processes")
         assert "stopped" in processes and re.search(r"worker kafka engine .* alive", processes), processes
         person.shot("overview")
         person.open("/audit")
