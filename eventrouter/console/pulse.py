@@ -152,6 +152,11 @@ class IntegrationWindow:
     dead_series: list[float]
 
     @property
+    def chart_top(self) -> float:
+        """The chart's scale: both lines against the taller."""
+        return max([*self.delivered_series, *self.dead_series, 1.0])
+
+    @property
     def rate(self) -> float | None:
         """Delivered of those settled (delivered or dead-lettered), or None when none was."""
         settled = self.delivered + sum(self.dead.values())
@@ -211,10 +216,10 @@ def window(pulse: Pulse, name: str, pipelines: list[str], integrations: list[str
     return Window(name, lines, rows, [(p, p.alive(now_ms)) for p in processes], bool(pulse.processes))
 
 
-def spark(values: list[float], width: int = 120, height: int = 24) -> str:
-    """An SVG polyline's points for `values` (the chart's tallest value at the top)."""
+def spark(values: list[float], top: float | None = None, width: int = 120, height: int = 24) -> str:
+    """An SVG polyline's points for `values`, `top` (else the tallest value) at the top."""
     if not values:
         return ""
-    top = max(values) or 1.0
+    top = top or max(values) or 1.0
     step = width / max(1, len(values) - 1)
     return " ".join(f"{i * step:.1f},{height - v / top * (height - 2) - 1:.1f}" for i, v in enumerate(values))

@@ -52,9 +52,10 @@ class Heartbeat:
         return self
 
     def stop(self) -> None:
-        """A last heartbeat says the process stopped."""
+        """A last heartbeat says the process stopped (given 3 s at most: a broker that is away does not
+        hold up the process's exit)."""
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(3)
 
     def _run(self) -> None:
         from confluent_kafka import Producer
@@ -76,5 +77,5 @@ class Heartbeat:
                 log.debug("heartbeat not written: %s", type(exc).__name__)
             if stopping:
                 if producer is not None:
-                    producer.flush(5)
+                    producer.flush(2)
                 return

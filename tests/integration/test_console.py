@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,6 +28,36 @@ from schemas.runtime.revisions import ConfigStore
 pytestmark = pytest.mark.kafka
 EXAMPLE = Path(__file__).parents[2] / "examples" / "eventrouter.yaml"
 PASSWORD = "a long enough password"
+
+
+def _amplitude(bootstrap: str, folder: Path, delivery: str) -> tuple[Topics, Any, Any]:
+    """Topics of a test's own, an Amplitude stand-in, and a config whose `amp` integration delivers to it
+    (its key from $AMP_KEY, its delivery settings `delivery`) applied as revision 1."""
+    from eventrouter.dev.standins import AmplitudeStandIn
+
+    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
+    stand_in = AmplitudeStandIn().start()
+    config = folder / "eventrouter.yaml"
+    config.write_text(f"""
+pipelines:
+  - {{name: web, write_keys: [wk1], integrations: [amp]}}
+integrations:
+  - name: amp
+    kind: amplitude
+    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{stand_in.url}/2/httpapi", allow_http: true, allow_private: true}}
+    delivery: {{{delivery}}}
+    playbook: "starter:amplitude"
+""")
+    revision, _ = ConfigStore(bootstrap, topics).apply(config)
+    return topics, stand_in, revision
+
+
+async def _login(client: TestClient, name: str) -> str:
+    """Logged in as `name`; the session's CSRF token."""
+    page = await (await client.post("/login", data={"name": name, "password": PASSWORD})).text()
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert token, page
+    return token[1]
 
 
 def _until(check: object, timeout: float = 30) -> None:
@@ -128,25 +159,12 @@ def test_dead_letters_are_counted_shown_masked_and_sent_again_once_after_the_fix
     from eventrouter.console.auth import ADMIN, VIEWER
     from eventrouter.console.delivery import KafkaDelivery
     from eventrouter.console.letters import KafkaLetters
-    from eventrouter.dev.standins import AmplitudeStandIn
     from forwarders.app import find_integration
     from tests.integration.forwarder_helpers import ForwarderThread, wait_for, write_outbound
     from tests.integration.worker_helpers import dead_letters
 
-    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
-    stand_in = AmplitudeStandIn().start()
-    config = tmp_path / "eventrouter.yaml"
-    config.write_text(f"""
-pipelines:
-  - {{name: web, write_keys: [wk1], integrations: [amp]}}
-integrations:
-  - name: amp
-    kind: amplitude
-    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{stand_in.url}/2/httpapi", allow_http: true, allow_private: true}}
-    delivery: {{linger_ms: 50, min_backoff_s: 0.2, batch_size: 50, max_attempts: 1, max_retry_window_s: 0}}
-    playbook: "starter:amplitude"
-""")
-    revision, _ = ConfigStore(bootstrap, topics).apply(config)
+    topics, stand_in, revision = _amplitude(bootstrap, tmp_path, "linger_ms: 50, min_backoff_s: 0.2, batch_size: 50, "
+                                            "max_attempts: 1, max_retry_window_s: 0")
     monkeypatch.setenv("AMP_KEY", "a-wrong-key")
     events = [{"event_type": "Order Completed", "user_id": f"user-{i}", "user_properties": {"email": "ana@example.com"}}
               for i in range(20)]
@@ -164,15 +182,9 @@ integrations:
                       delivery=KafkaDelivery(bootstrap, topics))
     _until(lambda: len(store.history()) == 1)
 
-    async def login(client: TestClient, name: str) -> str:
-        page = await (await client.post("/login", data={"name": name, "password": PASSWORD})).text()
-        token = re.search(r'name="csrf-token" content="([^"]+)"', page)
-        assert token, page
-        return token[1]
-
     async def main() -> None:
         async with TestClient(TestServer(make_app(console))) as client:
-            token = await login(client, "vera")
+            token = await _login(client, "vera")
             assert re.search(r'id="letters-amp">\s*<td>.*</td>\s*<td>20</td>', await (
                 await client.get("/deadletters")).text())
             listed = html.unescape(await (await client.get("/deadletters/amp")).text())
@@ -191,7 +203,7 @@ integrations:
             assert refused.status == 403
             await client.post("/logout", data={"csrf": token})
 
-            token = await login(client, "ada")
+            token = await _login(client, "ada")
             assert "ana@example.com" in await (await client.get(f"/deadletters/amp/{at[1]}/{at[2]}")).text()
             dry = html.unescape(await (await client.post("/deadletters/amp/reinject", data={
                 "csrf": token, "reason": "vendor.rejected", "dry_run": "1"})).text())
@@ -231,26 +243,13 @@ def test_live_views_stream_events_as_they_come_and_their_outcomes_masked_for_a_v
 
     from eventrouter.console.auth import VIEWER
     from eventrouter.console.tail import LiveHub
-    from eventrouter.dev.standins import AmplitudeStandIn
     from forwarders.app import find_integration
     from schemas.runtime.kafka import ensure_topics
     from tests.integration.forwarder_helpers import ForwarderThread, write_outbound
     from tests.integration.worker_helpers import send_events
 
-    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
-    stand_in = AmplitudeStandIn().start()
-    config = tmp_path / "eventrouter.yaml"
-    config.write_text(f"""
-pipelines:
-  - {{name: web, write_keys: [wk1], integrations: [amp]}}
-integrations:
-  - name: amp
-    kind: amplitude
-    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{stand_in.url}/2/httpapi", allow_http: true, allow_private: true}}
-    delivery: {{linger_ms: 20, batch_size: 50, max_attempts: 1, max_retry_window_s: 0}}
-    playbook: "starter:amplitude"
-""")
-    revision, _ = ConfigStore(bootstrap, topics).apply(config)
+    topics, stand_in, revision = _amplitude(bootstrap, tmp_path,
+                                            "linger_ms: 20, batch_size: 50, max_attempts: 1, max_retry_window_s: 0")
     monkeypatch.setenv("AMP_KEY", "amp-key")
     ensure_topics(bootstrap, [topics.raw, topics.receipts, topics.integration("amp")])
     users = tmp_path / "users.json"
@@ -323,24 +322,10 @@ def test_a_replay_sends_exactly_its_window_again_under_the_same_message_ids_and_
         bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from eventrouter.console.auth import ADMIN, VIEWER
     from eventrouter.console.replays import KafkaReplays
-    from eventrouter.dev.standins import AmplitudeStandIn
     from forwarders.app import find_integration
     from tests.integration.forwarder_helpers import ForwarderThread, wait_for, write_outbound
 
-    topics = Topics(f"c{uuid.uuid4().hex[:8]}")
-    stand_in = AmplitudeStandIn().start()
-    config = tmp_path / "eventrouter.yaml"
-    config.write_text(f"""
-pipelines:
-  - {{name: web, write_keys: [wk1], integrations: [amp]}}
-integrations:
-  - name: amp
-    kind: amplitude
-    connection: {{api_key: "${{AMP_KEY}}", endpoint: "{stand_in.url}/2/httpapi", allow_http: true, allow_private: true}}
-    delivery: {{linger_ms: 20, batch_size: 50}}
-    playbook: "starter:amplitude"
-""")
-    revision, _ = ConfigStore(bootstrap, topics).apply(config)
+    topics, stand_in, revision = _amplitude(bootstrap, tmp_path, "linger_ms: 20, batch_size: 50")
     monkeypatch.setenv("AMP_KEY", "amp-key")
     batches, edges = [], []
     for n in range(3):
@@ -358,22 +343,16 @@ integrations:
     _until(lambda: len(store.history()) == 1)
     window = {"integration": "amp", "since": str(edges[1]), "until": str(edges[2]), "rate": "200"}
 
-    async def login(client: TestClient, name: str) -> str:
-        page = await (await client.post("/login", data={"name": name, "password": PASSWORD})).text()
-        token = re.search(r'name="csrf-token" content="([^"]+)"', page)
-        assert token, page
-        return token[1]
-
     async def main() -> None:
         await asyncio.to_thread(wait_for, lambda: len(stand_in.keys) == 30, what="all 30 delivered live")
         async with TestClient(TestServer(make_app(console))) as client:
-            token = await login(client, "vera")
+            token = await _login(client, "vera")
             page = await (await client.get("/replay")).text()
             assert "can see replays but not start one" in page and 'id="replay-start"' not in page
             assert (await client.post("/replay", data={"csrf": token, **window})).status == 403
             await client.post("/logout", data={"csrf": token})
 
-            token = await login(client, "ada")
+            token = await _login(client, "ada")
             bad = await client.post("/replay", data={"csrf": token, **window, "until": "yesterday-ish"})
             assert bad.status == 400 and "until:" in html.unescape(await bad.text())
             dry = html.unescape(await (await client.post("/replay", data={"csrf": token, **window,

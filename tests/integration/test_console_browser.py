@@ -179,6 +179,39 @@ def _first_admin(person: Person, stack: Stack) -> None:
     person.wait_text("Sources", "h1")
 
 
+def _stack(bootstrap: str, tmp_path: Path, config_text: str,
+           env: dict[str, str]) -> tuple[Topics, AmplitudeStandIn, Stack, Path]:
+    """An Amplitude stand-in, `config_text` (its `{url}` the stand-in's) applied, and `up`'s processes with
+    the console started on it, the worker and the forwarder in their groups; the users file."""
+    topics = Topics(f"b{uuid.uuid4().hex[:8]}")
+    stand_in = AmplitudeStandIn().start()
+    config = tmp_path / "eventrouter.yaml"
+    config.write_text(config_text.format(url=stand_in.url))
+    ConfigStore(bootstrap, topics).apply(config)
+    users = tmp_path / "console-users.json"
+    stack = Stack(bootstrap, topics, config, tmp_path / "logs", env=env, partitions=3, console_port=0,
+                  console_users=users).start()
+    try:
+        for role in ("worker-1", "forward-amp"):
+            wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=90, what=role)
+    except BaseException:
+        stack.stop()
+        stand_in.stop()
+        raise
+    return topics, stand_in, stack, users
+
+
+def _log_in_again(person: Person, name: str) -> None:
+    """Log out, and in as `name`."""
+    person.find("header form button").click()
+    person.wait_text("Log in", "h1")
+    person.shot("login")
+    person.type("input[name=name]", name)
+    person.type("input[name=password]", PASSWORD)
+    person.find("form button[type=submit]").click()
+    person.wait_text("Sources", "h1")
+
+
 def _screens(tmp_path: Path) -> Path:
     shots = Path(os.environ.get("EVENTROUTER_SCREENSHOTS") or tmp_path / "screens")
     shots.mkdir(parents=True, exist_ok=True)
@@ -187,17 +220,8 @@ def _screens(tmp_path: Path) -> Path:
 
 def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tmp_path: Path, browser: Any) -> None:
     shots = _screens(tmp_path)
-    topics = Topics(f"b{uuid.uuid4().hex[:8]}")
-    stand_in = AmplitudeStandIn().start()
-    config = tmp_path / "eventrouter.yaml"
-    config.write_text(CONFIG.format(url=stand_in.url))
-    ConfigStore(bootstrap, topics).apply(config)
-    users = tmp_path / "console-users.json"
-    stack = Stack(bootstrap, topics, config, tmp_path / "logs", env={"AMP_KEY": "amp-key"}, partitions=3,
-                  console_port=0, console_users=users).start()
+    topics, stand_in, stack, _users = _stack(bootstrap, tmp_path, CONFIG, {"AMP_KEY": "amp-key"})
     try:
-        for role in ("worker-1", "forward-amp"):
-            wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=90, what=role)
         gateway = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
         person = Person(browser, f"http://127.0.0.1:{stack.console_port}", shots)
         _first_admin(person, stack)
@@ -289,13 +313,7 @@ def test_a_person_shapes_events_in_the_console_and_rolls_back(bootstrap: str, tm
         person.find("form[action='/users/add'] button[type=submit]").click()
         person.wait_text("vera", "#user-vera")
         person.shot("users")
-        person.find("header form button").click()  # log out
-        person.wait_text("Log in", "h1")
-        person.shot("login")
-        person.type("input[name=name]", "vera")
-        person.type("input[name=password]", PASSWORD)
-        person.find("form button[type=submit]").click()
-        person.wait_text("Sources", "h1")
+        _log_in_again(person, "vera")
         person.open("/integrations/amp")
         person.wait_text("amp", "h1")
         assert not person.all("#save") and person.find("#playbook").get_attribute("readonly") is not None
@@ -357,20 +375,12 @@ def test_a_person_watches_a_failure_fixes_the_key_and_sends_the_events_again(
     from schemas.runtime.revisions import RevisionWatcher
 
     shots = _screens(tmp_path)
-    topics = Topics(f"b{uuid.uuid4().hex[:8]}")
-    stand_in = AmplitudeStandIn().start()
-    config = tmp_path / "eventrouter.yaml"
-    config.write_text(RECOVERY.format(url=stand_in.url))
-    ConfigStore(bootstrap, topics).apply(config)
-    users = tmp_path / "console-users.json"
-    stack = Stack(bootstrap, topics, config, tmp_path / "logs", env={"AMP_KEY": "amp-key", "AMP_OLD_KEY": "revoked"},
-                  partitions=3, console_port=0, console_users=users).start()
+    topics, stand_in, stack, users = _stack(bootstrap, tmp_path, RECOVERY,
+                                            {"AMP_KEY": "amp-key", "AMP_OLD_KEY": "revoked"})
     followed: list[str] = []  # what `up` does with a new revision: restart the forwarder whose settings changed
     watcher = RevisionWatcher(ConfigStore(bootstrap, topics), lambda r, c: followed.extend(stack.follow(r.number, c)))
     watcher.start()
     try:
-        for role in ("worker-1", "forward-amp"):
-            wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=90, what=role)
         gateway = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
         person = Person(browser, f"http://127.0.0.1:{stack.console_port}", shots)
         _first_admin(person, stack)
@@ -477,12 +487,7 @@ def test_a_person_watches_a_failure_fixes_the_key_and_sends_the_events_again(
 
         # a viewer sees the screens and no control to re-inject or replay
         add_user(users, "vera", VIEWER, PASSWORD)
-        person.find("header form button").click()
-        person.wait_text("Log in", "h1")
-        person.type("input[name=name]", "vera")
-        person.type("input[name=password]", PASSWORD)
-        person.find("form button[type=submit]").click()
-        person.wait_text("Sources", "h1")
+        _log_in_again(person, "vera")
         person.open("/deadletters/amp")
         person.wait_text("Dead letters", "h1")
         assert not person.all("#reinject-all") and not person.all("input[name=pick]")
