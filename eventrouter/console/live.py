@@ -25,19 +25,20 @@ TEXT_CHARS: Final = 200  # a filter's text at most
 
 @dataclass(frozen=True)
 class Filter:
-    name: str = ""    # the event's name contains it (any case)
-    type: str = ""    # one of TYPES, or any
-    user: str = ""    # the userId (else the anonymousId) is exactly it
+    name: str = ""      # the event's name contains it (any case)
+    type: str = ""      # one of TYPES, or any
+    user: str = ""      # the userId (else the anonymousId) is exactly it
+    pipeline: str = ""  # the pipeline (its writeKey's) is it
 
     @classmethod
     def of(cls, query: Mapping[str, str]) -> Filter:
         kind = query.get("type", "")
         return cls(query.get("name", "")[:TEXT_CHARS].strip(), kind if kind in TYPES else "",
-                   query.get("user", "")[:TEXT_CHARS].strip())
+                   query.get("user", "")[:TEXT_CHARS].strip(), query.get("pipeline", "")[:TEXT_CHARS].strip())
 
-    def admits(self, kind: str, name: str, user: str) -> bool:
+    def admits(self, kind: str, name: str, user: str, pipeline: str = "") -> bool:
         return ((not self.type or kind == self.type) and (not self.name or self.name.lower() in name.lower())
-                and (not self.user or self.user == user))
+                and (not self.user or self.user == user) and (not self.pipeline or self.pipeline == pipeline))
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,18 @@ class Row:
                 "payload": masked_event(self.payload) if masked else self.payload}
 
 
-def incoming(event: Mapping[str, Any], at_ms: int) -> Row:
-    """A raw event as the gateway or an SDK wrote it (its writeKey never shown)."""
+UNKNOWN_KEY: Final = "(no pipeline: an unknown writeKey)"
+
+
+def incoming(event: Mapping[str, Any], at_ms: int, pipelines: Mapping[str, str] | None = None) -> Row:
+    """A raw event as the gateway or an SDK wrote it, with the pipeline its writeKey names in `pipelines`
+    (writeKey -> pipeline); the writeKey itself is never shown."""
     payload = {k: v for k, v in event.items() if k != "writeKey"}
     kind = str(event.get("type") or "")
     name = str(event.get("event") or event.get("name") or "")
+    pipeline = (pipelines or {}).get(str(event.get("writeKey") or ""), UNKNOWN_KEY)
     return Row(str(event.get("messageId") or ""), at_ms, kind, name,
-               str(event.get("userId") or event.get("anonymousId") or ""), "", payload)
+               str(event.get("userId") or event.get("anonymousId") or ""), pipeline, payload)
 
 
 def routed(record: Mapping[str, Any], payload: dict[str, Any], at_ms: int) -> Row:
@@ -104,7 +110,7 @@ class View:
 
     def offer(self, row: Row, now: float | None = None) -> dict[str, Any] | None:
         """The row to send, or None: not for this view's filter, or over its rate (counted)."""
-        if not self.filter.admits(row.type, row.name, row.user):
+        if not self.filter.admits(row.type, row.name, row.user, row.pipeline):
             return None
         second = int(time.monotonic() if now is None else now)
         if second != self._second:

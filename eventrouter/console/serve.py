@@ -22,7 +22,7 @@ from eventrouter.console.replays import KafkaReplays
 from eventrouter.console.store import Heartbeats, KafkaStore
 from eventrouter.console.tail import LiveHub
 from eventrouter.console.users import Bootstrap, load_users
-from eventrouter.console.web import Console
+from eventrouter.console.web import Console, in_force
 from eventrouter.environment import SET_NAMES_ENV
 from eventrouter.status import status
 from schemas import Topics
@@ -47,9 +47,16 @@ def build(bootstrap: str, topics: Topics, users: Path, *, client: dict[str, Any]
                       bootstrap=None if load_users(users) else Bootstrap(), secure_cookies=secure_cookies,
                       letters=KafkaLetters(bootstrap, topics, client),
                       status=functools.partial(status, bootstrap, topics, client, 5.0),
-                      hub=LiveHub(bootstrap, topics, client), delivery=KafkaDelivery(bootstrap, topics, client),
+                      delivery=KafkaDelivery(bootstrap, topics, client),
                       replays=KafkaReplays(bootstrap, topics, client), heartbeats=Heartbeats(bootstrap, topics, client))
+    console.hub = LiveHub(bootstrap, topics, client, pipelines=lambda: write_key_pipelines(console))
     return console, store
+
+
+def write_key_pipelines(console: Console) -> dict[str, str]:
+    """writeKey -> pipeline, in the config in force."""
+    current = in_force(console)
+    return {key: p.name for p in current[1].pipelines for key in p.write_keys} if current else {}
 
 
 def bootstrap_line(console: Console, url: str) -> str | None:

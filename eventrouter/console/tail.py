@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -63,8 +63,12 @@ class Feed:
 
 
 class LiveHub:
-    def __init__(self, bootstrap: str, topics: Topics, client: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, client: Mapping[str, Any] | None = None,
+                 pipelines: Callable[[], Mapping[str, str]] = dict) -> None:
+        """`pipelines`: writeKey -> pipeline in the config in force (asked again every few seconds)."""
         self.bootstrap, self.topics, self.client = bootstrap, topics, dict(client or {})
+        self.pipelines = pipelines
+        self._keys: Mapping[str, str] = {}
         self._feeds: set[Feed] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -105,7 +109,7 @@ class LiveHub:
             **self.client}))
         reading = _Reading(consumer, self.topics)
         idle_since: float | None = None
-        last_stats = time.monotonic()
+        last_stats = last_keys = 0.0
         try:
             while not self._stop.is_set():
                 with self._lock:
@@ -120,6 +124,8 @@ class LiveHub:
                     continue
                 idle_since = None
                 reading.follow({self._topic_of(f.view) for f in feeds} | {self.topics.receipts})
+                if now - last_keys >= STATS_S:
+                    last_keys, self._keys = now, self.pipelines()
                 for feed in feeds:
                     if not feed.ready and self._topic_of(feed.view) in reading.assigned:
                         feed.ready = True
@@ -170,7 +176,7 @@ class LiveHub:
             return  # nobody may be sent one this second: not decoded
         try:
             if topic == self.topics.raw:
-                row = incoming(self._events.decode(message.value()), at_ms)
+                row = incoming(self._events.decode(message.value()), at_ms, self._keys)
             else:
                 record = self._outbound.decode(message.value())
                 row = routed(record, orjson.loads(record["payload"]), at_ms)

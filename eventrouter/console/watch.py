@@ -32,6 +32,11 @@ def _chosen(request: web.Request) -> tuple[str | None, Filter, list[str]] | None
     return integration, Filter.of(request.query), names
 
 
+def _pipelines(request: web.Request) -> list[str]:
+    current = in_force(request.app[CONSOLE])
+    return [p.name for p in current[1].pipelines] if current else []
+
+
 @needs(READ)
 async def live_page(request: web.Request) -> web.StreamResponse:
     chosen = _chosen(request)
@@ -39,8 +44,10 @@ async def live_page(request: web.Request) -> web.StreamResponse:
         return render(request, "error.html", status=404, message="No such integration in the config in force.")
     integration, where, names = chosen
     query = urlencode({k: v for k, v in (("integration", integration or ""), ("name", where.name),
-                                         ("type", where.type), ("user", where.user)) if v})
+                                         ("type", where.type), ("user", where.user), ("pipeline", where.pipeline))
+                       if v})
     return render(request, "live.html", integration=integration, filter=where, names=names, types=TYPES,
+                  pipelines=_pipelines(request),
                   query=query, kept=KEPT, per_second=PER_SECOND, masked=request[SESSION].role == VIEWER)
 
 

@@ -255,7 +255,7 @@ def test_live_views_stream_events_as_they_come_and_their_outcomes_masked_for_a_v
     users = tmp_path / "users.json"
     add_user(users, "vera", VIEWER, PASSWORD)
     store = KafkaStore(bootstrap, topics).start()
-    hub = LiveHub(bootstrap, topics)
+    hub = LiveHub(bootstrap, topics, pipelines=lambda: {"wk1": "web"})
     console = Console(store, users, Sessions(b"k" * 32), environ={}, hub=hub)
     _until(lambda: len(store.history()) == 1)
     runner = ForwarderThread(bootstrap, topics, find_integration(revision.config(), "amp"))
@@ -298,7 +298,7 @@ def test_live_views_stream_events_as_they_come_and_their_outcomes_masked_for_a_v
             assert took < 10, took
             reply.close()
 
-            incoming = await client.get("/live/stream?name=signed&user=u-1")
+            incoming = await client.get("/live/stream?name=signed&user=u-1&pipeline=web")
             await messages(incoming, {"ready": 1})
             await asyncio.to_thread(send_events, bootstrap, topics, [
                 {"type": "track", "event": name, "userId": user, "messageId": f"in-{n}", "writeKey": "wk1",
@@ -307,6 +307,7 @@ def test_live_views_stream_events_as_they_come_and_their_outcomes_masked_for_a_v
             got = await messages(incoming, {"event": 1})
             (event,) = got["event"]
             assert event["id"] == "in-0" and "writeKey" not in event["payload"]  # type: ignore[operator]
+            assert event["pipeline"] == "web"
             incoming.close()
 
     try:

@@ -23,6 +23,7 @@
     const tr = document.createElement("tr");
     tr.dataset.id = e.id;
     cell(tr, new Date(e.at).toLocaleTimeString());
+    cell(tr, e.pipeline);
     cell(tr, e.type);
     const what = cell(tr, "");
     const details = document.createElement("details");

@@ -22,7 +22,9 @@ def test_a_filter_reads_the_query_and_admits_by_name_type_and_user() -> None:
 
 
 def test_an_incoming_event_never_shows_its_write_key_and_is_masked_for_a_viewer() -> None:
-    row = incoming(_event(1), 1000)
+    row = incoming(_event(1), 1000, {"wk_secret": "web"})
+    assert row.pipeline == "web" and Filter.of({"pipeline": "web"}).admits("track", "", "", row.pipeline)
+    assert incoming(_event(1), 1000, {}).pipeline.startswith("(no pipeline")
     assert (row.message_id, row.type, row.name, row.user) == ("m-1", "track", "Order Completed", "u-1")
     assert "writeKey" not in row.payload
     assert row.as_json(masked=True)["payload"]["properties"]["email"] == "(masked)"
