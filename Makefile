@@ -53,6 +53,7 @@ bench: native
 	$(BIN)/python -m bench.chain
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.console_pipeline
+	$(BIN)/python -m bench.console_live
 
 clean:
 	rm -rf $(VENV) .eventrouter .pytest_cache .mypy_cache .ruff_cache

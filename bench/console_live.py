@@ -59,7 +59,15 @@ def child_watch(base: str, path: str) -> None:
     first: list[float] = []
 
     def read() -> None:
-        with session.get(base + path, stream=True, timeout=(10, 60)) as stream:
+        deadline = time.monotonic() + 60
+        while True:  # until the console has read the config topic (an integration's view needs it)
+            stream = session.get(base + path, stream=True, timeout=(10, 60))
+            if stream.status_code == 200 or time.monotonic() > deadline:
+                break
+            stream.close()
+            time.sleep(0.5)
+        assert stream.status_code == 200, (stream.status_code, path)
+        with stream:
             for line in stream.iter_lines():
                 if line.startswith(b"event: "):
                     kind = line[7:].decode()
