@@ -28,6 +28,7 @@ IDLE_S: Final = 30.0       # the consumer stops this long after the last view cl
 STATS_S: Final = 2.0       # how often a view is told what it was not shown
 RETRY_S: Final = 5.0       # a topic not there yet is looked for again after this
 EARLY: Final = 5_000       # outcomes kept for events not read yet
+MAX_VIEWS: Final = 50      # live views open at once in one console
 
 
 class Feed:
@@ -78,13 +79,17 @@ class LiveHub:
         # topic, fetched apart)
         self._early: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 
-    def open(self, feed: Feed) -> None:
+    def open(self, feed: Feed) -> bool:
+        """False: MAX_VIEWS are open already (each costs its page's stream and the feed's work)."""
         with self._lock:
+            if len(self._feeds) >= MAX_VIEWS:
+                return False
             self._feeds.add(feed)
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="console-live", daemon=True)
                 self._thread.start()
+        return True
 
     def close(self, feed: Feed) -> None:
         with self._lock:

@@ -60,11 +60,14 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="no such live view")
     integration, where, _names = chosen
     feed = Feed(View(integration, where, masked=request[SESSION].role == VIEWER), asyncio.get_running_loop())
+    if not console.hub.open(feed):
+        log.warning("console: a live view refused to %s: too many open", request[SESSION].name)
+        raise web.HTTPServiceUnavailable(text="too many live views are open in this console", headers={
+            "Retry-After": "30"})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
     security_headers(response, request.path)
-    await response.prepare(request)
-    console.hub.open(feed)
     try:
+        await response.prepare(request)
         while not feed.closed:
             told = await feed.next(KEEP_ALIVE_S)
             chunk = b"".join(b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(data, default=str))

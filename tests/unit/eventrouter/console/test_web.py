@@ -630,3 +630,21 @@ def test_every_change_is_refused_below_its_role_and_without_the_csrf_token(
                 assert reply.status in (200, 303, 400) and "cannot do this" not in text, (name, reply.status)
             await client.post("/logout", data={"csrf": token})
     run(con, test)
+
+
+def test_a_live_view_over_the_limit_is_refused_and_one_for_no_integration_is_not_found(tmp_path: Path) -> None:
+    class FullHub:
+        def open(self, _feed: Any) -> bool:
+            return False
+
+    con = console(tmp_path)
+    con.hub = FullHub()  # type: ignore[assignment]
+
+    async def test(client: TestClient) -> None:
+        await login(client, "vera")
+        full = await client.get("/live/stream")
+        assert full.status == 503 and full.headers["Retry-After"] == "30"
+        assert (await client.get("/live/stream?integration=nope")).status == 404
+        page = await (await client.get("/live?type=track&pipeline=web-prod")).text()
+        assert 'data-stream="/live/stream?type=track&amp;pipeline=web-prod"' in page
+    run(con, test)
