@@ -637,6 +637,9 @@ def test_a_live_view_over_the_limit_is_refused_and_one_for_no_integration_is_not
         def open(self, _feed: Any) -> bool:
             return False
 
+        def stop(self) -> None:
+            pass
+
     con = console(tmp_path)
     con.hub = FullHub()  # type: ignore[assignment]
 
