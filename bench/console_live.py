@@ -15,32 +15,17 @@ resident memory every 10 s, its CPU, and what the views received.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.chain import CONFIG, ENV, VENDORS
-from bench.common import cpu_seconds, free_port, rss_mib, start_kafka, wait_http, write_result
-from bench.console_pipeline import (
-    PASSWORD,
-    USER,
-    _child,
-    _first_line,
-    _last_line,
-    _stop,
-    _stopping,
-    median,
-    stand_ins,
-    window,
-)
+from bench.common import cpu_seconds, free_port, rss_mib, wait_http, write_result
+from bench.console_pipeline import window
+from bench.fixed_rate import PASSWORD, USER, finish_feed, first_line, last_line, median, running_chain, stop, stopping
 
 REPO = Path(__file__).resolve().parents[1]
 VIEWS = {"coming in": "/live/stream", "amplitude": "/live/stream?integration=amplitude"}
@@ -50,7 +35,7 @@ def child_watch(base: str, path: str) -> None:
     """A person with a live view open: logged in, the view's stream read until SIGTERM; then what came."""
     import requests
 
-    stop = _stopping()
+    stop = stopping()
     session = requests.Session()
     reply = session.post(f"{base}/login", data={"name": USER, "password": PASSWORD}, headers={"Origin": base},
                          timeout=30)
@@ -99,42 +84,9 @@ def main() -> None:
         child_watch(args.child[1], args.child[2])
         return
 
-    from eventrouter.console.auth import ADMIN
-    from eventrouter.console.users import add_user
-    from eventrouter.stack import Stack
-    from schemas import Topics
-    from schemas.runtime.kafka import ensure_topics
-
-    kafka, bootstrap = start_kafka(full_jit=True)
-    vendors = stand_ins()
-    folder = Path(tempfile.mkdtemp(prefix="eventrouter-bench-console-live-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    config = folder / "eventrouter.yaml"
-    config.write_text(CONFIG.format(**{name: s.url for name, s in vendors.items()}))
-    users = folder / "console-users.json"
-    add_user(users, USER, ADMIN, PASSWORD)
-    topics = Topics(f"cl{uuid.uuid4().hex[:6]}")
     rows: list[dict[str, Any]] = []
-    memory: list[tuple[float, float]] = []  # (seconds open, console RSS MiB)
-    feed = console = None
-    watchers: list[subprocess.Popen[str]] = []
-    stack = None
-    try:
-        from schemas.runtime.revisions import ConfigStore
 
-        ConfigStore(bootstrap, topics).apply(config)
-        ensure_topics(bootstrap, [topics.raw, topics.receipts, *(topics.integration(v) for v in VENDORS)],
-                      partitions=args.partitions)
-        stack = Stack(bootstrap, topics, config, folder, gateway_port=None, env=ENV, partitions=args.partitions).start()
-        broker = kafka.status().nodes[0].pid
-        children = {c.role: c.process for c in stack.children}
-        pids = {role: p.pid for role, p in children.items()} | ({"broker": broker} if broker else {})
-        feed = _child("feed", bootstrap, topics.raw, f"{args.rate:g}", "f", log=(folder / "feed.log").open("ab"))
-        t0 = _first_line(feed, "the feed")["t0"]
-        for stand_in in vendors.values():
-            stand_in.tally.schedule = (t0, args.rate)
-        ctx = {"bootstrap": bootstrap, "prefix": topics.prefix, "users": users, "folder": folder, "pids": pids,
-               "children": children, "vendors": vendors}
+    with running_chain(args.rate, args.partitions, "console-live") as ctx:
         time.sleep(args.warm_up)
         print(f"warm-up done; windows of {args.seconds:g} s at {args.rate:,.0f} events/s", flush=True)
 
@@ -146,59 +98,69 @@ def main() -> None:
 
         for _ in range(args.baseline):
             measure("baseline: no console")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = (folder / "console.log").open("ab")
-        console = subprocess.Popen(
-            [sys.executable, "-m", "eventrouter", "console", "--bootstrap-servers", bootstrap, "--topic-prefix",
-             topics.prefix, "--host", "127.0.0.1", "--port", str(port), "--users", str(users), "--log-level",
-             "WARNING"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        wait_http(f"{url}/login", timeout=60)
-        for path in VIEWS.values():
-            watcher = subprocess.Popen([sys.executable, "-m", "bench.console_live", "--child", "watch", url, path],
-                                       cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
-            watchers.append(watcher)
-            _first_line(watcher, "a live view")
-        opened, cpu_before, pid = time.monotonic(), cpu_seconds(console.pid), console.pid
-        sampling = threading.Event()
-
-        def sample() -> None:
-            while not sampling.wait(10):
-                memory.append((round(time.monotonic() - opened), round(rss_mib(pid, now=True), 1)))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        while time.monotonic() - opened < args.open:
-            measure("live views open")
-        open_s = time.monotonic() - opened
-        sampling.set()
-        sampler.join()
-        console_cpu = (cpu_seconds(pid) - cpu_before) / open_s * 100
-        peak = rss_mib(pid)
-        received = [_last_line(w, "a live view")["counts"] for w in watchers]
-        watchers = []
-        _stop(console)
-        console = None
+        with LiveViews(ctx) as views:
+            while time.monotonic() - views.opened < args.open:
+                measure("live views open")
         for _ in range(args.baseline):
             measure("baseline: no console, after")
-        sent = _last_line(feed, "the feed")
-        feed = None
-    finally:
-        for watcher in watchers:
-            _stop(watcher)
-        _stop(console)
-        _stop(feed)
-        if stack is not None:
-            stack.stop()
-        kafka.stop()
-        for stand_in in vendors.values():
-            stand_in.stop()
-    report(args, rows, memory=memory, peak=peak, console_cpu=console_cpu, open_s=open_s, received=received,
-           sent=sent)
+        sent = finish_feed(ctx)
+    report(args, rows, views, sent)
 
 
-def report(args: argparse.Namespace, rows: list[dict[str, Any]], *, memory: list[tuple[float, float]], peak: float,
-           console_cpu: float, open_s: float, received: list[dict[str, int]], sent: dict[str, Any]) -> None:
+class LiveViews:
+    """An `eventrouter console` on the chain's broker and topics, and a client holding each of VIEWS open;
+    the console's resident memory every 10 s while they are."""
+
+    def __init__(self, ctx: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.memory: list[tuple[float, float]] = []  # (seconds open, console RSS MiB)
+        self.received: list[dict[str, int]] = []
+        self.peak = self.cpu_pct = self.open_s = 0.0
+        self.console: subprocess.Popen[bytes] | None = None
+        self.watchers: list[subprocess.Popen[str]] = []
+        self._sampling = threading.Event()
+
+    def __enter__(self) -> LiveViews:
+        port, ctx = free_port(), self.ctx
+        url = f"http://127.0.0.1:{port}"
+        log = (ctx["folder"] / "console.log").open("ab")
+        self.console = subprocess.Popen(
+            [sys.executable, "-m", "eventrouter", "console", "--bootstrap-servers", ctx["bootstrap"],
+             "--topic-prefix", ctx["prefix"], "--host", "127.0.0.1", "--port", str(port), "--users",
+             str(ctx["users"]), "--log-level", "WARNING"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"{url}/login", timeout=60)
+            for path in VIEWS.values():
+                self.watchers.append(subprocess.Popen(
+                    [sys.executable, "-m", "bench.console_live", "--child", "watch", url, path], cwd=REPO,
+                    stdout=subprocess.PIPE, stderr=log, text=True))
+                first_line(self.watchers[-1], "a live view")
+        except BaseException:
+            self.__exit__()
+            raise
+        self.opened, self._cpu = time.monotonic(), cpu_seconds(self.console.pid)
+        threading.Thread(target=self._sample, daemon=True).start()
+        return self
+
+    def _sample(self) -> None:
+        assert self.console is not None
+        while not self._sampling.wait(10):
+            self.memory.append((round(time.monotonic() - self.opened), round(rss_mib(self.console.pid, now=True), 1)))
+
+    def __exit__(self, *_exc: object) -> None:
+        self._sampling.set()
+        if self.console is not None and self.console.poll() is None and self.watchers:
+            self.open_s = time.monotonic() - self.opened
+            self.cpu_pct = (cpu_seconds(self.console.pid) - self._cpu) / self.open_s * 100
+            self.peak = rss_mib(self.console.pid)
+            self.received = [last_line(w, "a live view")["counts"] for w in self.watchers]
+        for watcher in self.watchers:
+            stop(watcher)
+        stop(self.console)
+        self.watchers, self.console = [], None
+
+
+def report(args: argparse.Namespace, rows: list[dict[str, Any]], views: LiveViews, sent: dict[str, Any]) -> None:
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     lines = [f"| {args.rate:,.0f} events/s offered, windows of {args.seconds:g} s | windows | delivered events/s "
              "(median) | CPU-us per event, worker + 3 forwarders (median) | p99 latency (median) |",
@@ -211,17 +173,18 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], *, memory: list
         m = medians[kind]
         lines.append(f"| {kind} | {len(mine)} | {m['delivered_per_s']:,.0f} | {m['pipeline_cpu_us_per_event']:.1f} | "
                      f"{m['p99_ms']:.0f} ms |")
+    memory, peak, open_s, received = views.memory, views.peak, views.open_s, views.received
     rss = [m for _, m in memory]
     lines += ["", f"Two live views open for {open_s:.0f} s (the events coming in, and amplitude's): the console's "
               f"resident memory {rss[0] if rss else 0:.1f} MiB after 10 s, {rss[-1] if rss else 0:.1f} MiB at the "
-              f"end, peak {peak:.1f} MiB; its CPU {console_cpu:.1f}% of a core. The views received: "
+              f"end, peak {peak:.1f} MiB; its CPU {views.cpu_pct:.1f}% of a core. The views received: "
               + "; ".join(f"{name}: {json.dumps(counts)}" for name, counts in zip(VIEWS, received, strict=True))
               + f". The feed sent {sent['sent']:,} events, {sent['failed']} failed.",
               "", "| seconds open | console RSS MiB |", "|---|---|"]
     lines += [f"| {s} | {m} |" for s, m in memory[::6]]
     result = {"rate": args.rate, "open_s": round(open_s), "seconds": args.seconds, "medians": medians,
               "windows": rows, "console_rss_mib": memory, "console_peak_rss_mib": round(peak, 1),
-              "console_cpu_pct": round(console_cpu, 1), "views": dict(zip(VIEWS, received, strict=True)),
+              "console_cpu_pct": round(views.cpu_pct, 1), "views": dict(zip(VIEWS, received, strict=True)),
               "feed": sent}
     if args.no_result:
         print("\n".join(lines))

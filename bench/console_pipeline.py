@@ -23,119 +23,42 @@ per kind go in the result.
 from __future__ import annotations
 
 import argparse
-import atexit
 import html
 import json
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import uuid
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from bench.chain import CONFIG, ENV, VENDORS, events
 from bench.common import (
     cpu_seconds,
     free_port,
     machine_ticks,
     percentile,
     rss_mib,
-    start_kafka,
     steal_pct,
     wait_http,
     write_result,
 )
+from bench.fixed_rate import (
+    PASSWORD,
+    USER,
+    child,
+    finish_feed,
+    first_line,
+    last_line,
+    median,
+    running_chain,
+    stop,
+    stopping,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-USER, PASSWORD = "bench", "a long enough bench password"
 INTEGRATION = "amplitude"  # the integration whose page, test panel and live event the client opens
 RATE = 3000  # the chain kept up with 5,000/s only just on this machine (bench/results/console_pipeline_rate_5000.md):
 # a backlog left by one window spilled into the next; at 3,000/s every window keeps up on its own
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2] if ordered else float("nan")
-
-
-# -- stand-ins that count arrivals and their latency per window ------------------------------------------
-class Tally:
-    """What one stand-in received since the last `take()`: arrival times and latencies from schedule."""
-
-    def __init__(self) -> None:
-        self.schedule = (0.0, 0.0)  # (t0, rate): event i was due at t0 + i / rate; (0, 0) before the feed
-        self.arrived: list[float] = []
-        self.latency: list[float] = []
-
-    def note(self, key: str) -> None:
-        now, (t0, rate) = time.time(), self.schedule
-        tag, _, i = key.split(":", 1)[0].rpartition("-")  # Meta's key is event_id:event_name
-        if not rate or tag != "f":  # the feed's warm-up call, before its clock started
-            return
-        self.arrived.append(now)
-        self.latency.append(now - (t0 + int(i) / rate))
-
-    def take(self) -> tuple[list[float], list[float]]:
-        arrived, latency = self.arrived, self.latency
-        self.arrived, self.latency = [], []
-        return arrived, latency
-
-
-def stand_ins() -> dict[str, Any]:
-    from eventrouter.dev.standins import AmplitudeStandIn, MetaStandIn, MixpanelStandIn
-
-    def counted(cls: Any) -> Any:
-        class Counted(cls):  # type: ignore[misc]
-            def __init__(self) -> None:
-                super().__init__()
-                self.tally = Tally()
-
-            def accept(self, event: dict[str, Any], key: str | None) -> None:
-                if key is not None:  # nothing kept but when it came: no growing heap in this process
-                    self.tally.note(key)
-        return Counted().start()
-    return {"amplitude": counted(AmplitudeStandIn), "mixpanel": counted(MixpanelStandIn),
-            "meta": counted(MetaStandIn)}
-
-
-# -- children: the feed and the console's client --------------------------------------------------------
-def _stopping() -> threading.Event:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    return stop
-
-
-def child_feed(bootstrap: str, topic: str, rate: float, tag: str) -> None:
-    """The SDK, open loop at `rate` until SIGTERM: event i is due at t0 + i / rate, messageId `tag-i`."""
-    from producers import Analytics
-
-    stop = _stopping()
-    corpus = events(20_000, tag)
-    analytics = Analytics("wk_bench", bootstrap, topic=topic)
-    warm = corpus[0]
-    analytics.track(warm["userId"], warm["event"], warm["properties"], context=warm["context"],
-                    message_id=f"{tag}warm")
-    analytics.flush(30)
-    t0, cpu0 = time.time(), cpu_seconds()
-    print(json.dumps({"t0": t0}), flush=True)
-    i = 0
-    while not stop.is_set():
-        wait = t0 + i / rate - time.time()
-        if wait > 0.002:  # paced in steps of 2 ms, as bench.chain's SDK
-            time.sleep(wait)
-        e = corpus[i % len(corpus)]
-        analytics.track(e["userId"], e["event"], e["properties"], context=e["context"], message_id=f"{tag}-{i}")
-        i += 1
-    pending = analytics.flush(30)
-    stats = analytics.stats()
-    analytics.close()
-    print(json.dumps({"sent": i, "pending": pending, "failed": stats["failed"], "cpu_s": cpu_seconds() - cpu0}),
-          flush=True)
 
 
 def child_browse(base: str, pace: float) -> None:
@@ -143,7 +66,7 @@ def child_browse(base: str, pace: float) -> None:
     then the answer times per page (ms) and the statuses other than 200."""
     import requests
 
-    stop = _stopping()
+    stop = stopping()
     session = requests.Session()
     origin = {"Origin": base}  # as a browser sends with a POST (the console refuses other sites')
     reply = session.post(f"{base}/login", data={"name": USER, "password": PASSWORD}, headers=origin, timeout=30)
@@ -185,40 +108,6 @@ def child_browse(base: str, pace: float) -> None:
     print(json.dumps({"requests": n, "ms": times, "not_200": other}), flush=True)
 
 
-def _child(*args: str, log: IO[bytes] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "bench.console_pipeline", "--child", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-
-
-def _first_line(process: subprocess.Popen[str], what: str) -> dict[str, Any]:
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("{"):
-        raise RuntimeError(f"{what} did not start (exit {process.wait(10)}); see its log")
-    result: dict[str, Any] = json.loads(line)
-    return result
-
-
-def _last_line(process: subprocess.Popen[str], what: str, timeout: float = 60) -> dict[str, Any]:
-    process.terminate()
-    out, _ = process.communicate(timeout=timeout)
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"{what} gave no result (exit {process.returncode}); see its log")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
-
-
-def _stop(process: subprocess.Popen[Any] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 # -- the console, opened for a window -------------------------------------------------------------------
 class Console:
     """`eventrouter console` on the bench's broker and topics, and a client logged in browsing it."""
@@ -235,8 +124,8 @@ class Console:
         self.client: subprocess.Popen[str] | None = None
         try:
             wait_http(f"{self.url}/login", timeout=60)
-            self.client = _child("browse", self.url, str(pace), log=self.log)
-            self.pages = _first_line(self.client, "the console's client")["ready"]
+            self.client = child("bench.console_pipeline", "browse", self.url, str(pace), log=self.log)
+            self.pages = first_line(self.client, "the console's client")["ready"]
         except BaseException:
             self.close()
             raise
@@ -248,33 +137,18 @@ class Console:
 
     def finish(self) -> dict[str, Any]:
         assert self.client is not None
-        browsed = _last_line(self.client, "the console's client")
+        browsed = last_line(self.client, "the console's client")
         self.client = None
         return browsed
 
     def close(self) -> None:
-        _stop(self.client)
-        _stop(self.process)
+        stop(self.client)
+        stop(self.process)
         self.process = self.client = None
         self.log.close()
 
 
 # -- the run --------------------------------------------------------------------------------------------
-def history(bootstrap: str, topics: Any, folder: Path, config: Path, count: int) -> None:
-    """`count` revisions on the config topic, the chain's config the newest (the revisions page has a list
-    and diffs to show): the ones before differ by a writeKey more each."""
-    from schemas.runtime.revisions import ConfigStore
-
-    store = ConfigStore(bootstrap, topics)
-    text = config.read_text()
-    for n in range(count - 1):
-        earlier = folder / f"revision-{n}.yaml"
-        keys = ", ".join(["wk_bench", *(f"wk_old_{k:03d}" for k in range(n + 1))])
-        earlier.write_text(text.replace("write_keys: [wk_bench]", f"write_keys: [{keys}]"))
-        store.apply(earlier)
-    store.apply(config)
-
-
 def window(kind: str, pace: float | None, ctx: dict[str, Any], seconds: float, settle: float) -> dict[str, Any]:
     pids: dict[str, int] = ctx["pids"]
     vendors: dict[str, Any] = ctx["vendors"]
@@ -343,47 +217,14 @@ def main() -> None:
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:
-        kind, rest = args.child[0], args.child[1:]
-        if kind == "feed":
-            child_feed(rest[0], rest[1], float(rest[2]), rest[3])
-        else:
-            child_browse(rest[0], float(rest[1]))
+        child_browse(args.child[1], float(args.child[2]))  # `browse URL PACE`
         return
-
-    from eventrouter.console.auth import ADMIN
-    from eventrouter.console.users import add_user
-    from eventrouter.stack import Stack
-    from schemas import Topics
-    from schemas.runtime.kafka import ensure_topics
 
     paces = [float(p) for p in args.paces.split(",") if p]
     kinds: list[tuple[str, float | None]] = [("baseline: no console", None)]
     kinds += [(f"console open, a page every {p:g} s", p) for p in paces]
-    kafka, bootstrap = start_kafka(full_jit=True)
-    vendors = stand_ins()
-    folder = Path(tempfile.mkdtemp(prefix="eventrouter-bench-console-pipeline-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    config = folder / "eventrouter.yaml"
-    config.write_text(CONFIG.format(**{name: s.url for name, s in vendors.items()}))
-    users = folder / "console-users.json"
-    add_user(users, USER, ADMIN, PASSWORD)
-    topics = Topics(f"cp{uuid.uuid4().hex[:6]}")
     rows: list[dict[str, Any]] = []
-    feed: subprocess.Popen[str] | None = None
-    stack = None
-    try:
-        history(bootstrap, topics, folder, config, args.revisions)
-        ensure_topics(bootstrap, [topics.raw, *(topics.integration(v) for v in VENDORS)], partitions=args.partitions)
-        stack = Stack(bootstrap, topics, config, folder, gateway_port=None, env=ENV, partitions=args.partitions).start()
-        broker = kafka.status().nodes[0].pid
-        children = {c.role: c.process for c in stack.children}
-        pids = {role: p.pid for role, p in children.items()} | ({"broker": broker} if broker else {})
-        feed = _child("feed", bootstrap, topics.raw, f"{args.rate:g}", "f", log=(folder / "feed.log").open("ab"))
-        t0 = _first_line(feed, "the feed")["t0"]
-        for stand_in in vendors.values():
-            stand_in.tally.schedule = (t0, args.rate)
-        ctx = {"bootstrap": bootstrap, "prefix": topics.prefix, "users": users, "folder": folder, "pids": pids,
-               "children": children, "vendors": vendors}
+    with running_chain(args.rate, args.partitions, "console-pipeline", revisions=args.revisions) as ctx:
         # the broker's JIT, the processes' first batches; a console opened once (its topics made, its code
         # read from disk) so the first console window pays no more than the others
         time.sleep(args.warm_up / 2)
@@ -394,15 +235,7 @@ def main() -> None:
                 row = window(kind, pace, ctx, args.seconds, args.settle) | {"round": round_ + 1}
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k not in ("page_ms", "pages")}), flush=True)
-        sent = _last_line(feed, "the feed")
-        feed = None
-    finally:
-        _stop(feed)
-        if stack is not None:
-            stack.stop()
-        kafka.stop()
-        for stand_in in vendors.values():
-            stand_in.stop()
+        sent = finish_feed(ctx)
     report(args, kinds, rows, sent)
 
 
