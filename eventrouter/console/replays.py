@@ -253,6 +253,7 @@ class KafkaReplays:
         settled: set[tuple[str, str]] = set()
         try:
             pace, next_at = 1.0 / job.window.rate, time.monotonic()
+            accounted = next_at
             for record in read_span(self.bootstrap, span, client=self.client, idle_timeout=10.0):
                 if job.cancelled.is_set():
                     break
@@ -269,8 +270,9 @@ class KafkaReplays:
                 if next_at > time.monotonic():
                     producer.poll(0)
                     time.sleep(next_at - time.monotonic())
-                if job.written % 200 == 0:
+                if job.written % 200 == 0 or time.monotonic() - accounted > 1.0:  # progress while writing
                     self._account(job, receipts, waiting, settled)
+                    accounted = time.monotonic()
             flush_until_acknowledged(producer, f"replay {job.id}")
             job.state = "delivering" if job.followed and waiting else job.state
             deadline = time.monotonic() + FOLLOW_S
