@@ -205,7 +205,12 @@ def run_faust(settings: WorkerSettings) -> int:
     writer.start()
     watch = StallWatch(settings.stall_after_s)
     app = build_app(settings, holder, writer, metrics, watch)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    # override_logging=False: mode would otherwise replace the root logger's handlers, and with them our
+    # format and the filter that scrubs secrets. No spinner: at WARNING and above Faust's writes terminal
+    # codes (ESC[?25l) to the log even when it is a file, and turns the root logger to DEBUG.
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+                          override_logging=False)
+    worker.spinner = None
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -376,3 +376,19 @@ def test_a_restore_reads_the_dedup_log_from_the_windows_start(bootstrap: str, tm
     empty = f"log-{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, [empty], partitions=1)
     assert DedupStore(WorkerSettings(bootstrap), empty).restore([0], dedup) == 0
+
+
+def test_the_faust_engines_log_is_plain_lines_at_every_level(bootstrap: str, tmp_path: Path) -> None:
+    """At WARNING, Faust's spinner wrote terminal codes (ESC[?25l) to the log file and nothing else."""
+    topics = fresh_topics(bootstrap)
+    worker = WorkerProcess(bootstrap, topics, tmp_path, config=_write(tmp_path, SIMPLE), engine="faust",
+                           extra=("--log-level", "WARNING"))
+    try:
+        worker.wait_for_revision(1)
+        send_events(bootstrap, topics, [{**_track(i), "writeKey": "wk1"} for i in range(5)])
+        assert len(outbound(bootstrap, topics.integration("amp"), 5)) == 5
+    finally:
+        worker.stop()
+    text = worker.log_path.read_bytes()
+    assert b"\x1b[" not in text, text[-2000:]
+
