@@ -9,7 +9,7 @@ attempts *and* `max_retry_window_s` have passed since its first. A wait longer t
 `retry_in_place_s` is not slept here: the event is handed back as `later`, for the retry topic,
 unless the integration asks for strict order.
 
-A batch's requests go in lanes (`lanes()`): requests that share a user (userId, else anonymousId, the
+A batch's requests go in lanes (forwarders/lanes.py): requests that share a user (userId, else anonymousId, the
 Kafka key) are one lane, sent one after another in order; lanes go at once through the `senders` pool
 (`delivery.max_in_flight` threads per process), so a per-event vendor (a webhook) is not held to one
 answer at a time, and two events of one user are never in flight together. Without a pool, or with a
@@ -32,6 +32,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Final
 
+from forwarders.lanes import lanes, user_of
 from forwarders.ratelimit import TokenBucket
 from forwarders.vendors.base import Built, Item, Reply, Request, Vendor, read_status
 from schemas.delivery import Delivery
@@ -116,42 +117,6 @@ def scrub(text: str, secrets: Sequence[str] | Scrubber = ()) -> str:
     """`text` with `secrets` (and their encodings) and every secret the process resolved replaced with ***."""
     text = SCRUBBER.scrub(text)
     return (secrets if isinstance(secrets, Scrubber) else Scrubber(secrets)).scrub(text)
-
-
-def lanes(requests: Sequence[Request], items: Sequence[Item]) -> list[list[int]]:
-    """The requests (indexes, each lane in their order) in lanes that may be sent at once: requests that
-    share a user (userId, else anonymousId: the Kafka key) are in one lane, so one user's events are never
-    in flight together and go in order. An event with neither id constrains nothing. Lanes come in the
-    order of their first request."""
-    lane_of: dict[str, int] = {}   # user -> a lane it is in (follow `merged_into` to the lane now)
-    merged_into: list[int] = []
-    members: dict[int, list[int]] = {}
-
-    def root(lane: int) -> int:
-        while merged_into[lane] != lane:
-            merged_into[lane] = lane = merged_into[merged_into[lane]]
-        return lane
-
-    for index, request in enumerate(requests):
-        users = {u for u in (_user(items[p]) for p in request.items) if u}
-        joined = {root(lane_of[u]) for u in users if u in lane_of}
-        if joined:
-            lane = min(joined)
-            for other in joined - {lane}:  # this request ties two lanes together: one lane from now on
-                merged_into[other] = lane
-                members[lane] += members.pop(other)
-        else:
-            lane = len(merged_into)
-            merged_into.append(lane)
-            members[lane] = []
-        members[lane].append(index)
-        for user in users:
-            lane_of[user] = lane
-    return sorted((sorted(m) for m in members.values()), key=lambda m: m[0])
-
-
-def _user(item: Item) -> str | None:
-    return item.user_id or item.anonymous_id
 
 
 class _Progress:
@@ -355,13 +320,13 @@ class BatchDelivery:
             waiting: set[str] = set()
             for index in lane:
                 request = requests[index]
-                users = {u for u in (_user(items[p]) for p in request.items) if u}
+                users = {u for u in (user_of(items[p]) for p in request.items) if u}
                 if users & waiting:
                     waiting |= users
                     continue
                 answers[index] = sent = self._send(request)
                 if sent.reply.retry:
-                    waiting |= {u for u in (_user(items[request.items[i]]) for i in sent.reply.retry) if u}
+                    waiting |= {u for u in (user_of(items[request.items[i]]) for i in sent.reply.retry) if u}
 
         if len(order) <= 1 and (self.senders is None or self.vendor.max_events > 1):
             send_lane(range(len(requests)))  # one request after another in this thread, as without lanes

@@ -44,6 +44,7 @@ MODULES = (
     "schemas/playbook/transforms.py",
     "streams/worker.py",
     "forwarders/delivery.py",
+    "forwarders/lanes.py",
     "forwarders/outcomes.py",
     "forwarders/records.py",
     "eventrouter/ops/replay.py",

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
-from forwarders.delivery import Answer, BatchDelivery, lanes
+from forwarders.delivery import Answer, BatchDelivery
+from forwarders.lanes import lanes
 from forwarders.ratelimit import TokenBucket
 from forwarders.vendors import Item, Request, vendor_for
 from schemas.delivery import Delivery
