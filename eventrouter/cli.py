@@ -44,6 +44,12 @@ def _log_level_option(parser: argparse.ArgumentParser) -> None:
                         default=default if default in _LEVELS else "INFO", help="default: INFO")
 
 
+def _engine_option(parser: argparse.ArgumentParser, whose: str = "") -> None:
+    parser.add_argument("--engine", choices=["kafka", "faust"], default="kafka",
+                        help=f"{whose}kafka: a confluent-kafka consumer group (default); faust: faust-streaming "
+                             "agents (docs/engines.md says what each guarantees and costs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from eventrouter.dev.localkafka import DEFAULT_KAFKA_VERSION
 
@@ -68,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: the pipeline end to end on an embedded broker")
     demo.add_argument("--events", type=int, default=600)
     demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
+    _engine_option(demo, "the stream workers' engine: ")
     demo.add_argument("--keep-running", action="store_true",
                       help="after the summary, keep the whole stack running until Ctrl-C")
     _log_level_option(demo)
@@ -78,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("config", type=Path, help="the config file (applied as a revision if it changed)")
     _bootstrap_option(up)
     up.add_argument("--workers", type=int, default=1, help="stream worker processes (one consumer group)")
+    _engine_option(up, "the stream workers' engine: ")
     up.add_argument("--gateway-port", type=int, default=8088)
     up.add_argument("--no-gateway", action="store_true")
     up.add_argument("--console-port", type=int, default=None,
@@ -158,9 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="messageIds kept in memory (~130 bytes each); older ones go to --data-dir/dedup")
     worker.add_argument("--partitions", type=int, default=6, help="of the raw topic, if the worker creates it")
     worker.add_argument("--replication-factor", type=int, default=1)
-    worker.add_argument("--engine", choices=["kafka", "faust"], default="kafka",
-                        help="kafka: confluent-kafka consumer group (default); faust: faust-streaming, the alternative "
-                             "(docs/decisions.md)")
+    _engine_option(worker)
     worker.add_argument("--store", default="memory://", help="faust engine: the dedup table's store")
     worker.add_argument("--schema-registry", default=None, metavar="URL",
                         help="a Confluent-compatible schema registry, for records framed with its schema ids")

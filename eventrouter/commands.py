@@ -48,7 +48,7 @@ def demo_command(args: argparse.Namespace) -> int:
     from eventrouter.demo import run_demo
 
     return run_demo(paths.home() / "demo-kafka", paths.cache_dir(), count=args.events, keep=args.keep,
-                    keep_running=args.keep_running)
+                    keep_running=args.keep_running, engine=args.engine)
 
 
 def up_command(args: argparse.Namespace) -> int:
@@ -66,7 +66,8 @@ def up_command(args: argparse.Namespace) -> int:
     folder = args.logs or paths.home() / "up"
     stack = Stack(args.bootstrap_servers, topics, args.config, folder, workers=args.workers,
                   gateway_port=None if args.no_gateway else args.gateway_port, partitions=args.partitions,
-                  console_port=args.console_port, console_users=paths.home() / "console-users.json")
+                  console_port=args.console_port, console_users=paths.home() / "console-users.json",
+                  engine=args.engine)
     print(f"logs in {folder}")
     return run_up(stack, every_s=args.progress_every)
 

@@ -50,7 +50,7 @@ def sample_calls(count: int) -> list[dict[str, Any]]:
 
 
 def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = False,
-             keep_running: bool = False) -> int:
+             keep_running: bool = False, engine: str = "kafka") -> int:
     """Start a broker, round-trip `count` events, print a summary. Returns a process exit code."""
     shutil.rmtree(state_dir, ignore_errors=True)
     kafka = LocalKafka(state_dir, cache_dir)
@@ -61,7 +61,7 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
     print(f"kafka {status.kafka_version} up at {status.bootstrap} in {time.monotonic() - started:.1f}s", flush=True)
     print(f"hot path: {'compiled (mypyc)' if compiled_current() else 'plain Python'}", flush=True)
     try:
-        return _round_trip(status.bootstrap, count, keep_running)
+        return _round_trip(status.bootstrap, count, keep_running, engine)
     finally:
         if keep:
             print(f"broker left running (state in {state_dir}); "
@@ -75,7 +75,7 @@ def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = Fa
             print("broker stopped")
 
 
-def _round_trip(bootstrap: str, count: int, keep_running: bool) -> int:
+def _round_trip(bootstrap: str, count: int, keep_running: bool, engine: str) -> int:
     """The stack up (stand-ins, worker, forwarders, gateway); events in through all three doors (SDK,
     HTTP gateway, file import); every one accounted for at each stage."""
     import secrets
@@ -98,7 +98,7 @@ def _round_trip(bootstrap: str, count: int, keep_running: bool) -> int:
     users, password = folder / "console-users.json", secrets.token_urlsafe(12)
     add_user(users, "demo", ADMIN, password)
     stack = Stack(bootstrap, topics, config, folder, env={**SECRETS, **PRIVATE_NETWORKS}, console_port=0,
-                  console_users=users).start()
+                  console_users=users, engine=engine).start()
     print("\n".join(stack.describe()), flush=True)
     print(f"console login: demo / {password} (admin; made for this run)", flush=True)
     print(f"gateway writeKey: wk_demo (the demo config's pipeline); try:\n  curl -u wk_demo: "

@@ -92,8 +92,9 @@ class Stack:
     def __init__(self, bootstrap: str, topics: Topics, config: Path, folder: Path, *, gateway_port: int | None = 0,
                  workers: int = 1, env: Mapping[str, str] | None = None, partitions: int = 3,
                  worker_args: Sequence[str] = (), console_port: int | None = None,
-                 console_users: Path | None = None) -> None:
+                 console_users: Path | None = None, engine: str = "kafka") -> None:
         self.worker_args = list(worker_args)  # more `eventrouter worker` options (bench/soak.py)
+        self.engine = engine  # the workers' (`eventrouter worker --engine`)
         self.bootstrap, self.topics, self.config, self.folder = bootstrap, topics, config, folder
         self.gateway_port = free_port() if gateway_port == 0 else gateway_port
         self.console_port = free_port() if console_port == 0 else console_port
@@ -236,7 +237,7 @@ class Stack:
     def add_worker(self, n: int) -> Child:
         return self._spawn(f"worker-{n}", ["worker", "--data-dir",
                                            str(self.folder / f"worker-{n}"), "--partitions", str(self.partitions),
-                                           *self.worker_args])
+                                           "--engine", self.engine, *self.worker_args])
 
     def add_forwarder(self, name: str, n: int = 1) -> Child:
         """A forwarder reads its integration from the config topic's newest revision (`up` applied the file
@@ -271,7 +272,8 @@ class Stack:
         return done
 
     def describe(self) -> list[str]:
-        out = [f"{c.role}: pid {c.process.pid}" + (f", metrics http://127.0.0.1:{c.metrics_port}/metrics"
+        out = [f"{c.role}: pid {c.process.pid}" + (f" ({self.engine} engine)" if c.role.startswith("worker") else "")
+               + (f", metrics http://127.0.0.1:{c.metrics_port}/metrics"
                                                       if c.metrics_port else "") for c in self.children]
         if self.gateway_port is not None:
             out.append(f"gateway: http://127.0.0.1:{self.gateway_port}/v1/batch (Segment HTTP API)")

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from schemas.errors import ConfigurationError
 from schemas.runtime.kafka import security_settings
 from schemas.runtime.quarantine import QUARANTINE, CrashGuard, spans_of
 from streams.dedup import Deduplicator
+from streams.faust_security import faust_credentials
 from streams.metrics import WorkerMetrics
 from streams.router import Source
 from streams.stall import EXIT, STALLED, StallWatch, backlog_lookup, committed_lookup, report, waiting_on
@@ -106,9 +106,6 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
     import faust
     from faust.types import TP
 
-    if security_settings():
-        raise ConfigurationError("the faust engine does not take the Kafka security settings of "
-                                 "$EVENTROUTER_KAFKA_CONFIG; use the default engine (--engine kafka)")
     app = faust.App(
         settings.app_id, broker=f"kafka://{settings.bootstrap}", datadir=str(settings.data_dir),
         web_enabled=False, topic_replication_factor=settings.replication_factor,
@@ -116,6 +113,7 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
         broker_commit_interval=1.0, producer_acks=-1, stream_buffer_maxsize=8192,
         topic_allow_declare=True, table_cleanup_interval=3600.0, stream_wait_empty=False,
         broker_session_timeout=settings.session_timeout_s, broker_heartbeat_interval=settings.session_timeout_s / 5,
+        broker_credentials=faust_credentials(security_settings()),
     )
     raw = app.topic(settings.topics.raw, value_type=bytes, value_serializer="raw", key_type=bytes,
                     key_serializer="raw", allow_empty=True, partitions=holder.partitions)

@@ -21,13 +21,14 @@ integrations:
 
 
 def amplitude_stack(bootstrap: str, topics: Topics, folder: Path, stand_in: AmplitudeStandIn, *,
-                    gateway: bool = False, env: Mapping[str, str] | None = None) -> Stack:
+                    gateway: bool = False, env: Mapping[str, str] | None = None, engine: str = "kafka") -> Stack:
     """The config applied as a revision, then a worker, an `amp` forwarder (and the gateway) started."""
     config = folder / "eventrouter.yaml"
     config.write_text(CONFIG.format(url=stand_in.url))
     ConfigStore(bootstrap, topics).apply(config)
     return Stack(bootstrap, topics, config, folder / "logs", gateway_port=0 if gateway else None,
-                 env={"AMP_KEY": "amp-key", **(env or {})}, partitions=3).start()
+                 env={"AMP_KEY": "amp-key", **(env or {})}, partitions=3,
+                 engine=engine).start()
 
 
 def wait_until_assigned(stack: Stack, roles: tuple[str, ...] = ("worker-1", "forward-amp")) -> None:

@@ -1,6 +1,6 @@
 """A broker with SASL/SCRAM-SHA-512 over TLS: a client with a wrong password is refused, the right one
 works, and the settings of $EVENTROUTER_KAFKA_CONFIG reach every client of every process (SDK, gateway,
-config store, worker, forwarder, status)."""
+config store, worker of either engine, forwarder, status)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ def test_a_wrong_password_is_refused_and_the_right_one_works(secured: tuple[str,
                    right_password=f"{len(got)}/10 read back", leaked=0)
 
 
-def test_every_process_takes_the_security_settings(secured: tuple[str, Path], tmp_path: Path,
+@pytest.mark.parametrize("engine", ["kafka", "faust"])
+def test_every_process_takes_the_security_settings(secured: tuple[str, Path], tmp_path: Path, engine: str,
                                                    monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     bootstrap, properties = secured
@@ -92,7 +93,7 @@ def test_every_process_takes_the_security_settings(secured: tuple[str, Path], tm
         monkeypatch.setenv(key, value)
     amplitude = AmplitudeStandIn().start()
     topics = Topics(f"s{uuid.uuid4().hex[:8]}")
-    stack = amplitude_stack(bootstrap, topics, tmp_path, amplitude, gateway=True, env=env)
+    stack = amplitude_stack(bootstrap, topics, tmp_path, amplitude, gateway=True, env=env, engine=engine)
     try:
         with Analytics("wk1", bootstrap, topic=topics.raw) as analytics:
             for i in range(50):
