@@ -49,7 +49,7 @@ def sample_calls(count: int) -> list[dict[str, Any]]:
     return calls
 
 
-def run_demo(state_dir: Path, cache_dir: Path, count: int = 600, keep: bool = False,
+def run_demo(state_dir: Path, cache_dir: Path, *, count: int = 600, keep: bool = False,
              keep_running: bool = False, engine: str = "kafka") -> int:
     """Start a broker, round-trip `count` events, print a summary. Returns a process exit code."""
     shutil.rmtree(state_dir, ignore_errors=True)

@@ -45,6 +45,7 @@ class Progress:
     lanes: dict[str, Lane] = field(default_factory=dict)
     broker_down_since: float | None = None  # epoch seconds: the broker has not answered since then
     failing: list[str] = field(default_factory=list)  # children that exited and are retried, one line each
+    stalls: float = 0.0          # times a worker's engine handed over nothing while records waited (streams/stall.py)
 
     def line(self, now: float | None = None) -> str:
         lanes = "  ".join(f"{name} {lane.routed:.0f}>{lane.delivered:.0f}"
@@ -55,6 +56,8 @@ class Progress:
                 f"duplicates {self.deduplicated:.0f}  |  routed>delivered: {lanes}")
         if self.failing:
             text += "  |  failing: " + "; ".join(self.failing)
+        if self.stalls:
+            text += f"  |  worker stalls {self.stalls:.0f} (see the workers' logs)"
         if self.broker_down_since is not None:
             text = f"{unreachable(self.broker_down_since, now)}  |  {text}"
         return text
@@ -75,6 +78,7 @@ def worker_counts(metrics: Mapping[str, float], progress: Progress) -> None:
     before routing; with one, that integration's playbook failed on it (both go to the invalid topic)."""
     progress.read += _sum(metrics, "eventrouter_worker_events_in_total")
     progress.deduplicated += _sum(metrics, "eventrouter_worker_deduplicated_total")
+    progress.stalls += _sum(metrics, "eventrouter_worker_stalls_total")
     for key, value in metrics.items():
         name, labels = key.split("{")[0], dict(_LABEL.findall(key))
         integration = labels.get("integration", "-")

@@ -77,6 +77,9 @@ def process_lines(snapshot: Snapshot | None, folder: Any, now: float | None = No
     for name, lane in sorted(p.lanes.items()):
         out.append(f"  {name}: routed {lane.routed:.0f}, filtered {lane.filtered:.0f}, playbook errors "
                    f"{lane.failed:.0f}, delivered {lane.delivered:.0f}, dead-lettered {sum(lane.dead.values()):.0f}")
+    if p.stalls:
+        out.append(f"  workers stalled {p.stalls:.0f} times: records waited on their partitions and the engine handed "
+                   "none over (each worker's log says what it did: read again, or exit to be started afresh)")
     out += [f"  failing: {line}" for line in p.failing]
     if p.broker_down_since is not None:
         out.append(f"  {unreachable(p.broker_down_since, snapshot.written)} (as `up` saw it)")

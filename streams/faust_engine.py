@@ -168,14 +168,29 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def count_partitions() -> None:
-        metrics.assigned.set(sum(1 for tp in app.consumer.assignment() if tp.topic == settings.topics.raw))
+        metrics.assigned.set(len(mine(app.consumer.assignment())))
+
+    def mine(partitions: Any) -> list[int]:
+        return sorted(tp.partition for tp in partitions if tp.topic == settings.topics.raw)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(app: Any, assigned: Any, **_kwargs: Any) -> None:
+        log.info("assigned raw partitions %s (consumer generation %s; dedup table: %s messageIds)", mine(assigned),
+                 app.consumer_generation_id, len(table.data))
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(_app: Any, revoked: Any, **_kwargs: Any) -> None:
+        log.info("revoked raw partitions %s", mine(revoked))
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def watch_progress() -> None:
-        if app.rebalancing or not watch.due(time.monotonic(), app.consumer_generation_id):
+        now = time.monotonic()
+        stuck = watch.rebalancing(now, bool(app.rebalancing))
+        if stuck is not None:
+            await rebalance_stalled(stuck)
+        if app.rebalancing or not watch.due(now, app.consumer_generation_id):
             return
-        mine = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.raw)
-        waiting = await asyncio.to_thread(waiting_on, backlog, mine)
+        waiting = await asyncio.to_thread(waiting_on, backlog, mine(app.consumer.assignment()))
         verdict = watch.verdict(time.monotonic(), None if waiting is None else bool(waiting))
         if not waiting or verdict is None:
             return
@@ -187,8 +202,26 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
         await app.consumer._thread.seek_wait(  # type: ignore[attr-defined]
             {TP(settings.topics.raw, p): ends[0] for p, ends in waiting.items()})
 
+    async def rebalance_stalled(verdict: str) -> None:
+        """A rebalance that has not ended in `stall_after_s`: join the group again, then stop (75)."""
+        metrics.stalls.inc()
+        log.error("the rebalance of consumer generation %s has not ended after %.0f s (raw partitions held: %s)",
+                  app.consumer_generation_id, settings.stall_after_s, mine(app.consumer.assignment()))
+        if verdict == EXIT:
+            log.error("still rebalancing: stopping with exit code %s so that the supervisor starts a new worker "
+                      "(eventrouter up does)", STALLED)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        log.error("joining the consumer group again")
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+
+        async def rejoin() -> None:  # in the consumer's thread, where aiokafka runs
+            thread._ensure_consumer()._coordinator.request_rejoin()
+        await thread.call_thread(rejoin)
+
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _flush(app: Any, **_kwargs: Any) -> None:
+        log.info("stopping: committing and leaving the group")
         writer.close()
         crashes.close()
 

@@ -35,6 +35,7 @@ class StallWatch:
         self.generation: int | None = None
         self.strikes = 0
         self.stopped = False
+        self.rebalancing_since: float | None = None
 
     def moved(self, now: float) -> None:
         self.last, self.strikes = now, 0
@@ -56,6 +57,24 @@ class StallWatch:
                 self.moved(now)
             return None
         self.last = now  # the next verdict after another `after_s`
+        self.strikes += 1
+        if self.strikes == 1:
+            return REMEDY
+        self.stopped = True
+        return EXIT
+
+
+    def rebalancing(self, now: float, busy: bool) -> str | None:
+        """A rebalance that has not ended after `after_s` is a stall too (a member that never gets its
+        assignment, or recovery that never finishes): REMEDY (join the group again), then EXIT."""
+        if not busy:
+            self.rebalancing_since = None
+            return None
+        if self.rebalancing_since is None:
+            self.rebalancing_since = now
+        if self.stopped or now - self.rebalancing_since < self.after_s:
+            return None
+        self.rebalancing_since = now  # the next verdict after another `after_s`
         self.strikes += 1
         if self.strikes == 1:
             return REMEDY

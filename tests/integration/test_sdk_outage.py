@@ -105,8 +105,9 @@ def test_broker_down_longer_than_the_delivery_timeout_reports_every_event(own_br
     analytics.close()
 
 
+@pytest.mark.parametrize("engine", ["kafka", "faust"])
 def test_the_whole_pipeline_rides_out_a_10s_broker_outage(own_broker: LocalKafka, tmp_path: Path,
-                                                          figures: Figures) -> None:
+                                                          figures: Figures, engine: str) -> None:
     """SDK, worker and forwarder running; the only broker stops for 10 s under load: the producers buffer
     and retry, the consumers reconnect, and every acknowledged event reaches the vendor."""
     from eventrouter.dev.standins import AmplitudeStandIn
@@ -116,7 +117,7 @@ def test_the_whole_pipeline_rides_out_a_10s_broker_outage(own_broker: LocalKafka
     bootstrap = _bootstrap(own_broker)
     topics = fresh_topics(bootstrap)
     amplitude = AmplitudeStandIn().start()
-    stack = amplitude_stack(bootstrap, topics, tmp_path, amplitude)
+    stack = amplitude_stack(bootstrap, topics, tmp_path, amplitude, engine=engine)
     reported: set[str] = set()
     sent: list[str] = []
     analytics = Analytics("wk1", bootstrap, topic=topics.raw,
@@ -154,7 +155,7 @@ def test_the_whole_pipeline_rides_out_a_10s_broker_outage(own_broker: LocalKafka
         stack.stop()
         amplitude.stop()
     lost = acked - set(amplitude.keys)
-    figures.report("broker stopped for 10 s under load, then restarted (SDK, worker, forwarder)", sent=len(sent),
-                   acked=len(acked), reported=len(reported), lost=len(lost), duplicates=amplitude.duplicates,
-                   recovery_s=recovered)
+    figures.report("broker stopped for 10 s under load, then restarted (SDK, worker, forwarder)", engine=engine,
+                   sent=len(sent), acked=len(acked), reported=len(reported), lost=len(lost),
+                   duplicates=amplitude.duplicates, recovery_s=recovered)
     assert not lost and not reported

@@ -51,6 +51,8 @@ def _track(i: int, **extra: Any) -> dict[str, Any]:
 # what each vendor's connection requires, as ${ENV} references (a worker only routes: they need not be set)
 CONNECTIONS = {kind: json.dumps(referenced(kind)) for kind in KINDS}
 
+ENGINES = ["kafka", "faust"]  # the worker's fault tests run for both
+
 SIMPLE = """
 pipelines:
   - {name: web, write_keys: [wk1], integrations: [amp, hook]}
@@ -181,11 +183,13 @@ def test_consent_and_the_integrations_map_hold(bootstrap: str, tmp_path: Path) -
         worker.stop()
 
 
-def test_duplicates_are_dropped_across_a_worker_restart(bootstrap: str, tmp_path: Path, figures: Figures) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_duplicates_are_dropped_across_a_worker_restart(bootstrap: str, tmp_path: Path, figures: Figures,
+                                                        engine: str) -> None:
     topics = fresh_topics(bootstrap)
     config = _write(tmp_path, SIMPLE)
     first = [_track(i) for i in range(300)]
-    worker = WorkerProcess(bootstrap, topics, tmp_path, config=config)
+    worker = WorkerProcess(bootstrap, topics, tmp_path, config=config, engine=engine)
     try:
         worker.wait_for_revision(1)
         send_events(bootstrap, topics, first + first[:50])  # 50 repeats in the same run
@@ -193,7 +197,7 @@ def test_duplicates_are_dropped_across_a_worker_restart(bootstrap: str, tmp_path
         time.sleep(2)  # let the consumer commit
     finally:
         assert worker.stop() == 0
-    again = WorkerProcess(bootstrap, topics, tmp_path, name="w2", config=config)
+    again = WorkerProcess(bootstrap, topics, tmp_path, name="w2", config=config, engine=engine)
     try:
         again.wait_for_revision(1)
         fresh = [_track(i) for i in range(1000, 1100)]
@@ -202,7 +206,7 @@ def test_duplicates_are_dropped_across_a_worker_restart(bootstrap: str, tmp_path
         ids = Counter(r["messageId"] for r in records)
         assert len(records) == 400 and set(ids) == {e["messageId"] for e in first + fresh}
         assert again.metric("eventrouter_worker_deduplicated_total") == 200
-        figures.report("the same messageId twice within the window", sent=650, repeats_after_restart=200,
+        figures.report("the same messageId twice within the window", engine=engine, sent=650, repeats_after_restart=200,
                        delivered_once=400, duplicates=0, lost=0)
     finally:
         again.stop()
@@ -246,9 +250,11 @@ def test_past_its_memory_limit_the_dedup_state_goes_to_disk_and_still_drops_ever
         again.stop()
 
 
-def test_a_config_applied_while_running_takes_effect_without_a_restart(bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_config_applied_while_running_takes_effect_without_a_restart(bootstrap: str, tmp_path: Path,
+                                                                       engine: str) -> None:
     topics = fresh_topics(bootstrap)
-    worker = WorkerProcess(bootstrap, topics, tmp_path, config=_write(tmp_path, SIMPLE))
+    worker = WorkerProcess(bootstrap, topics, tmp_path, config=_write(tmp_path, SIMPLE), engine=engine)
     store = ConfigStore(bootstrap, topics)
     try:
         worker.wait_for_revision(1)
@@ -274,9 +280,7 @@ def test_a_config_applied_while_running_takes_effect_without_a_restart(bootstrap
         worker.stop()
 
 
-@pytest.mark.parametrize("engine", ["kafka", pytest.param("faust", marks=pytest.mark.skipif(
-    not os.environ.get("EVENTROUTER_FAUST_SIGKILL"),
-    reason="the Faust engine can stall after a member dies: docs/decisions.md, 'Engines'"))])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_two_workers_share_the_load_and_sigkill_of_one_loses_nothing(bootstrap: str, tmp_path: Path,
                                                                      engine: str, figures: Figures) -> None:
     topics = fresh_topics(bootstrap)
@@ -317,14 +321,14 @@ def test_two_workers_share_the_load_and_sigkill_of_one_loses_nothing(bootstrap: 
         two.stop()
 
 
-def test_sigterm_mid_load_drains_and_commits_so_a_new_worker_duplicates_nothing(bootstrap: str,
-                                                                                 tmp_path: Path,
-                                                                                 figures: Figures) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sigterm_mid_load_drains_and_commits_so_a_new_worker_duplicates_nothing(bootstrap: str, tmp_path: Path,
+                                                                                 figures: Figures, engine: str) -> None:
     topics = fresh_topics(bootstrap)
     config = _write(tmp_path, SIMPLE)
     events = [_track(i) for i in range(8000)]
     send_events(bootstrap, topics, events)  # a backlog, so the stop lands in the middle of it
-    first = WorkerProcess(bootstrap, topics, tmp_path, name="w1", config=config, batch_size=100)
+    first = WorkerProcess(bootstrap, topics, tmp_path, name="w1", config=config, batch_size=100, engine=engine)
     try:
         deadline = time.monotonic() + 60
         seen = 0.0
@@ -335,7 +339,7 @@ def test_sigterm_mid_load_drains_and_commits_so_a_new_worker_duplicates_nothing(
         assert first.stop(signal.SIGTERM) == 0  # the batch in hand is finished and committed
     finally:
         first.stop()
-    second = WorkerProcess(bootstrap, topics, tmp_path, name="w2", config=config)
+    second = WorkerProcess(bootstrap, topics, tmp_path, name="w2", config=config, engine=engine)
     try:
         records = outbound(bootstrap, topics.integration("hook"), len(events), timeout=120, settle=2.0)
         got = Counter(r["messageId"] for r in records)
@@ -344,8 +348,8 @@ def test_sigterm_mid_load_drains_and_commits_so_a_new_worker_duplicates_nothing(
         # nothing was read twice: the second worker started exactly where the first one committed
         assert second.metric("eventrouter_worker_deduplicated_total") == 0
         assert 0 < second.metric("eventrouter_worker_events_in_total") < len(events)
-        figures.report("SIGTERM a stream worker mid-load", sent=len(events), read_before_stop=int(seen), lost=0,
-                       duplicates=0)
+        figures.report("SIGTERM a stream worker mid-load", engine=engine, sent=len(events),
+                       read_before_stop=int(seen), lost=0, duplicates=0)
     finally:
         second.stop()
 

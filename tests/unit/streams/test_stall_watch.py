@@ -50,3 +50,24 @@ def test_a_broker_that_does_not_answer_is_asked_again_later_and_keeps_the_strike
 
 def test_waiting_partitions_are_those_whose_log_ends_past_the_committed_offset() -> None:
     assert waiting_of({0: (5, 5), 1: (3, 9), 2: (0, 0)}) == {1: (3, 9)}
+
+
+def test_a_rebalance_that_does_not_end_is_first_joined_again_then_a_stop() -> None:
+    watch = StallWatch(30.0)
+    start = watch.last
+    assert watch.rebalancing(now=start, busy=True) is None
+    assert watch.rebalancing(now=start + 29, busy=True) is None
+    assert watch.rebalancing(now=start + 30, busy=True) == REMEDY
+    assert watch.rebalancing(now=start + 45, busy=True) is None  # another 30 s for the remedy to work
+    assert watch.rebalancing(now=start + 60, busy=True) == EXIT
+    assert watch.stopped and watch.rebalancing(now=start + 200, busy=True) is None
+
+
+def test_a_rebalance_that_ends_in_time_is_no_stall() -> None:
+    watch = StallWatch(30.0)
+    start = watch.last
+    assert watch.rebalancing(now=start, busy=True) is None
+    assert watch.rebalancing(now=start + 20, busy=False) is None
+    assert watch.rebalancing(now=start + 40, busy=True) is None  # a new rebalance: its own count
+    assert watch.rebalancing(now=start + 69, busy=True) is None
+    assert watch.rebalancing(now=start + 70, busy=True) == REMEDY
