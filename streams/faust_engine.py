@@ -24,7 +24,17 @@ from streams.dedup import Deduplicator
 from streams.faust_security import faust_credentials
 from streams.metrics import WorkerMetrics
 from streams.router import Source
-from streams.stall import EXIT, STALLED, StallWatch, backlog_lookup, committed_lookup, report, waiting_on
+from streams.stall import (
+    EXIT,
+    STALLED,
+    OrphanWatch,
+    StallWatch,
+    backlog_lookup,
+    committed_lookup,
+    owners_lookup,
+    report,
+    waiting_on,
+)
 from streams.worker import BatchRouter, OutputWriter, RouterHolder, WorkerSettings, start_config
 
 log = logging.getLogger(__name__)
@@ -104,6 +114,7 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
     """The Faust app: one agent over the raw topic, the dedup table, a timer that counts partitions and one
     that watches for a stall."""
     import faust
+    from confluent_kafka import KafkaException
     from faust.types import TP
 
     app = faust.App(
@@ -202,6 +213,39 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
         await app.consumer._thread.seek_wait(  # type: ignore[attr-defined]
             {TP(settings.topics.raw, p): ends[0] for p, ends in waiting.items()})
 
+    orphans = OrphanWatch(settings.stall_after_s)
+    group_backlog, owners = backlog_lookup(settings, settings.topics.raw), owners_lookup(settings, settings.topics.raw)
+
+    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
+    async def watch_group() -> None:
+        """Records waiting on raw partitions that no member commits on: this member may have missed a
+        rebalance (a peer died and none followed); joining the group again makes the coordinator assign them."""
+        if app.rebalancing:
+            return
+        held = set(mine(app.consumer.assignment()))
+        try:
+            everything = await asyncio.to_thread(group_backlog, list(range(holder.partitions)))
+        except KafkaException as exc:
+            log.warning("whether records wait on the raw topic is not known: %s", exc)
+            return
+        orphaned = orphans.orphaned(time.monotonic(), everything, held)
+        if orphaned:
+            owned = await asyncio.to_thread(owners)
+            orphaned = {} if owned is None else {p: ends for p, ends in orphaned.items() if p not in owned}
+        if orphaned:
+            metrics.stalls.inc()
+            log.error("raw partitions %s hold records past their committed offsets (committed, end: %s) and no "
+                      "member holds them or has committed on them for %.0f s: joining the group again",
+                      sorted(orphaned), orphaned, settings.stall_after_s)
+            await rejoin()
+
+    async def rejoin() -> None:
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+
+        async def request() -> None:  # in the consumer's thread, where aiokafka runs
+            thread._ensure_consumer()._coordinator.request_rejoin()
+        await thread.call_thread(request)
+
     async def rebalance_stalled(verdict: str) -> None:
         """A rebalance that has not ended in `stall_after_s`: join the group again, then stop (75)."""
         metrics.stalls.inc()
@@ -213,11 +257,7 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
             os.kill(os.getpid(), signal.SIGTERM)
             return
         log.error("joining the consumer group again")
-        thread = app.consumer._thread  # type: ignore[attr-defined]
-
-        async def rejoin() -> None:  # in the consumer's thread, where aiokafka runs
-            thread._ensure_consumer()._coordinator.request_rejoin()
-        await thread.call_thread(rejoin)
+        await rejoin()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _flush(app: Any, **_kwargs: Any) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from schemas.runtime.kafka import consumer_settings, watermarks
+from schemas.runtime.kafka import admin_settings, consumer_settings, watermarks
 from streams.worker import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,31 @@ class StallWatch:
         return EXIT
 
 
+class OrphanWatch:
+    """The group's view, for a member that never rebalanced after another died: raw partitions not held
+    by this worker whose records wait past a committed offset that has not moved for `after_s` (then
+    `owners_lookup` tells whether a member holds them: its own StallWatch is on it; or none does)."""
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self.since: dict[int, tuple[int, float]] = {}  # partition -> (committed offset, unchanged since)
+
+    def orphaned(self, now: float, backlog: dict[int, tuple[int, int]], mine: set[int]) -> dict[int, tuple[int, int]]:
+        """(committed, end) of each partition that has waited `after_s`; each is counted anew from now."""
+        out = {}
+        for partition, (committed, end) in backlog.items():
+            if partition in mine or end <= committed:
+                self.since.pop(partition, None)
+                continue
+            seen = self.since.get(partition)
+            if seen is None or seen[0] != committed:
+                self.since[partition] = (committed, now)
+            elif now - seen[1] >= self.after_s:
+                out[partition] = (committed, end)
+                self.since[partition] = (committed, now)
+        return out
+
+
 def waiting_of(backlog: dict[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
     """The partitions whose log ends past the committed offset: (committed, end) each."""
     return {p: ends for p, ends in backlog.items() if ends[1] > ends[0]}
@@ -127,6 +152,28 @@ def backlog_lookup(settings: WorkerSettings, topic: str,
             low, high = watermarks(consumer, topic, tp.partition, timeout_s)
             out[tp.partition] = (tp.offset if tp.offset >= 0 else low, high)
         return out
+    return lookup
+
+
+def owners_lookup(settings: WorkerSettings, topic: str, timeout_s: float = 10.0) -> Callable[[], set[int] | None]:
+    """-> the raw partitions some member of the worker group holds, as the group coordinator says (None when
+    it did not answer)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin: Any = None
+
+    def lookup() -> set[int] | None:
+        nonlocal admin
+        if admin is None:
+            admin = AdminClient(admin_settings(settings.bootstrap, settings.client))
+        try:
+            group = admin.describe_consumer_groups([settings.app_id], request_timeout=timeout_s)[settings.app_id]
+            members = group.result(timeout=timeout_s).members
+        except (KafkaException, TimeoutError) as exc:
+            log.warning("which member holds which raw partition is not known: %s", exc)
+            return None
+        return {tp.partition for member in members for tp in member.assignment.topic_partitions if tp.topic == topic}
     return lookup
 
 

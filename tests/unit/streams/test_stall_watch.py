@@ -3,7 +3,7 @@ not, nor is a broker that does not answer; the first remedy is the engine's own,
 
 from __future__ import annotations
 
-from streams.stall import EXIT, REMEDY, StallWatch, waiting_of
+from streams.stall import EXIT, REMEDY, OrphanWatch, StallWatch, waiting_of
 
 
 def test_records_waiting_and_none_handed_over_is_first_read_again_then_a_stop() -> None:
@@ -71,3 +71,16 @@ def test_a_rebalance_that_ends_in_time_is_no_stall() -> None:
     assert watch.rebalancing(now=start + 40, busy=True) is None  # a new rebalance: its own count
     assert watch.rebalancing(now=start + 69, busy=True) is None
     assert watch.rebalancing(now=start + 70, busy=True) == REMEDY
+
+
+def test_records_waiting_on_partitions_no_member_commits_on_are_orphaned_after_the_wait() -> None:
+    watch = OrphanWatch(30.0)
+    backlog = {0: (10, 50), 1: (5, 5), 2: (7, 9)}
+    assert watch.orphaned(0.0, backlog, mine={0}) == {}
+    assert watch.orphaned(29.0, backlog, mine={0}) == {}
+    assert watch.orphaned(30.0, backlog, mine={0}) == {2: (7, 9)}  # 1 is idle, 0 is this worker's own
+    assert watch.orphaned(45.0, backlog, mine={0}) == {}  # counted anew
+    assert watch.orphaned(60.0, {**backlog, 2: (8, 9)}, mine={0}) == {}  # its owner committed: not orphaned
+    assert watch.orphaned(89.0, {**backlog, 2: (8, 9)}, mine={0}) == {}
+    assert watch.orphaned(90.0, {**backlog, 2: (8, 9)}, mine={0}) == {2: (8, 9)}
+    assert watch.orphaned(130.0, {**backlog, 2: (8, 9)}, mine={0, 2}) == {}  # now held here: StallWatch's
