@@ -152,30 +152,43 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
     watch = watch or StallWatch(settings.stall_after_s)
     backlog = backlog_lookup(settings, settings.topics.raw)
 
+    # a stop lets the batch in hand finish (outputs written, records acked) before Faust commits and leaves
+    stopping, idle = asyncio.Event(), asyncio.Event()
+    idle.set()
+
     @app.agent(raw, concurrency=1)
     async def route(stream: Any) -> None:
         async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
-            watch.moved(time.monotonic())
-            ready, redelivered, seek = await guard.split(events, app.consumer_generation_id)
-            if seek:
-                # Consumer.seek() calls aiokafka from this thread, while aiokafka runs in Faust's consumer
-                # thread (it did not take effect in our test); seek_wait hops to that thread and waits.
-                await app.consumer._thread.seek_wait(  # type: ignore[attr-defined]
-                    {TP(settings.topics.raw, p): o for p, o in seek.items()})
-            sources = [_source(e) for e in ready]
-            spans = spans_of((s.topic, s.partition, s.offset) for s in sources)
-            alone = crashes.suspect(spans)
-            if alone:  # the process died on some of these: one at a time, each acked
-                for source, event in zip(sources, ready, strict=True):
-                    await one_at_a_time(source)
-                    await stream.ack(event)
-            elif sources:
-                crashes.begin(spans)  # one small file write, before routing
-                await batches.process(sources)
-                crashes.done(spans)
-            for event in redelivered if alone else ready + redelivered:
+            if stopping.is_set():
+                continue  # neither routed nor acked: whoever owns the partition next reads them again
+            idle.clear()
+            try:
+                await route_batch(stream, events)
+            finally:
+                idle.set()
+
+    async def route_batch(stream: Any, events: Sequence[Any]) -> None:
+        watch.moved(time.monotonic())
+        ready, redelivered, seek = await guard.split(events, app.consumer_generation_id)
+        if seek:
+            # Consumer.seek() calls aiokafka from this thread, while aiokafka runs in Faust's consumer
+            # thread (it did not take effect in our test); seek_wait hops to that thread and waits.
+            await app.consumer._thread.seek_wait(  # type: ignore[attr-defined]
+                {TP(settings.topics.raw, p): o for p, o in seek.items()})
+        sources = [_source(e) for e in ready]
+        spans = spans_of((s.topic, s.partition, s.offset) for s in sources)
+        alone = crashes.suspect(spans)
+        if alone:  # the process died on some of these: one at a time, each acked
+            for source, event in zip(sources, ready, strict=True):
+                await one_at_a_time(source)
                 await stream.ack(event)
-            crashes.idle()
+        elif sources:
+            crashes.begin(spans)  # one small file write, before routing
+            await batches.process(sources)
+            crashes.done(spans)
+        for event in redelivered if alone else ready + redelivered:
+            await stream.ack(event)
+        crashes.idle()
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def count_partitions() -> None:
@@ -261,6 +274,11 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _flush(app: Any, **_kwargs: Any) -> None:
+        stopping.set()
+        try:
+            await asyncio.wait_for(idle.wait(), timeout=60.0)
+        except TimeoutError:
+            log.warning("the batch in hand did not finish in 60 s: its records are read again by the next owner")
         log.info("stopping: committing and leaving the group")
         writer.close()
         crashes.close()
