@@ -4,7 +4,7 @@ event at each stage: sent and received, routed per integration, delivered per ve
 As a user runs it: the installed console script, from a folder outside the repository, with the repository
 root not on `sys.path` (pytest puts it there; a user's shell does not). Three installs: the editable one
 `make` makes, with the compiled build and as plain Python, and a regular install of the wheel (`pip
-install .`, what the Docker image does), which has no build.
+install .`, what the Docker image does), which has no build; and the editable one with the Faust engine.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _wheel_install(target: Path) -> Path:
     return target / "bin" / "eventrouter"
 
 
-@pytest.mark.parametrize("install", ["editable", "editable, plain Python", "wheel"])
+@pytest.mark.parametrize("install", ["editable", "editable, plain Python", "wheel", "editable, faust engine"])
 def test_the_main_job_accounts_for_every_event(install: str, tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -53,11 +53,15 @@ def test_the_main_job_accounts_for_every_event(install: str, tmp_path: Path) -> 
     probe = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"], cwd=outside,
                            env=env, capture_output=True, text=True, check=True).stdout
     assert str(REPO) not in json.loads(probe)  # the cwd (outside), never the repository
-    done = subprocess.run([str(script), "demo"], cwd=outside, env=env, capture_output=True, text=True, timeout=600)
+    engine = ["--engine", "faust"] if install.endswith("faust engine") else []
+    done = subprocess.run([str(script), "demo", *engine], cwd=outside, env=env, capture_output=True, text=True,
+                          timeout=600)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    compiled = install == "editable" and (build_current() or bool(os.environ.get("CI")))  # `make test` built it
+    compiled = install in ("editable", "editable, faust engine") and \
+        (build_current() or bool(os.environ.get("CI")))  # `make test` built it
     assert f"hot path: {'compiled (mypyc)' if compiled else 'plain Python'}" in out
+    assert re.search(rf"^worker-1: pid \d+ \({'faust' if engine else 'kafka'} engine\)", out, re.M), out[:2000]
     assert "summary: sent=600 received=600 invalid_reported=2 lost=0" in out
     assert "gateway writeKey: wk_demo" in out  # the key a newcomer needs, the one the demo sent with
     assert re.search(r"^console: http://127\.0\.0\.1:\d+/ ", out, re.M) and "console login: demo / " in out
