@@ -72,7 +72,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_up_runs_the_stack_until_sigterm_and_status_shows_it(bootstrap: str, tmp_path: Path,
+@pytest.mark.parametrize("engine", ["kafka", "faust"])
+def test_up_runs_the_stack_until_sigterm_and_status_shows_it(bootstrap: str, tmp_path: Path, engine: str,
                                                              vendors: tuple[AmplitudeStandIn, MixpanelStandIn],
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     amp, mp = vendors
@@ -81,7 +82,8 @@ def test_up_runs_the_stack_until_sigterm_and_status_shows_it(bootstrap: str, tmp
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed below
     up = subprocess.Popen([sys.executable, "-m", "eventrouter", "up", str(config_file(tmp_path, amp, mp)),
                            "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix, "--gateway-port",
-                           str(port), "--partitions", "3", "--logs", str(tmp_path / "logs"), "--progress-every", "1"],
+                           str(port), "--partitions", "3", "--logs", str(tmp_path / "logs"), "--progress-every", "1",
+                           "--engine", engine],
                           cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **SECRETS})
     try:
         url = f"http://127.0.0.1:{port}/v1/batch"
@@ -110,7 +112,8 @@ def test_up_runs_the_stack_until_sigterm_and_status_shows_it(bootstrap: str, tmp
     assert set(amp.keys) == {f"up-{i}" for i in range(300)} and amp.duplicates == 0
     # what an operator reads of a healthy run: the lifecycle at INFO, nothing at WARNING or above
     logs = {role: (tmp_path / "logs" / f"{role}.log").read_text() for role in ("worker-1", "forward-amp")}
-    assert re.search(r" INFO streams\.kafka_engine assigned raw partitions \[", logs["worker-1"]), logs["worker-1"]
+    assert re.search(rf" INFO streams\.{engine}_engine assigned raw partitions \[", logs["worker-1"]), logs["worker-1"]
+    assert re.search(rf" INFO streams\.{engine}_engine stopping: committing", logs["worker-1"]), logs["worker-1"]
     assert re.search(r" INFO forwarders\.\w+ amp: ", logs["forward-amp"]), logs["forward-amp"]
     for role, text in logs.items():
         assert not re.search(r" (WARNING|ERROR|CRITICAL) ", text), (role, text[-3000:])
