@@ -7,12 +7,13 @@ Side by side in one run:
   arrival at each vendor: no coordinated omission);
 - the raw Kafka pass-through of the same Avro bytes (confluent-kafka produce -> consume, no work): the
   limit here;
-- a naive pipeline: JSON through kafka-python, the same playbooks, one HTTP request per event per vendor.
+- a naive pipeline: JSON through kafka-python, the same playbooks, one HTTP request per event per vendor;
+- the same chain with the workers on the Faust engine (`--engine faust`), after the default one.
 
 Per process: CPU-ms per 1,000 events (from /proc) and peak RSS. The stand-ins run in this process.
 
     python -m bench.chain [--events 40000] [--rates 1000,3000,5000,8000,10000,12000] [--seconds 15]
-                          [--naive-events 2000]
+                          [--naive-events 2000] [--engines kafka,faust] [--faust-rates 1000,3000,5000,8000]
 """
 
 from __future__ import annotations
@@ -290,6 +291,8 @@ def main() -> None:
     parser.add_argument("--warm-up", type=int, default=60_000,
                         help="events sent as fast as possible, then at 2,000/s, before measuring")
     parser.add_argument("--partitions", type=int, default=6, help="of every topic of ours (6: the default)")
+    parser.add_argument("--engines", default="kafka,faust", help="the workers' engines, one after the other")
+    parser.add_argument("--faust-rates", default="1000,3000,5000,8000", help="the open-loop rates of the faust engine")
     parser.add_argument("--ours-only", action="store_true", help="no pass-through, no naive run, no result file")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
@@ -304,11 +307,6 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from eventrouter.stack import Stack
-    from schemas import Topics
-    from schemas.runtime.kafka import ensure_topics
-    from schemas.runtime.revisions import ConfigStore
-
     kafka, bootstrap = start_kafka(full_jit=True)
     vendors = stand_ins()
     folder = Path(tempfile.mkdtemp(prefix="eventrouter-bench-chain-"))
@@ -316,37 +314,12 @@ def main() -> None:
     urls = {name: s.url for name, s in vendors.items()}
     config = folder / "eventrouter.yaml"
     config.write_text(CONFIG.format(**urls))
-    topics = Topics(f"c{uuid.uuid4().hex[:6]}")
-    runs: list[dict[str, Any]] = []
+    engines: dict[str, dict[str, Any]] = {}
     try:
-        ConfigStore(bootstrap, topics).apply(config)
-        # made here, not left to the processes: a consumer that asked for a topic's offsets before the topic
-        # existed kept it as unknown for 30 s (the first run's `ends` failed when the forwarders started late)
-        ensure_topics(bootstrap, [topics.raw, *(topics.integration(v) for v in VENDORS)], partitions=args.partitions)
-        stack = Stack(bootstrap, topics, config, folder, gateway_port=None, env=ENV,
-                      partitions=args.partitions).start()
-        broker = kafka.status().nodes[0].pid
-        pids = {c.role: c.process.pid for c in stack.children} | ({"broker": broker} if broker else {})
-        try:
-            ours: dict[str, Any] = {"bootstrap": bootstrap, "topic": topics.raw, "pids": pids, "vendors": vendors,
-                    "hop_topic": topics.integration("amplitude"), "partitions": args.partitions}
-            # The broker's JIT compiles its hot code over the first minutes under load (its CPU per request
-            # at 1k events/s fell fourfold over 40 s): as fast as possible, then steady, then until it is quiet.
-            run_ours(**ours, n=args.warm_up, rate=0, tag="warm")
-            run_ours(**ours, n=args.warm_up, rate=2000, tag="warm-steady")
-            _until_quiet(broker)
-            print("warm-up done", flush=True)
-            calibration = (CONFIG.format(**urls), events(2000, "calibrate"))
-            for index, rate in enumerate([0.0, *(float(r) for r in args.rates.split(","))]):
-                speed = machine_us(*calibration)  # the machine's speed just before the run (bench/calibrate.py)
-                runs.append(run_ours(**ours, n=int(rate * args.seconds) if rate else args.events, rate=rate,
-                                     tag=f"r{rate:g}-{index}" if rate else "max") | {"calibration_us": speed})
-                print(runs[-1], flush=True)
-            rss = {c.role: round(rss_mib(c.process.pid), 1) for c in stack.children}
-            if broker:
-                rss["broker"] = round(rss_mib(broker), 1)
-        finally:
-            stack.stop()
+        for engine in args.engines.split(","):
+            rates = args.rates if engine == "kafka" else args.faust_rates
+            engines[engine] = run_engine(engine, kafka, bootstrap, vendors, folder=folder / engine, config=config,
+                                          args=args, rates=rates)
         if args.ours_only:
             return
         passthrough = run_child("passthrough", bootstrap, str(args.events))
@@ -357,6 +330,7 @@ def main() -> None:
         kafka.stop()
         for stand_in in vendors.values():
             stand_in.stop()
+    runs, rss = engines["kafka"]["runs"], engines["kafka"]["rss_mib"]
     top = runs[0]
     pass_rate = passthrough["events"] / passthrough["seconds"]
     naive_rate = naive["events"] / naive["seconds"]
@@ -392,8 +366,67 @@ def main() -> None:
         label = f"open loop at {run['rate']:,.0f}/s" if run["rate"] else "as fast as possible"
         lines.append(f"| {label} | " + " | ".join(run["hops_amplitude"].values())
                      + f" | {run['stand_ins_cpu_ms_per_1k']:.0f} |")
+    lines += ["", *engine_table(engines)]
     write_result("chain", {"runs": runs, "passthrough": passthrough, "naive": naive, "rss_mib": rss,
-                           "os": os.uname().release}, "\n".join(lines))
+                           "engines": engines, "os": os.uname().release}, "\n".join(lines))
+
+
+def run_engine(engine: str, kafka: Any, bootstrap: str, vendors: dict[str, Any], *, folder: Path, config: Path,
+               args: argparse.Namespace, rates: str) -> dict[str, Any]:
+    """The chain with the workers on `engine` (topics of its own): warmed up, then as fast as possible and
+    open loop at each of `rates`; its runs and each process's peak RSS."""
+    from eventrouter.stack import Stack
+    from schemas import Topics
+    from schemas.runtime.kafka import ensure_topics
+    from schemas.runtime.revisions import ConfigStore
+
+    topics = Topics(f"c{uuid.uuid4().hex[:6]}")
+    ConfigStore(bootstrap, topics).apply(config)
+    # made here, not left to the processes: a consumer that asked for a topic's offsets before the topic
+    # existed kept it as unknown for 30 s (the first run's `ends` failed when the forwarders started late)
+    ensure_topics(bootstrap, [topics.raw, *(topics.integration(v) for v in VENDORS)], partitions=args.partitions)
+    stack = Stack(bootstrap, topics, config, folder, gateway_port=None, env=ENV, partitions=args.partitions,
+                  engine=engine).start()
+    broker = kafka.status().nodes[0].pid
+    pids = {c.role: c.process.pid for c in stack.children} | ({"broker": broker} if broker else {})
+    runs = []
+    try:
+        ours: dict[str, Any] = {"bootstrap": bootstrap, "topic": topics.raw, "pids": pids, "vendors": vendors,
+                                "hop_topic": topics.integration("amplitude"), "partitions": args.partitions}
+        # The broker's JIT compiles its hot code over the first minutes under load (its CPU per request
+        # at 1k events/s fell fourfold over 40 s): as fast as possible, then steady, then until it is quiet.
+        run_ours(**ours, n=args.warm_up, rate=0, tag=f"warm-{engine}")
+        run_ours(**ours, n=args.warm_up, rate=2000, tag=f"warm-steady-{engine}")
+        _until_quiet(broker)
+        print(f"{engine} engine: warm-up done", flush=True)
+        calibration = (config.read_text(), events(2000, "calibrate"))
+        for index, rate in enumerate([0.0, *(float(r) for r in rates.split(","))]):
+            speed = machine_us(*calibration)  # the machine's speed just before the run (bench/calibrate.py)
+            runs.append(run_ours(**ours, n=int(rate * args.seconds) if rate else args.events, rate=rate,
+                                 tag=f"{engine}-r{rate:g}-{index}" if rate else f"{engine}-max")
+                        | {"calibration_us": speed, "engine": engine})
+            print(runs[-1], flush=True)
+        rss = {c.role: round(rss_mib(c.process.pid), 1) for c in stack.children}
+        if broker:
+            rss["broker"] = round(rss_mib(broker), 1)
+    finally:
+        stack.stop()
+    return {"runs": runs, "rss_mib": rss}
+
+
+def engine_table(engines: dict[str, dict[str, Any]]) -> list[str]:
+    """The engines side by side: the burst, and each open-loop rate both ran."""
+    out = ["| workers' engine | run | events/s | last event in, after its send | lost | p99 | CPU-ms per 1k "
+           "events (all processes) | worker CPU-ms per 1k | worker peak RSS MiB |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for engine, result in engines.items():
+        for run in result["runs"]:
+            label = f"open loop at {run['rate']:,.0f}/s" if run["rate"] else "burst, as fast as possible"
+            tail = f"{run['tail_s']:.2f} s" if run["tail_s"] is not None else "-"
+            out.append(f"| {engine} | {label} | {run['events_per_s']:,} | {tail} | {run['lost']} | "
+                       f"{run['p99_ms']:.0f} ms | {run['cpu_ms_per_1k_total']:.0f} | "
+                       f"{run['cpu_ms_per_1k'].get('worker-1', 0):.0f} | {result['rss_mib'].get('worker-1', '-')} |")
+    return out
 
 
 if __name__ == "__main__":

@@ -65,8 +65,6 @@ ENVIRONMENT: Final = (
              "`1`: plain Python, the compiled modules neither used nor built"),
 )
 TEST_SWITCHES: Final = (
-    Variable("EVENTROUTER_FAUST_SIGKILL", "tests/integration/test_worker.py",
-             "`1`: also run the SIGKILL test on the Faust engine"),
     Variable("EVENTROUTER_REGENERATE", "tests/unit/forwarders/test_vendors.py",
              "`1`: write the vendors' golden request fixtures anew"),
     Variable("EVENTROUTER_UPDATE_GOLDEN", "tests/unit/streams/test_golden.py",
