@@ -22,6 +22,7 @@ from schemas.runtime.kafka import security_settings
 from schemas.runtime.quarantine import QUARANTINE, CrashGuard, spans_of
 from streams.dedup import Deduplicator
 from streams.faust_security import faust_credentials
+from streams.faust_transport import checked_transport, read_errors
 from streams.metrics import WorkerMetrics
 from streams.router import Source
 from streams.stall import (
@@ -126,6 +127,24 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
         broker_session_timeout=settings.session_timeout_s, broker_heartbeat_interval=settings.session_timeout_s / 5,
         broker_credentials=faust_credentials(security_settings()),
     )
+    watch = watch or StallWatch(settings.stall_after_s)
+
+    def coordinator_failed(exc: BaseException, ended: bool) -> None:
+        """(In the consumer's thread.) The group coordinator had parked on an error: read now, it joins the
+        group again; one whose task ended for good cannot, so the worker stops to be started afresh."""
+        if not ended:
+            metrics.stalls.inc()
+            log.error("the consumer's group coordinator had stopped on %s (%s): it joins the group again",
+                      type(exc).__name__, exc)
+        elif not watch.stopped:
+            watch.stopped = True
+            metrics.stalls.inc()
+            log.error("the consumer's group coordinator ended on %s (%s): stopping with exit code %s so that the "
+                      "supervisor starts a new worker (eventrouter up does)", type(exc).__name__, exc, STALLED)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    # before any topic: the app makes its transport with the first one
+    app.transport = checked_transport(coordinator_failed)(app.conf.broker_consumer, app)
     raw = app.topic(settings.topics.raw, value_type=bytes, value_serializer="raw", key_type=bytes,
                     key_serializer="raw", allow_empty=True, partitions=holder.partitions)
     table = app.Table("dedup", default=None, partitions=holder.partitions)  # json keys and values
@@ -149,7 +168,6 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
             await batches.process([source])
         crashes.done([span])
 
-    watch = watch or StallWatch(settings.stall_after_s)
     backlog = backlog_lookup(settings, settings.topics.raw)
 
     # a stop lets the batch in hand finish (outputs written, records acked) before Faust commits and leaves
@@ -256,7 +274,11 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
         thread = app.consumer._thread  # type: ignore[attr-defined]
 
         async def request() -> None:  # in the consumer's thread, where aiokafka runs
-            thread._ensure_consumer()._coordinator.request_rejoin()
+            coordinator = thread._ensure_consumer()._coordinator
+            error = read_errors(coordinator)  # a coordinator parked on an error would not hear the request
+            if error is not None:
+                coordinator_failed(*error)
+            coordinator.request_rejoin()
         await thread.call_thread(request)
 
     async def rebalance_stalled(verdict: str) -> None:
