@@ -1,11 +1,11 @@
 """The Faust engine (`eventrouter worker --engine faust`): faust-streaming on the aiokafka transport.
 
 Faust consumes the raw topic as raw bytes in a consumer group, in batches (`noack_take`), keeps the
-dedup table (a Faust table, changelog-backed) and acks each record only after its outputs are durable;
-the OffsetGuard makes sure no offset is skipped. See docs/decisions.md for what we measured with it: its
-per-record overhead (a consumer that does nothing tops out at ~7-8k records/s here) and the records it
-failed to deliver to the stream after a SIGKILL-triggered rebalance, which is why the confluent-kafka
-engine (streams/kafka_engine.py) is the default.
+dedup table (a Faust table, changelog-backed) and acks each record only after its outputs are durable.
+What it needs beyond the default engine (streams/kafka_engine.py), each for a failure we saw: the
+OffsetGuard (no offset skipped after a rebalance), a consumer thread that reads the group coordinator's
+errors (streams/faust_transport.py), and watches for a stall, a rebalance that does not end and
+partitions no member holds (streams/stall.py). docs/engines.md says what each engine guarantees and costs.
 """
 
 from __future__ import annotations
