@@ -47,7 +47,8 @@ class OffsetGuard:
     Found by tests/integration/test_worker.py (two workers, one SIGKILLed under load): after the
     rebalance, faust-streaming 0.15.3 delivered a partition's records starting 58 offsets past the
     group's committed offset; the 58 were never delivered, and would have been lost if later acks had
-    been committed. So the worker keeps, per partition, the next offset it must route (the group's
+    been committed (a read offset Faust wrote after the revocation drops them: docs/decisions.md,
+    "Engines"). So the worker keeps, per partition, the next offset it must route (the group's
     committed offset, or the log start, when a partition is first seen in a consumer generation). A record
     past it is a gap: the consumer is sought back and that partition's later records in the batch wait,
     unacked, to be read again. A record before it was routed already (a re-delivery) and is only acked.
