@@ -57,12 +57,15 @@ class StallWatch:
                 self.moved(now)
             return None
         self.last = now  # the next verdict after another `after_s`
+        return self._strike()
+
+    def _strike(self) -> str:
+        """The first stall in a row is met with the engine's remedy; the next one stops the worker."""
         self.strikes += 1
         if self.strikes == 1:
             return REMEDY
         self.stopped = True
         return EXIT
-
 
     def rebalancing(self, now: float, busy: bool) -> str | None:
         """A rebalance that has not ended after `after_s` is a stall too (a member that never gets its
@@ -75,11 +78,7 @@ class StallWatch:
         if self.stopped or now - self.rebalancing_since < self.after_s:
             return None
         self.rebalancing_since = now  # the next verdict after another `after_s`
-        self.strikes += 1
-        if self.strikes == 1:
-            return REMEDY
-        self.stopped = True
-        return EXIT
+        return self._strike()
 
 
 class OrphanWatch:
