@@ -26,7 +26,7 @@ def test_a_faust_worker_consumes_and_produces_on_our_kafka(bootstrap: str, topic
            "PROBE_DATADIR": str(tmp_path / "faust")}
     log = open(tmp_path / "faust.log", "wb")  # noqa: SIM115 - handed to the child, closed below
     worker = subprocess.Popen([sys.executable, "-m", "faust", "-A", "tests.integration.faust_probe", "worker",
-                               "-l", "warn"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                               "--without-web", "-l", "warn"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         producer = Producer(producer_settings(bootstrap))
         sent = {f"v-{i}-{uuid.uuid4().hex[:6]}".encode() for i in range(50)}
