@@ -173,16 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     _log_level_option(worker)
     worker.set_defaults(func=commands.worker_command)
 
-    forward = sub.add_parser("forward", help="deliver one integration's topic to its vendor")
+    forward = sub.add_parser("forward", help="deliver integrations' topics to their vendors (one, or many in one "
+                                             "process, each with its own consumer group, limits and retries)")
     _bootstrap_option(forward)
-    forward.add_argument("integration", help="the integration's name in the config")
+    forward.add_argument("integration", nargs="+", help="the integrations' names in the config")
     forward.add_argument("--config", type=Path, help="read the integration from this file (default: the config topic)")
     forward.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics (0: a free port)")
     forward.add_argument("--metrics-host", default="127.0.0.1")
     forward.add_argument("--partitions", type=int, default=6, help="of the retry and dead-letter topics it creates")
     forward.add_argument("--data-dir", type=Path, default=None,
                          help="its crash guard's file (a record it keeps dying on is quarantined); one per process; "
-                              "default: $EVENTROUTER_HOME/forward-INTEGRATION")
+                              "default: $EVENTROUTER_HOME/forward-INTEGRATION (with many integrations: "
+                              "DATA_DIR/forward-INTEGRATION each)")
     _log_level_option(forward)
     forward.set_defaults(func=commands.forward_command)
 

@@ -220,9 +220,14 @@ def worker_command(args: argparse.Namespace) -> int:
 def forward_command(args: argparse.Namespace) -> int:
     from forwarders.app import forward
     from schemas import Topics
-    return forward(args.bootstrap_servers, Topics(args.topic_prefix), args.integration, config_file=args.config,
+    names: list[str] = args.integration
+    if len(names) == 1:
+        dirs = {names[0]: args.data_dir or paths.home() / f"forward-{names[0]}"}
+    else:
+        dirs = {name: (args.data_dir or paths.home()) / f"forward-{name}" for name in names}
+    return forward(args.bootstrap_servers, Topics(args.topic_prefix), names, config_file=args.config,
                    metrics_port=args.metrics_port, metrics_host=args.metrics_host, partitions=args.partitions,
-                   data_dir=args.data_dir or paths.home() / f"forward-{args.integration}")
+                   data_dirs=dirs)
 
 
 def preview_command(args: argparse.Namespace) -> int:
