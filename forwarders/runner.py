@@ -46,6 +46,8 @@ from schemas.secrets import SCRUBBER, resolve_secrets, unscrubbed_names
 
 log = logging.getLogger(__name__)
 
+IDLE_WAIT_S = 0.5  # the consuming loop's wait while idle (20 integrations in a process: 40 wake-ups a second)
+
 
 class Forwarder:
     def __init__(self, bootstrap: str, topics: Topics, integration: Integration, *,
@@ -154,11 +156,19 @@ class Forwarder:
             self._store_acknowledged()
             self._resume_due()
             self._rejoin_if_overdue()
-            timeout = wait if due is None else min(wait, max(0.001, due - time.monotonic()))
+            if due is not None:
+                timeout = min(wait, max(0.001, due - time.monotonic()))
+            else:  # nothing buffered: a record ends the wait as soon as it comes; an idle loop seldom wakes
+                timeout = IDLE_WAIT_S if self._idle() else wait
             if time.monotonic() - last_lag > 5.0:
                 last_lag = time.monotonic()
                 self._update_lag()
         self.close()
+
+    def _idle(self) -> bool:
+        """Nothing under way, nothing for Kafka to acknowledge, no retry partition waiting to resume."""
+        return len(self._producer) == 0 and all(not state.flights and state.resume_at is None
+                                                for state in self._partitions.values())
 
     def stop(self) -> None:
         self.stopping.set()
