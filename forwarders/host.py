@@ -9,8 +9,10 @@ series is labelled by integration), and one heartbeat.
 An integration whose forwarder cannot start (its connection refused, a secret not set) or stops on an
 error is logged, counted in `eventrouter_forwarder_failing{integration}` and started again after a
 back-off (1 s, doubling to 60 s), while the others deliver. What the process cannot survive (a record
-that kills the interpreter) stops them all; their crash guards then quarantine that record as in a
-process of its own (schemas/runtime/quarantine.py).
+that kills the interpreter) stops them all, and each integration's crash guard counts the crash against
+the records it had in progress (schemas/runtime/quarantine.py): after repeated crashes an innocent record
+of another integration can be quarantined beside the guilty one. A vendor module that is new or
+untrusted belongs in a process of its own.
 """
 
 from __future__ import annotations
