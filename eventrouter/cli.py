@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     _bootstrap_option(up)
     up.add_argument("--workers", type=int, default=1, help="stream worker processes (one consumer group)")
     _engine_option(up, "the stream workers' engine: ")
+    up.add_argument("--forwarder-processes", type=int, default=0, metavar="N",
+                    help="pack the integrations' forwarders into N processes, each integration still with its own "
+                         "consumer group, limits and retries (default 0: a process per integration)")
     up.add_argument("--gateway-port", type=int, default=8088)
     up.add_argument("--no-gateway", action="store_true")
     up.add_argument("--console-port", type=int, default=None,

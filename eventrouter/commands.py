@@ -67,7 +67,7 @@ def up_command(args: argparse.Namespace) -> int:
     stack = Stack(args.bootstrap_servers, topics, args.config, folder, workers=args.workers,
                   gateway_port=None if args.no_gateway else args.gateway_port, partitions=args.partitions,
                   console_port=args.console_port, console_users=paths.home() / "console-users.json",
-                  engine=args.engine)
+                  engine=args.engine, forwarder_processes=max(0, args.forwarder_processes))
     print(f"logs in {folder}")
     return run_up(stack, every_s=args.progress_every)
 

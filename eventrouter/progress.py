@@ -112,6 +112,12 @@ def forwarder_counts(metrics: Mapping[str, float], progress: Progress) -> None:
             lane.lag += value
 
 
+def failing_integrations(metrics: Mapping[str, float]) -> list[str]:
+    """The integrations a forwarder process hosting many reports as not running (forwarders/host.py)."""
+    return sorted(dict(_LABEL.findall(key)).get("integration", "?") for key, value in metrics.items()
+                  if key.split("{")[0] == "eventrouter_forwarder_failing" and value >= 1)
+
+
 def raw_records(bootstrap: str, topic: str, timeout: float = 3.0) -> int:
     """Records in a topic (the sum of its partitions' watermark spans); 0 if it does not exist yet.
     Raises KafkaException when the broker does not answer within about `timeout` per call."""

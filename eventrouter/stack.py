@@ -9,6 +9,7 @@ integration, and rides out a broker that does not answer (`broker unreachable si
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -24,7 +25,8 @@ from typing import IO, Any
 import orjson
 
 from eventrouter.environment import SET_NAMES_ENV, child_environment
-from eventrouter.progress import Lane, Progress, forwarder_counts, raw_records, worker_counts
+from eventrouter.packs import packs_for, repack
+from eventrouter.progress import Lane, Progress, failing_integrations, forwarder_counts, raw_records, worker_counts
 from schemas import Topics
 from schemas.config import Config, load_config
 from schemas.secrets import referenced_names
@@ -92,9 +94,12 @@ class Stack:
     def __init__(self, bootstrap: str, topics: Topics, config: Path, folder: Path, *, gateway_port: int | None = 0,
                  workers: int = 1, env: Mapping[str, str] | None = None, partitions: int = 3,
                  worker_args: Sequence[str] = (), console_port: int | None = None,
-                 console_users: Path | None = None, engine: str = "kafka") -> None:
+                 console_users: Path | None = None, engine: str = "kafka", forwarder_processes: int = 0) -> None:
         self.worker_args = list(worker_args)  # more `eventrouter worker` options (bench/soak.py)
         self.engine = engine  # the workers' (`eventrouter worker --engine`)
+        # 0: a forwarder process per integration; N: the integrations packed into N (eventrouter/packs.py)
+        self.forwarder_processes = forwarder_processes
+        self.packs: list[list[str]] = []
         self.bootstrap, self.topics, self.config, self.folder = bootstrap, topics, config, folder
         self.gateway_port = free_port() if gateway_port == 0 else gateway_port
         self.console_port = free_port() if console_port == 0 else console_port
@@ -134,7 +139,10 @@ class Stack:
     def environment(self, args: Sequence[str]) -> dict[str, str]:
         """The environment of the child that runs `eventrouter ARGS` (eventrouter/environment.py): a
         forwarder's holds its integration's `${ENV}` names; a worker's and the gateway's no vendor's."""
-        names = self.references.get(args[1], set()) if len(args) > 1 and args[0] == "forward" else set()
+        names: set[str] = set()
+        if args and args[0] == "forward":  # its integrations: the arguments before the first option
+            for name in itertools.takewhile(lambda a: not a.startswith("--"), args[1:]):
+                names |= self.references.get(name, set())
         env = child_environment(self.env, names)
         if args and args[0] == "console":  # which names are set where the forwarders start: names, no value
             # (every name set here, so an integration added later is judged right too)
@@ -225,8 +233,13 @@ class Stack:
         self.folder.mkdir(parents=True, exist_ok=True)
         for n in range(1, self.workers + 1):
             self.add_worker(n)
-        for name in self.integrations:
-            self.add_forwarder(name)
+        if self.forwarder_processes:
+            self.packs = packs_for(self.integrations, self.forwarder_processes)
+            for index, pack in enumerate(self.packs):
+                self.add_pack(index, pack)
+        else:
+            for name in self.integrations:
+                self.add_forwarder(name)
         if self.gateway_port is not None:
             self._spawn("gateway", ["gateway", "--follow-config", "--port", str(self.gateway_port)], metrics=False)
         if self.console_port is not None:
@@ -246,6 +259,28 @@ class Stack:
         return self._spawn(role, ["forward", name, "--partitions", str(self.partitions),
                                   "--data-dir", str(self.folder / role)])
 
+    def add_pack(self, index: int, names: Sequence[str]) -> Child:
+        """One process for the integrations `names` (forwarders/host.py), each isolated on its own thread."""
+        role = f"forwarders-{index + 1}"
+        return self._spawn(role, ["forward", *names, "--partitions", str(self.partitions),
+                                  "--data-dir", str(self.folder / role)])
+
+    def _follow_packs(self, start: set[str], restart: set[str], stop: set[str]) -> dict[str, str]:
+        """The packs after a new revision: those it touches started again; each integration's pack role."""
+        packs, touched = repack(self.packs, start, restart, stop)
+        for child in [c for c in self.children if not c.stopped and c.role.startswith("forwarders-")]:
+            if int(child.role.rsplit("-", 1)[1]) - 1 in touched:
+                self.stop_child(child)
+                self._retired.append((child.role, child.metrics))
+        for index in sorted(touched):
+            if packs[index]:
+                self.add_pack(index, packs[index])
+        self.packs = packs
+        return self._pack_roles()
+
+    def _pack_roles(self) -> dict[str, str]:
+        return {name: f"forwarders-{i + 1}" for i, pack in enumerate(self.packs) for name in pack}
+
     def follow(self, number: int, config: Config) -> list[str]:
         """A new config revision in force (the console saved one, or `config apply`): a forwarder started
         for each integration it delivers that has none, started again where its kind, connection or
@@ -254,19 +289,25 @@ class Stack:
         start, restart, stop = forwarder_plan(self.specs, wanted)
         self.references.update({i.name: referenced_names(i.connection) for i in config.integrations})
         done = []
-        for child in [c for c in self.children if not c.stopped and c.role.startswith("forward-")]:
-            name = child.args[1]
-            if name in stop or name in restart:
-                self.stop_child(child)
-                self._retired.append((child.role, child.metrics))
-        for name in sorted(start | restart):
-            self.add_forwarder(name)
+        if self.forwarder_processes:
+            before = self._pack_roles()
+            after = self._follow_packs(start, restart, stop)
+            roles = {name: f"{name} ({after.get(name) or before.get(name)})" for name in start | restart | stop}
+        else:
+            for child in [c for c in self.children if not c.stopped and c.role.startswith("forward-")]:
+                name = child.args[1]
+                if name in stop or name in restart:
+                    self.stop_child(child)
+                    self._retired.append((child.role, child.metrics))
+            for name in sorted(start | restart):
+                self.add_forwarder(name)
+            roles = {name: f"forward-{name}" for name in start | restart | stop}
         for name in sorted(start):
-            done.append(f"forward-{name} started: revision {number} delivers to it")
+            done.append(f"{roles[name]} started: revision {number} delivers to it")
         for name in sorted(restart):
-            done.append(f"forward-{name} started again: revision {number} changed its settings")
+            done.append(f"{roles[name]} started again: revision {number} changed its settings")
         for name in sorted(stop):
-            done.append(f"forward-{name} stopped: revision {number} no longer delivers to it")
+            done.append(f"{roles[name]} stopped: revision {number} no longer delivers to it")
         self.specs = wanted
         self.integrations = sorted(wanted)
         return done
@@ -307,10 +348,15 @@ class Stack:
         for child in self.children:
             if child.metrics_port is not None and child.process.poll() is None:
                 child.metrics = scrape(child.metrics_port) or child.metrics
+        for child in self.children:
+            if child.role.startswith("forwarders-") and not child.stopped:
+                progress.failing += [f"{name} in {child.role} (cannot start, or stopped on an error; started again "
+                                     f"with back-off; log {self.folder / (child.role + '.log')})"
+                                     for name in failing_integrations(child.metrics)]
         for role, metrics in [*self._retired, *((c.role, c.metrics) for c in self.children)]:
             if role.startswith("worker"):
                 worker_counts(metrics, progress)
-            elif role.startswith("forward-"):
+            elif role.startswith(("forward-", "forwarders-")):
                 forwarder_counts(metrics, progress)
         return progress
 
