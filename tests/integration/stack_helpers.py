@@ -3,11 +3,14 @@ the broker-loss, outage and security tests run their load through."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import pytest
+
 from eventrouter.dev.standins import AmplitudeStandIn
-from eventrouter.stack import Stack
+from eventrouter.stack import Stack, run_up
 from schemas import Topics
 from schemas.runtime.revisions import ConfigStore
 from tests.integration.forwarder_helpers import wait_for
@@ -35,3 +38,27 @@ def wait_until_assigned(stack: Stack, roles: tuple[str, ...] = ("worker-1", "for
     """Each of `roles` has joined its consumer group and been given partitions."""
     for role in roles:
         wait_for(lambda r=role: "assigned" in (stack.folder / f"{r}.log").read_text(), timeout=60, what=role)
+
+
+def up_driven(stack: Stack, drive: Callable[[], None], capsys: pytest.CaptureFixture[str]
+              ) -> tuple[int, pytest.CaptureResult[str]]:
+    """`run_up(stack)` while `drive()` runs in a thread, until it returns: up's exit code and what it printed.
+    An error of `drive` is raised again here, with the end of up's output."""
+    done, failed = threading.Event(), list[BaseException]()
+
+    def run() -> None:
+        try:
+            drive()
+        except BaseException as exc:  # noqa: BLE001 - raised again below, in the test's own thread
+            failed.append(exc)
+        finally:
+            done.set()
+
+    driver = threading.Thread(target=run, daemon=True)
+    driver.start()
+    code = run_up(stack, every_s=1.0, until=done.is_set)
+    driver.join(10)
+    captured = capsys.readouterr()
+    if failed:
+        raise AssertionError(captured.out[-3000:] + captured.err[-3000:]) from failed[0]
+    return code, captured

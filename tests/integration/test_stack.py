@@ -29,6 +29,7 @@ from schemas.runtime.revisions import ConfigStore
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import wait_for
 from tests.integration.kafka_helpers import fresh_topics
+from tests.integration.stack_helpers import up_driven
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +58,16 @@ def config_file(tmp_path: Path, amp: AmplitudeStandIn, mp: MixpanelStandIn) -> P
     path = tmp_path / "eventrouter.yaml"
     path.write_text(CONFIG.format(amp=amp.url, mp=mp.url))
     return path
+
+
+def three_revisions(tmp_path: Path, amp: AmplitudeStandIn, mp: MixpanelStandIn) -> list[Path]:
+    """Config files: amp alone; amp and mp; mp disabled."""
+    text = CONFIG.format(amp=amp.url, mp=mp.url)
+    revisions = [tmp_path / name for name in ("amp.yaml", "both.yaml", "without.yaml")]
+    revisions[0].write_text(text.replace("integrations: [amp, mp]", "integrations: [amp]"))
+    revisions[1].write_text(text)
+    revisions[2].write_text(text.replace("{name: mp, kind", "{name: mp, enabled: false, kind"))
+    return revisions
 
 
 def track(i: int, tag: str) -> dict[str, Any]:
@@ -256,7 +267,6 @@ def test_an_integration_whose_forwarder_cannot_start_is_isolated_and_retried_whi
     `up.json`, `eventrouter status`, the exit summary) while the gateway, the worker and the other two
     integrations deliver every event; the stack never stops on its account."""
     from eventrouter.progress import Progress, read_snapshot
-    from eventrouter.stack import run_up
 
     amp, mp = vendors
     topics = fresh_topics(bootstrap, partitions=3)
@@ -264,39 +274,28 @@ def test_an_integration_whose_forwarder_cannot_start_is_isolated_and_retried_whi
     config.write_text(BAD_HOOK_CONFIG.format(amp=amp.url, mp=mp.url))
     ConfigStore(bootstrap, topics).apply(config)
     stack = Stack(bootstrap, topics, config, tmp_path / "logs", gateway_port=0, env=SECRETS, partitions=3)
-    done, seen = threading.Event(), {}
+    seen: dict[str, Any] = {}
 
     def drive() -> None:
-        try:
-            url = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
-            wait_for(lambda: _posts(url, []), timeout=90, what="the gateway")
-            for start in range(0, 300, 50):
-                wait_for(lambda s=start: _posts(url, [track(i, "iso") for i in range(s, s + 50)]), timeout=30,
-                         what="the gateway to take a batch")
-            wait_for(lambda: len(amp.keys) >= 300 and len(mp.keys) >= 300, timeout=120, what="300 at amp and mp")
-            wait_for(lambda: stack.failures.get("forward-hook", 0) >= 3, timeout=120, what="hook's third exit")
-            assert _posts(url, [track(i, "iso") for i in range(20)])  # sent again: dropped as duplicates
-            wait_for(lambda: getattr(read_snapshot(stack.folder, topics.prefix), "progress", Progress()).deduplicated
-                     >= 20, timeout=60, what="up.json with the 20 duplicates")
-            snapshot = read_snapshot(stack.folder, topics.prefix)
-            assert snapshot is not None
-            seen["snapshot_failing"] = snapshot.progress.failing
-            seen["prom"] = (stack.folder / "up.prom").read_text()
-            seen["alive"] = {c.role: c.process.poll() is None for c in stack.children}
-            seen["status"] = main(["status", "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix,
-                                   "--logs", str(stack.folder)])
-        except BaseException as exc:  # noqa: BLE001 - raised again by the test, in its own thread
-            seen["error"] = exc
-        finally:
-            done.set()
+        url = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
+        wait_for(lambda: _posts(url, []), timeout=90, what="the gateway")
+        for start in range(0, 300, 50):
+            wait_for(lambda s=start: _posts(url, [track(i, "iso") for i in range(s, s + 50)]), timeout=30,
+                     what="the gateway to take a batch")
+        wait_for(lambda: len(amp.keys) >= 300 and len(mp.keys) >= 300, timeout=120, what="300 at amp and mp")
+        wait_for(lambda: stack.failures.get("forward-hook", 0) >= 3, timeout=120, what="hook's third exit")
+        assert _posts(url, [track(i, "iso") for i in range(20)])  # sent again: dropped as duplicates
+        wait_for(lambda: getattr(read_snapshot(stack.folder, topics.prefix), "progress", Progress()).deduplicated
+                 >= 20, timeout=60, what="up.json with the 20 duplicates")
+        snapshot = read_snapshot(stack.folder, topics.prefix)
+        assert snapshot is not None
+        seen["snapshot_failing"] = snapshot.progress.failing
+        seen["prom"] = (stack.folder / "up.prom").read_text()
+        seen["alive"] = {c.role: c.process.poll() is None for c in stack.children}
+        seen["status"] = main(["status", "--bootstrap-servers", bootstrap, "--topic-prefix", topics.prefix,
+                               "--logs", str(stack.folder)])
 
-    driver = threading.Thread(target=drive, daemon=True)
-    driver.start()
-    code = run_up(stack, every_s=1.0, until=done.is_set)
-    driver.join(10)
-    captured = capsys.readouterr()
-    if "error" in seen:
-        raise AssertionError(captured.out[-3000:] + captured.err[-3000:]) from seen["error"]
+    code, captured = up_driven(stack, drive, capsys)
     assert set(amp.keys) == set(mp.keys) == {f"iso-{i}" for i in range(300)}
     assert seen["alive"]["worker-1"] and seen["alive"]["gateway"] and seen["alive"]["forward-amp"], seen
     assert not any(role in stack.restarts for role in ("worker-1", "gateway", "forward-amp", "forward-mp"))
@@ -319,55 +318,37 @@ def test_an_integration_whose_forwarder_cannot_start_is_isolated_and_retried_whi
     assert code == 1  # stopped on request; the exit status says an integration was failing
 
 
-
 def test_under_up_a_new_revision_starts_and_stops_forwarders(
         bootstrap: str, tmp_path: Path, vendors: tuple[AmplitudeStandIn, MixpanelStandIn],
         capsys: pytest.CaptureFixture[str]) -> None:
     """An integration the console (or `config apply`) adds gets its forwarder and its events; one disabled
     loses its forwarder; the others keep going untouched."""
-    from eventrouter.stack import run_up
-
     amp, mp = vendors
     topics = fresh_topics(bootstrap, partitions=3)
-    text = CONFIG.format(amp=amp.url, mp=mp.url)
-    revisions = [tmp_path / name for name in ("amp.yaml", "both.yaml", "without.yaml")]
-    revisions[0].write_text(text.replace("integrations: [amp, mp]", "integrations: [amp]"))
-    revisions[1].write_text(text)
-    revisions[2].write_text(text.replace("{name: mp, kind", "{name: mp, enabled: false, kind"))
+    revisions = three_revisions(tmp_path, amp, mp)
     store = ConfigStore(bootstrap, topics)
     store.apply(revisions[0])
     stack = Stack(bootstrap, topics, revisions[0], tmp_path / "logs", env=SECRETS, partitions=3)
-    done, seen = threading.Event(), {}
+    seen: dict[str, Any] = {}
 
     def drive() -> None:
-        try:
-            url = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
-            wait_for(lambda: _posts(url, []), timeout=90, what="the gateway")
-            seen["before"] = [c.role for c in stack.children if c.role.startswith("forward-")]
-            store.apply(revisions[1])
-            wait_for(lambda: any(c.role == "forward-mp" and not c.stopped for c in stack.children), timeout=30,
-                     what="a forwarder for the integration the new revision adds")
-            wait_for(lambda: "config revision 2 in force" in (stack.folder / "worker-1.log").read_text(),
-                     timeout=60, what="the worker on revision 2")
-            assert _posts(url, [track(i, "follow") for i in range(20)])
-            wait_for(lambda: len(mp.keys) >= 20, timeout=120, what="20 events at the added integration's vendor")
-            amp_forwarder = next(c for c in stack.children if c.role == "forward-amp")
-            store.apply(revisions[2])
-            wait_for(lambda: all(c.stopped for c in stack.children if c.role == "forward-mp"), timeout=60,
-                     what="the disabled integration's forwarder stopped")
-            seen["amp untouched"] = not amp_forwarder.stopped and amp_forwarder.process.poll() is None
-        except BaseException as exc:  # noqa: BLE001 - raised again by the test, in its own thread
-            seen["error"] = exc
-        finally:
-            done.set()
+        url = f"http://127.0.0.1:{stack.gateway_port}/v1/batch"
+        wait_for(lambda: _posts(url, []), timeout=90, what="the gateway")
+        seen["before"] = [c.role for c in stack.children if c.role.startswith("forward-")]
+        store.apply(revisions[1])
+        wait_for(lambda: any(c.role == "forward-mp" and not c.stopped for c in stack.children), timeout=30,
+                 what="a forwarder for the integration the new revision adds")
+        wait_for(lambda: "config revision 2 in force" in (stack.folder / "worker-1.log").read_text(),
+                 timeout=60, what="the worker on revision 2")
+        assert _posts(url, [track(i, "follow") for i in range(20)])
+        wait_for(lambda: len(mp.keys) >= 20, timeout=120, what="20 events at the added integration's vendor")
+        amp_forwarder = next(c for c in stack.children if c.role == "forward-amp")
+        store.apply(revisions[2])
+        wait_for(lambda: all(c.stopped for c in stack.children if c.role == "forward-mp"), timeout=60,
+                 what="the disabled integration's forwarder stopped")
+        seen["amp untouched"] = not amp_forwarder.stopped and amp_forwarder.process.poll() is None
 
-    driver = threading.Thread(target=drive, daemon=True)
-    driver.start()
-    code = run_up(stack, every_s=1.0, until=done.is_set)
-    driver.join(10)
-    captured = capsys.readouterr()
-    if "error" in seen:
-        raise AssertionError(captured.out[-3000:] + captured.err[-3000:]) from seen["error"]
+    code, captured = up_driven(stack, drive, capsys)
     assert seen["before"] == ["forward-amp"] and seen["amp untouched"], seen
     assert "forward-mp started: revision 2 delivers to it" in captured.out, captured.out[-3000:]
     assert "forward-mp stopped: revision 3 no longer delivers to it" in captured.out, captured.out[-3000:]
