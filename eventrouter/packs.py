@@ -19,14 +19,15 @@ def packs_for(names: Iterable[str], processes: int) -> list[list[str]]:
     return [ordered[i::count] for i in range(count)] if ordered else []
 
 
-def repack(packs: Sequence[Sequence[str]], start: set[str], restart: set[str], stop: set[str]
+def repack(packs: Sequence[Sequence[str]], start: set[str], restart: set[str], stop: set[str], processes: int
            ) -> tuple[list[list[str]], set[int]]:
-    """The packs after a new revision (same positions; a pack left empty stays, empty) and the positions
-    whose process must be started again (or stopped, if empty now)."""
+    """The packs after a new revision (same positions; a pack left empty stays, empty; up to `processes`
+    packs as integrations come) and the positions whose process must be started again (or stopped, if
+    empty now)."""
     out = [[name for name in pack if name not in stop] for pack in packs]
     touched = {i for i, pack in enumerate(packs) if set(pack) & (restart | stop)}
     for name in sorted(start):
-        if not out:
+        if len(out) < max(1, processes):
             out.append([])
         smallest = min(range(len(out)), key=lambda i: (len(out[i]), i))
         out[smallest].append(name)

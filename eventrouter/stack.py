@@ -208,6 +208,11 @@ class Stack:
                 f"started again {now - child.started_at:.0f} s ago"
             out.append(f"{role} (exit {self.last_exit.get(role)}, {self.failures[role]} exits in a row, {state}, "
                        f"log {self.folder / (role + '.log')})")
+        for child in self.children:  # an integration inside a pack that cannot start, or stopped on an error
+            if child.role.startswith("forwarders-") and not child.stopped:
+                out += [f"{name} in {child.role} (cannot start, or stopped on an error; started again with "
+                        f"back-off; log {self.folder / (child.role + '.log')})"
+                        for name in failing_integrations(child.metrics)]
         return out
 
     def write_metrics(self) -> None:
@@ -223,7 +228,8 @@ class Stack:
                          "since up started", ["role"], registry=registry)
         for child in self.children:
             if not child.stopped:
-                failing.labels(child.role).set(1 if self._failing(child) else 0)
+                inside = child.role.startswith("forwarders-") and bool(failing_integrations(child.metrics))
+                failing.labels(child.role).set(1 if self._failing(child) or inside else 0)
                 restarts.labels(child.role).set(self.restarts.get(child.role, 0))
         Gauge("eventrouter_up_broker_unreachable", "1 while the broker does not answer eventrouter up, else 0",
               registry=registry).set(0 if self.broker_down_since is None else 1)
@@ -267,16 +273,22 @@ class Stack:
 
     def _follow_packs(self, start: set[str], restart: set[str], stop: set[str]) -> dict[str, str]:
         """The packs after a new revision: those it touches started again; each integration's pack role."""
-        packs, touched = repack(self.packs, start, restart, stop)
+        packs, touched = repack(self.packs, start, restart, stop, self.forwarder_processes)
         for child in [c for c in self.children if not c.stopped and c.role.startswith("forwarders-")]:
             if int(child.role.rsplit("-", 1)[1]) - 1 in touched:
-                self.stop_child(child)
-                self._retired.append((child.role, child.metrics))
+                self._retire(child)
         for index in sorted(touched):
             if packs[index]:
                 self.add_pack(index, packs[index])
         self.packs = packs
         return self._pack_roles()
+
+    def _retire(self, child: Child) -> None:
+        """Stop a forwarder a new revision replaces or removes: its counters kept (once), its lag not."""
+        self.stop_child(child)
+        self.children.remove(child)
+        self._retired.append((child.role, {k: v for k, v in child.metrics.items()
+                                           if not k.startswith("eventrouter_forwarder_lag")}))
 
     def _pack_roles(self) -> dict[str, str]:
         return {name: f"forwarders-{i + 1}" for i, pack in enumerate(self.packs) for name in pack}
@@ -297,8 +309,7 @@ class Stack:
             for child in [c for c in self.children if not c.stopped and c.role.startswith("forward-")]:
                 name = child.args[1]
                 if name in stop or name in restart:
-                    self.stop_child(child)
-                    self._retired.append((child.role, child.metrics))
+                    self._retire(child)
             for name in sorted(start | restart):
                 self.add_forwarder(name)
             roles = {name: f"forward-{name}" for name in start | restart | stop}
@@ -348,11 +359,6 @@ class Stack:
         for child in self.children:
             if child.metrics_port is not None and child.process.poll() is None:
                 child.metrics = scrape(child.metrics_port) or child.metrics
-        for child in self.children:
-            if child.role.startswith("forwarders-") and not child.stopped:
-                progress.failing += [f"{name} in {child.role} (cannot start, or stopped on an error; started again "
-                                     f"with back-off; log {self.folder / (child.role + '.log')})"
-                                     for name in failing_integrations(child.metrics)]
         for role, metrics in [*self._retired, *((c.role, c.metrics) for c in self.children)]:
             if role.startswith("worker"):
                 worker_counts(metrics, progress)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from schemas.runtime.process import quiet_gc
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (1.0, 60.0)  # the first wait before starting a failed integration again, and the longest
+HEALTHY_AFTER_S = 60.0   # ran this long before failing: its back-off starts from the first wait again
 
 
 class Hosted:
@@ -58,6 +60,7 @@ class Hosted:
 
     def _run(self) -> None:
         while not self.stopping.is_set():
+            started = time.monotonic()
             try:
                 forwarder = self.forwarder = self.make(self.integration)
                 forwarder.start(self.partitions)
@@ -66,24 +69,23 @@ class Hosted:
                 return
             except ConfigurationError as exc:
                 log.error("%s: cannot start: %s", self.name, exc)
+                self._release()
             except Exception:  # one integration's failure never stops the others
                 log.exception("%s: stopped on an error", self.name)
-                self._close()
+                self._release()
             self.failing.set(1)
+            if time.monotonic() - started >= HEALTHY_AFTER_S:
+                self.failures = 0  # it ran well for a while: the back-off starts again from its first wait
             self.failures += 1
             wait = min(BACKOFF_S[1], BACKOFF_S[0] * 2 ** (self.failures - 1))
             log.error("%s: starting it again in %.0f s (%s failures in a row); the other integrations go on",
                       self.name, wait, self.failures)
             self.stopping.wait(wait)
 
-    def _close(self) -> None:
+    def _release(self) -> None:
         forwarder, self.forwarder = self.forwarder, None
-        if forwarder is None:
-            return
-        try:
-            forwarder.close()
-        except Exception as exc:  # noqa: BLE001 - a forwarder that failed may not close cleanly either
-            log.warning("%s: closing after the error: %s: %s", self.name, type(exc).__name__, exc)
+        if forwarder is not None:
+            forwarder.release()
 
 
 class Host:
@@ -123,16 +125,20 @@ class Host:
             hosted.thread.join(timeout)
 
     def run(self) -> int:
-        def stop(signum: int, _frame: Any) -> None:
-            log.info("%s: finishing the batches under way of %s", signal.Signals(signum).name, ", ".join(self.names))
-            self.stop()
+        signalled: list[int] = []
+
+        def stop(signum: int, _frame: Any) -> None:  # only a note: the loop below stops them (no lock taken here)
+            signalled.append(signum)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         self.start()
         quiet_gc()
-        while not self.stopping.wait(1.0):
-            pass
+        while not signalled:
+            time.sleep(0.2)
+        log.info("%s: finishing the batches under way of %s", signal.Signals(signalled[0]).name,
+                 ", ".join(self.names))
+        self.stop()
         self.join()
         log.info("stopped: %s", ", ".join(self.names))
         return 0

@@ -166,12 +166,32 @@ class Forwarder:
         self.close()
 
     def _idle(self) -> bool:
-        """Nothing under way, nothing for Kafka to acknowledge, no retry partition waiting to resume."""
-        return len(self._producer) == 0 and all(not state.flights and state.resume_at is None
+        """Nothing under way or buffered (a record going alone waits in the buffer for the one before it),
+        nothing for Kafka to acknowledge, no retry partition waiting to resume."""
+        return len(self._producer) == 0 and all(not state.flights and not state.buffer and state.resume_at is None
                                                 for state in self._partitions.values())
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def release(self) -> None:
+        """After an error, in a process that goes on (forwarders/host.py): an error, not a crash, for the
+        crash guard; leave the group and let go of the clients and threads, settling nothing (what was under
+        way is delivered again by the partitions' next owner, this forwarder started again or another)."""
+        self.stopping.set()
+        for close in (self.guard.close if self.guard is not None else None,
+                      self._consumer.close if self._consumer is not None else None,
+                      self.transport.close):
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - letting go of the rest matters more than this one
+                log.warning("%s: releasing after the error: %s: %s", self.name, type(exc).__name__, exc)
+        self._consumer = None
+        for pool in (self._pool, self._senders):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Finish the batches under way, commit, leave the group."""

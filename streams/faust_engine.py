@@ -130,17 +130,27 @@ def build_app(settings: WorkerSettings, holder: RouterHolder, writer: OutputWrit
     )
     watch = watch or StallWatch(settings.stall_after_s)
 
+    streak = {"first": 0.0, "last": 0.0}  # a run of coordinator errors, each within stall_after_s of the last
+
     def coordinator_failed(exc: BaseException, ended: bool) -> None:
         """(In the consumer's thread.) The group coordinator had parked on an error: read now, it joins the
-        group again; one whose task ended for good cannot, so the worker stops to be started afresh."""
+        group again; one whose task ended for good cannot, and one that keeps failing (errors for twice
+        `stall_after_s`, none more than `stall_after_s` apart) does not, so the worker stops to be started
+        afresh."""
+        now = time.monotonic()
+        if now - streak["last"] > settings.stall_after_s:
+            streak["first"] = now
+        streak["last"] = now
+        ended = ended or now - streak["first"] >= 2 * settings.stall_after_s
         if not ended:
-            metrics.stalls.inc()
-            log.error("the consumer's group coordinator had stopped on %s (%s): it joins the group again",
-                      type(exc).__name__, exc)
+            if streak["first"] == now:  # once per run of errors: a repeating one is not logged every fetch
+                metrics.stalls.inc()
+                log.error("the consumer's group coordinator had stopped on %s (%s): it joins the group again",
+                          type(exc).__name__, exc)
         elif not watch.stopped:
             watch.stopped = True
             metrics.stalls.inc()
-            log.error("the consumer's group coordinator ended on %s (%s): stopping with exit code %s so that the "
+            log.error("the consumer's group coordinator cannot go on (%s: %s): stopping with exit code %s so that the "
                       "supervisor starts a new worker (eventrouter up does)", type(exc).__name__, exc, STALLED)
             os.kill(os.getpid(), signal.SIGTERM)
 
