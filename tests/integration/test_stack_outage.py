@@ -129,6 +129,9 @@ def test_broker_frozen_15s_and_60s_under_up_stops_nothing_and_loses_nothing_ackn
                 wait_for(lambda: load.acked() <= set(amplitude.keys), timeout=240,
                          what=f"{tag}: every acknowledged event at the vendor")
                 seen.setdefault("recovery_s", []).append(round(time.monotonic() - recovered, 1))
+                # up's own check of the broker (every second, 3 s at most each) may take a while longer to pass
+                # than delivery; the next stall starts once up has seen the broker back
+                wait_for(lambda: not _down(stack), timeout=60, what=f"{tag}: up to see the broker again")
             seen["alive"] = {c.role: c.process.poll() is None for c in stack.children}
         except BaseException as exc:  # noqa: BLE001 - raised again by the test, in its own thread
             seen["error"] = exc
