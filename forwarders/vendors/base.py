@@ -73,6 +73,14 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class Token:
+    """A short-lived access token (OAuth2) and how long the vendor said it lasts."""
+
+    value: str
+    expires_in_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Built:
     """`build()`'s result: the requests, and events refused before sending (position -> reason)."""
 
@@ -135,6 +143,21 @@ class Vendor:
 
     def build(self, items: Sequence[Item]) -> Built:
         raise NotImplementedError
+
+    def token_request(self) -> Request | None:
+        """For a vendor whose requests carry a short-lived access token (OAuth2's refresh-token grant): the
+        request that gets one. None (the default): the connection's credentials go in `build` itself."""
+        return None
+
+    def read_token(self, status: int, headers: Mapping[str, str], body: bytes) -> Token:
+        """The token in the answer to `token_request()`. Raise FinalError (`vendor.auth`) when the grant is
+        refused for good, RetryableError when it may work later."""
+        raise NotImplementedError
+
+    def signed(self, request: Request, token: str) -> Request:
+        """`request` carrying the access token `token` (called just before each send, and again with a new
+        token after the vendor answered 401 to an old one)."""
+        return request
 
     def before_send(self, request: Request) -> None:
         """Raise a FinalError if `request` must not be sent. (The destination guard is the transport's.)"""

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from eventrouter.dev.standins import AmplitudeStandIn, GA4StandIn, MixpanelStandIn
+from eventrouter.dev.standins import STAND_INS, AmplitudeStandIn, GA4StandIn, MixpanelStandIn
 from schemas import Topics
 from schemas.catalogue import KINDS
 from tests.figures import Figures
@@ -234,14 +234,10 @@ def _golden(vendor: str) -> list[dict[str, Any]]:
 
 
 def _fresh(kind: str, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The golden payloads with their times moved to a minute ago where the vendor refuses old events
-    (the fixtures age: GA4 takes 72 hours, Meta 7 days)."""
+    """The golden payloads with their times moved to a minute ago where the vendor refuses old events (the
+    fixtures age)."""
     now_s = int(time.time()) - 60
-    if kind == "ga4":
-        return [{**p, "timestamp_micros": now_s * 1_000_000} if "timestamp_micros" in p else p for p in payloads]
-    if kind == "meta_capi":
-        return [{**p, "event_time": now_s} for p in payloads]
-    return payloads
+    return [STAND_INS[kind].freshen(p, now_s) for p in payloads]
 
 
 # what a starter kit's golden payloads need of a connection beyond the conformance case's

@@ -14,6 +14,21 @@ from eventrouter.dev.standins.server import Answer, Incoming, StandIn, json_answ
 
 class AmplitudeStandIn(StandIn):
     name = "amplitude"
+    credential = "amp-key"
+    path = "/2/httpapi"
+
+    @classmethod
+    def settings(cls, secret: str) -> dict[str, Any]:
+        return {"api_key": secret}
+
+    @staticmethod
+    def sample(index: int, message_id: str, now_s: int) -> dict[str, Any]:
+        return {"event_type": "Purchase", "user_id": f"user-{index % 7:03d}", "insert_id": message_id,
+                "time": now_s * 1000}
+
+    @staticmethod
+    def carried(event: dict[str, Any]) -> str:
+        return str(event["insert_id"])
 
     def __init__(self, api_key: str = "amp-key") -> None:
         super().__init__()

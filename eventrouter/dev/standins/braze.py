@@ -17,6 +17,21 @@ _REQUIRED = {"attributes": (), "events": ("name", "time"), "purchases": ("produc
 
 class BrazeStandIn(StandIn):
     name = "braze"
+    credential = "braze-key"
+    path = "/users/track"
+
+    @classmethod
+    def settings(cls, secret: str) -> dict[str, Any]:
+        return {"api_key": secret}
+
+    @staticmethod
+    def sample(index: int, message_id: str, now_s: int) -> dict[str, Any]:
+        return {"object": "events", "external_id": f"u{index % 7}", "name": "Purchase", "time": "2026-11-26T10:00:00Z",
+                "properties": {"message_id": message_id}}
+
+    @staticmethod
+    def carried(event: dict[str, Any]) -> str:
+        return str(event["properties"]["message_id"])
 
     def __init__(self, api_key: str = "braze-key") -> None:
         super().__init__()

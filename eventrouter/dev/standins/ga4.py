@@ -18,6 +18,25 @@ MAX_AGE_US = 72 * 3600 * 1_000_000  # GA4 drops events backdated by more than 72
 
 class GA4StandIn(StandIn):
     name = "ga4"
+    credential = "ga4-secret"
+    path = "/mp/collect"
+
+    @classmethod
+    def settings(cls, secret: str) -> dict[str, Any]:
+        return {"measurement_id": "G-TEST", "api_secret": secret}
+
+    @staticmethod
+    def sample(index: int, message_id: str, now_s: int) -> dict[str, Any]:
+        return {"client_id": f"c{index % 7}", "name": "purchase", "timestamp_micros": now_s * 10**6,
+                "params": {"message_id": message_id, "value": index}}
+
+    @staticmethod
+    def carried(event: dict[str, Any]) -> str:
+        return str(event["params"]["message_id"])
+
+    @staticmethod
+    def freshen(payload: dict[str, Any], now_s: int) -> dict[str, Any]:
+        return {**payload, "timestamp_micros": now_s * 1_000_000} if "timestamp_micros" in payload else payload
 
     def __init__(self, measurement_id: str = "G-TEST", api_secret: str = "ga4-secret") -> None:
         super().__init__()

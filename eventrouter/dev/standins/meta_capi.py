@@ -25,6 +25,25 @@ def graph_error(message: str, code: int, subcode: int | None = None, kind: str =
 
 class MetaStandIn(StandIn):
     name = "meta_capi"
+    credential = "meta-token"
+    path = ""
+
+    @classmethod
+    def settings(cls, secret: str) -> dict[str, Any]:
+        return {"pixel_id": "1234567890", "access_token": secret}
+
+    @staticmethod
+    def sample(index: int, message_id: str, now_s: int) -> dict[str, Any]:
+        return {"event_name": "Purchase", "event_time": now_s, "event_id": message_id, "action_source": "website",
+                "user_data": {"external_id": ["ab" * 32]}}
+
+    @staticmethod
+    def carried(event: dict[str, Any]) -> str:
+        return str(event["event_id"])
+
+    @staticmethod
+    def freshen(payload: dict[str, Any], now_s: int) -> dict[str, Any]:
+        return {**payload, "event_time": now_s}
 
     def __init__(self, pixel_id: str = "1234567890", access_token: str = "meta-token") -> None:
         super().__init__()

@@ -16,6 +16,21 @@ from eventrouter.dev.standins.server import Answer, Incoming, StandIn, json_answ
 
 class MixpanelStandIn(StandIn):
     name = "mixpanel"
+    credential = "mp-secret"
+    path = "/import"
+
+    @classmethod
+    def settings(cls, secret: str) -> dict[str, Any]:
+        return {"project_id": "42", "username": "sa.user", "secret": secret}
+
+    @staticmethod
+    def sample(index: int, message_id: str, now_s: int) -> dict[str, Any]:
+        return {"event": "Purchase", "properties": {"time": now_s * 1000, "distinct_id": f"u{index % 7}",
+                                                "$insert_id": message_id}}
+
+    @staticmethod
+    def carried(event: dict[str, Any]) -> str:
+        return str(event["properties"]["$insert_id"])
 
     def __init__(self, project_id: str = "42", secret: str = "mp-secret", username: str | None = "sa.user") -> None:
         super().__init__()

@@ -8,6 +8,7 @@ validated as a unit, as PostHog's capture does: one event without a name or a di
 from __future__ import annotations
 
 import gzip
+import time
 import uuid
 from typing import Any, Final
 
@@ -26,10 +27,26 @@ INVALID_API_KEY: Final = {"type": "authentication_error", "code": "invalid_api_k
 
 class PostHogStandIn(StandIn):
     name = "posthog"
+    credential = "phc_test_key"
+    path = "/batch/"
 
-    def __init__(self, api_key: str = "phc_test_key") -> None:
+    def __init__(self, api_key: str | None = None) -> None:
         super().__init__()
-        self.api_key = api_key
+        self.api_key = api_key or self.credential
+
+    @classmethod
+    def settings(cls, secret: str) -> dict[str, Any]:
+        return {"api_key": secret}
+
+    @staticmethod
+    def sample(index: int, message_id: str, now_s: int) -> dict[str, Any]:
+        return {"event": "Purchase", "distinct_id": f"u{index % 7}", "uuid": message_id,
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s)),
+                "properties": {"message_id": message_id}}
+
+    @staticmethod
+    def carried(event: dict[str, Any]) -> str:
+        return str(event["properties"]["message_id"])
 
     def answer(self, incoming: Incoming) -> Answer:
         if incoming.path not in ("/batch", "/batch/"):

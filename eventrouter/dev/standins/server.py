@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -60,9 +60,45 @@ class Fault:
 
 class StandIn:
     """Subclasses set `name` and implement `answer(incoming) -> Answer`, calling `accept()` for what
-    the vendor would keep, with the event's dedup key (None where the vendor has none)."""
+    the vendor would keep, with the event's dedup key (None where the vendor has none).
+
+    Each also says how to reach it and what to send it, so that the tests and the demo need no branch per
+    vendor: `credential` (what it accepts by default), `settings()` and `path` (a connection to it),
+    `sample()` and `carried()` (a payload that carries a messageId, and where it is), `freshen()`."""
 
     name = "vendor"
+    credential: ClassVar[str] = "stand-in-secret"  # the secret it accepts unless made with another (6+ characters)
+    path: ClassVar[str] = ""  # the vendor endpoint's path here: a connection's endpoint is url + path
+    endpoint_key: ClassVar[str] = "endpoint"  # the connection key naming that endpoint
+
+    @classmethod
+    def settings(cls, secret: str) -> dict[str, Any]:
+        """The keys of a connection to this vendor beyond its endpoint, each credential `secret` (a value, or
+        a `${ENV}` reference)."""
+        raise NotImplementedError
+
+    def connection(self, secret: str | None = None) -> dict[str, Any]:
+        """A connection to this stand-in (plain http on loopback allowed), its credentials `secret` (by
+        default the one it accepts)."""
+        return {**self.settings(secret or self.credential), self.endpoint_key: self.url + self.path,
+                "allow_http": True, "allow_private": True}
+
+    @staticmethod
+    def sample(index: int, message_id: str, now_s: int) -> dict[str, Any]:
+        """A payload the vendor accepts, as the starter kit makes them, for event `index` (a few users take
+        turns), at `now_s`, carrying `message_id` where `carried()` finds it."""
+        raise NotImplementedError
+
+    @staticmethod
+    def carried(event: dict[str, Any]) -> str:
+        """The messageId an accepted event carries (where `sample()` put it)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def freshen(payload: dict[str, Any], now_s: int) -> dict[str, Any]:
+        """A payload (a starter kit's golden one) with its time moved to `now_s`, for a vendor that refuses
+        events older than its window; the others return it as it is."""
+        return payload
 
     def __init__(self) -> None:
         self.accepted: list[dict[str, Any]] = []

@@ -15,6 +15,21 @@ from forwarders.vendors.webhook import signature
 
 class WebhookStandIn(StandIn):
     name = "webhook"
+    credential = "hook-secret"
+    path = "/hook"
+    endpoint_key = "url"
+
+    @classmethod
+    def settings(cls, secret: str) -> dict[str, Any]:
+        return {"secret": secret}
+
+    @staticmethod
+    def sample(index: int, message_id: str, now_s: int) -> dict[str, Any]:
+        return {"messageId": message_id, "type": "track", "event": "Purchase"}
+
+    @staticmethod
+    def carried(event: dict[str, Any]) -> str:
+        return str(event["messageId"])
 
     def __init__(self, secret: str | None = "hook-secret", bearer_token: str | None = None) -> None:
         super().__init__()

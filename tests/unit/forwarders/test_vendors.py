@@ -15,25 +15,25 @@ from typing import Any
 import orjson
 import pytest
 
-from eventrouter.dev.standins import Incoming, PostHogStandIn
+from eventrouter.dev.standins import STAND_INS, Incoming, PostHogStandIn
 from forwarders.vendors import VENDORS, Item, Request, read_status, retry_after, vendor_for
 from forwarders.vendors.base import chunks
 from forwarders.vendors.mixpanel import insert_id
 from forwarders.vendors.posthog import event_uuid
+from schemas.catalogue import KINDS
 from schemas.errors import ConfigurationError
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
 NOW = 1_795_730_000.0  # 2026-11-26T21:53:20Z: the fixtures' clock
-CONNECTIONS: dict[str, dict[str, Any]] = {
-    "ga4": {"measurement_id": "G-TEST", "api_secret": "ga4-secret"},
-    "meta_capi": {"pixel_id": "1234567890", "access_token": "meta-token"},
-    "amplitude": {"api_key": "amp-key"},
-    "mixpanel": {"project_id": "42", "username": "sa.user", "secret": "mp-secret"},
-    "braze": {"api_key": "braze-key", "endpoint": "https://rest.fra-01.braze.eu/users/track"},
-    "posthog": {"api_key": "phc_test_key", "endpoint": "https://eu.i.posthog.com/batch/"},
-    "webhook": {"url": "https://hooks.example.com/in", "secret": "hook-secret", "batch": True},
+# the golden requests' connections: each stand-in's settings with its credential, at the vendor's own URL
+# (or the one given here)
+ENDPOINTS: dict[str, dict[str, Any]] = {
+    "braze": {"endpoint": "https://rest.fra-01.braze.eu/users/track"},
+    "posthog": {"endpoint": "https://eu.i.posthog.com/batch/"},
+    "webhook": {"url": "https://hooks.example.com/in", "batch": True},
 }
-
+CONNECTIONS: dict[str, dict[str, Any]] = {
+    kind: {**STAND_INS[kind].settings(STAND_INS[kind].credential), **ENDPOINTS.get(kind, {})} for kind in KINDS}
 
 
 def referenced(kind: str) -> dict[str, Any]:
