@@ -117,6 +117,10 @@ class Vendor:
     max_age_s: ClassVar[float | None] = None  # the oldest event (seconds) the vendor accepts, if it says
     dedup_key: ClassVar[str | None] = None  # what the vendor deduplicates on, set from the messageId (None:
     # it does not, and sending an event again counts it twice: a replay is not safe)
+    rate_limit: ClassVar[str] = ""  # the vendor's documented rate limit, briefly ("" when it documents none)
+    hashed: ClassVar[tuple[str, ...]] = ()  # the personal data it wants SHA-256 hashed (the starter kit does)
+    match_ids: ClassVar[Mapping[str, str]] = {}  # the click and browser ids it matches people on -> where an
+    # event carries each (`context.ttclid`...): the starter kit reads them there
 
     def __init__(self, connection: Mapping[str, Any], networks: tuple[Network, ...] | None = None) -> None:
         """`networks`: the operator's private networks (None: EVENTROUTER_PRIVATE_NETWORKS)."""
