@@ -34,9 +34,10 @@ from typing import Final
 
 from forwarders.lanes import lanes, user_of
 from forwarders.ratelimit import TokenBucket
+from forwarders.tokens import Tokens
 from forwarders.vendors.base import Built, Item, Reply, Request, Vendor, read_status
 from schemas.delivery import Delivery
-from schemas.errors import FinalError
+from schemas.errors import FinalError, RetryableError
 from schemas.secrets import SCRUBBER, Scrubber
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,8 @@ class BatchDelivery:
         self.secrets = Scrubber(vendor.secrets())  # and the process's (SCRUBBER): scrub()
         self.cap = 1 << 30  # events per build(): all of a batch, until a vendor asks to split
         self.max_age_s = policy.max_event_age_s or vendor.max_age_s
+        # a vendor whose requests carry a short-lived access token (forwarders/tokens.py)
+        self.tokens = Tokens(vendor, transport, clock) if vendor.token_request() is not None else None
 
     def deliver(self, items: Sequence[Item]) -> BatchReport:
         try:
@@ -339,15 +342,19 @@ class BatchDelivery:
     def _send(self, request: Request) -> Sent:
         everyone = range(len(request.items))
         started_ms = self._now_ms()
+        generation = 0
         try:
             self.vendor.before_send(request)
+            if self.tokens is not None:
+                token, generation = self.tokens.current()
+                request = self.vendor.signed(request, token)
             self.limiter.acquire()
             started_ms = self._now_ms()
             answer = self.transport(request)
         except FinalError as exc:
             return Sent(Reply(rejected=dict.fromkeys(everyone, exc.reason)), None, scrub(exc.message, self.secrets),
                         exc.reason, at_ms=self._now_ms())
-        except TransportError as exc:
+        except (TransportError, RetryableError) as exc:
             at_ms = self._now_ms()
             return Sent(Reply(retry=list(everyone)), None, scrub(str(exc), self.secrets)[:200],
                         "vendor.unreachable", 0, at_ms, at_ms - started_ms)
@@ -359,6 +366,10 @@ class BatchDelivery:
                 Reply(rejected={0: reason})
             return Sent(reply, None, None, reason, at_ms=self._now_ms())
         at_ms = self._now_ms()
+        if self.tokens is not None and self.tokens.answered(generation, answer.status):
+            # the access token expired or was revoked: sent again at once with a new one
+            return Sent(Reply(retry=list(everyone), resend=True), answer.status, None, "vendor.token_expired",
+                        answer.status, at_ms, at_ms - started_ms)
         if answer.status == 429:
             self.limiter.throttled()
         elif 200 <= answer.status < 300:
