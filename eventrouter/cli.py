@@ -10,6 +10,7 @@ from pathlib import Path
 
 from eventrouter import commands
 from eventrouter.ops.commands import add_commands as add_ops_commands
+from schemas.catalogue import KINDS
 
 
 def _within_ms(text: str) -> int:
@@ -50,6 +51,16 @@ def _engine_option(parser: argparse.ArgumentParser, whose: str = "") -> None:
                              "agents (docs/engines.md says what each guarantees and costs)")
 
 
+def _vendor_list(text: str) -> tuple[str, ...]:
+    """`--vendors ga4,tiktok`: kinds of the catalogue, each once."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds or len(set(kinds)) != len(kinds):
+        problem = f"unknown {', '.join(unknown)}" if unknown else "none given" if not kinds else "one named twice"
+        raise argparse.ArgumentTypeError(f"{problem}; the vendors are: {', '.join(KINDS)}")
+    return kinds
+
+
 def build_parser() -> argparse.ArgumentParser:
     from eventrouter.dev.localkafka import DEFAULT_KAFKA_VERSION
 
@@ -75,10 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=600)
     demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
     _engine_option(demo, "the stream workers' engine: ")
+    demo.add_argument("--vendors", type=_vendor_list, default=KINDS, metavar="KIND,...",
+                      help="route to these vendors' stand-ins only (default: every vendor; `eventrouter vendors` "
+                           "lists them)")
     demo.add_argument("--keep-running", action="store_true",
                       help="after the summary, keep the whole stack running until Ctrl-C")
     _log_level_option(demo)
     demo.set_defaults(func=commands.demo_command)
+
+    vendors = sub.add_parser("vendors", help="the destinations: what each connection needs, its limits, what it "
+                                             "deduplicates on, how old an event it takes, which ids it matches on")
+    vendors.add_argument("kind", nargs="?", choices=KINDS, metavar="KIND", help="one vendor's facts in full")
+    vendors.set_defaults(func=commands.vendors_command)
 
     up = sub.add_parser("up", help="run the stack in the foreground against a broker: gateway, workers, "
                                    "a forwarder per integration")

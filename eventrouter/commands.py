@@ -48,7 +48,20 @@ def demo_command(args: argparse.Namespace) -> int:
     from eventrouter.demo import run_demo
 
     return run_demo(paths.home() / "demo-kafka", paths.cache_dir(), count=args.events, keep=args.keep,
-                    keep_running=args.keep_running, engine=args.engine)
+                    keep_running=args.keep_running, engine=args.engine, kinds=args.vendors)
+
+
+def vendors_command(args: argparse.Namespace) -> int:
+    from eventrouter.vendor_pages import table
+    from forwarders.facts import facts
+
+    if args.kind:
+        from eventrouter.vendor_pages import page
+
+        print(page(facts(args.kind)), end="")
+    else:
+        print(table(), end="")
+    return 0
 
 
 def up_command(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import shutil
 import time
 import uuid
 from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from confluent_kafka import Consumer
 
 from eventrouter.dev.localkafka import LocalKafka
 from schemas import EventCodec, Topics
+from schemas.catalogue import KINDS
 from schemas.native import compiled_current
 from schemas.runtime.kafka import consumer_settings, ensure_topics
 
@@ -50,7 +52,7 @@ def sample_calls(count: int) -> list[dict[str, Any]]:
 
 
 def run_demo(state_dir: Path, cache_dir: Path, *, count: int = 600, keep: bool = False,
-             keep_running: bool = False, engine: str = "kafka") -> int:
+             keep_running: bool = False, engine: str = "kafka", kinds: Sequence[str] = KINDS) -> int:
     """Start a broker, round-trip `count` events, print a summary. Returns a process exit code."""
     shutil.rmtree(state_dir, ignore_errors=True)
     kafka = LocalKafka(state_dir, cache_dir)
@@ -61,7 +63,7 @@ def run_demo(state_dir: Path, cache_dir: Path, *, count: int = 600, keep: bool =
     print(f"kafka {status.kafka_version} up at {status.bootstrap} in {time.monotonic() - started:.1f}s", flush=True)
     print(f"hot path: {'compiled (mypyc)' if compiled_current() else 'plain Python'}", flush=True)
     try:
-        return _round_trip(status.bootstrap, count, keep_running, engine)
+        return _round_trip(status.bootstrap, count, keep_running, engine, kinds)
     finally:
         if keep:
             print(f"broker left running (state in {state_dir}); "
@@ -75,7 +77,7 @@ def run_demo(state_dir: Path, cache_dir: Path, *, count: int = 600, keep: bool =
             print("broker stopped")
 
 
-def _round_trip(bootstrap: str, count: int, keep_running: bool, engine: str) -> int:
+def _round_trip(bootstrap: str, count: int, keep_running: bool, engine: str, kinds: Sequence[str]) -> int:
     """The stack up (stand-ins, worker, forwarders, gateway); events in through all three doors (SDK,
     HTTP gateway, file import); every one accounted for at each stage."""
     import secrets
@@ -83,22 +85,24 @@ def _round_trip(bootstrap: str, count: int, keep_running: bool, engine: str) -> 
 
     from eventrouter.console.auth import ADMIN
     from eventrouter.console.users import add_user
-    from eventrouter.demo_delivery import PRIVATE_NETWORKS, SECRETS, DemoVendors
+    from eventrouter.demo_delivery import FORWARDER_PROCESSES, PRIVATE_NETWORKS, DemoVendors
     from eventrouter.stack import Stack, run_up
     from schemas.runtime.revisions import ConfigStore
 
     topics = Topics("demo")
     ensure_topics(bootstrap, [topics.raw, topics.invalid], partitions=3)
-    vendors = DemoVendors().start()
+    vendors = DemoVendors(kinds).start()
     folder = Path(tempfile.mkdtemp(prefix="eventrouter-demo-"))
     config = folder / "eventrouter.yaml"
     config.write_text(vendors.config())
     revision, _ = ConfigStore(bootstrap, topics).apply(config)
-    print(f"config: revision {revision.number} (seven integrations, one per vendor stand-in); logs in {folder}")
+    processes = min(FORWARDER_PROCESSES, len(kinds))
+    print(f"config: revision {revision.number} ({len(kinds)} integrations, one per vendor stand-in, delivered by "
+          f"{processes} forwarder processes); logs in {folder}")
     users, password = folder / "console-users.json", secrets.token_urlsafe(12)
     add_user(users, "demo", ADMIN, password)
-    stack = Stack(bootstrap, topics, config, folder, env={**SECRETS, **PRIVATE_NETWORKS}, console_port=0,
-                  console_users=users, engine=engine).start()
+    stack = Stack(bootstrap, topics, config, folder, env={**vendors.secrets, **PRIVATE_NETWORKS}, console_port=0,
+                  console_users=users, engine=engine, forwarder_processes=processes).start()
     print("\n".join(stack.describe()), flush=True)
     print(f"console login: demo / {password} (admin; made for this run)", flush=True)
     print(f"gateway writeKey: wk_demo (the demo config's pipeline); try:\n  curl -u wk_demo: "

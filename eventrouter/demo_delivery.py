@@ -1,77 +1,58 @@
 """The main job's vendors and its account: a stand-in for each vendor (local HTTP servers that enforce
 the vendor's contract), the demo config pointed at them, and, once the events are in, each
 integration's account from the stack's metrics (routed, filtered, playbook errors, delivered,
-dead-lettered by reason) beside what each vendor holds. Secrets are demo values passed to the
-processes as environment variables, as in production."""
+dead-lettered by reason) beside what each vendor holds. Secrets are the stand-ins' values, passed to
+the processes as environment variables, as in production."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from eventrouter.dev.standins import (
-    AmplitudeStandIn,
-    BrazeStandIn,
-    GA4StandIn,
-    MetaStandIn,
-    MixpanelStandIn,
-    PostHogStandIn,
-    StandIn,
-    WebhookStandIn,
-)
+from eventrouter.dev.standins import STAND_INS, StandIn
+from schemas.catalogue import KINDS
 
-SECRETS = {"GA4_API_SECRET": "ga4-secret", "META_ACCESS_TOKEN": "meta-token", "AMPLITUDE_API_KEY": "amp-key",
-           "MIXPANEL_SECRET": "mp-secret", "BRAZE_API_KEY": "braze-key", "POSTHOG_API_KEY": "phc_demo_key",
-           "WEBHOOK_SECRET": "hook-secret"}
 # The stand-ins listen on loopback: the demo's forwarders may reach it (the operator's list, which each
 # connection's `allow_private` also needs; forwarders/ssrf.py). A real deployment leaves it empty.
 PRIVATE_NETWORKS = {"EVENTROUTER_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128"}
+CONSENT = {"ga4": "analytics", "meta_capi": "advertising"}  # two integrations show the consent check
+FORWARDER_PROCESSES = 4  # the integrations are packed into this many forwarder processes (eventrouter/packs.py)
 
-CONFIG = """
-# the demo's config: one pipeline, every starter kit, each vendor's endpoint a local stand-in
-pipelines:
-  - {{name: demo, write_keys: [wk_demo], integrations: [ga4, meta, amplitude, mixpanel, braze, posthog, webhook]}}
-integrations:
-  - {{name: ga4, kind: ga4, consent: analytics, playbook: "starter:ga4",
-     connection: {{measurement_id: G-TEST, api_secret: "${{GA4_API_SECRET}}", endpoint: "{ga4}/mp/collect",
-                   allow_http: true, allow_private: true}}}}
-  - {{name: meta, kind: meta_capi, consent: advertising, playbook: "starter:meta_capi",
-     connection: {{pixel_id: "1234567890", access_token: "${{META_ACCESS_TOKEN}}", endpoint: "{meta}",
-                   allow_http: true, allow_private: true}}}}
-  - {{name: amplitude, kind: amplitude, playbook: "starter:amplitude",
-     connection: {{api_key: "${{AMPLITUDE_API_KEY}}", endpoint: "{amplitude}/2/httpapi",
-                   allow_http: true, allow_private: true}}}}
-  - {{name: mixpanel, kind: mixpanel, playbook: "starter:mixpanel",
-     connection: {{project_id: "42", username: sa.user, secret: "${{MIXPANEL_SECRET}}",
-                   endpoint: "{mixpanel}/import", allow_http: true, allow_private: true}}}}
-  - {{name: braze, kind: braze, playbook: "starter:braze",
-     connection: {{api_key: "${{BRAZE_API_KEY}}", endpoint: "{braze}/users/track",
-                   allow_http: true, allow_private: true}}}}
-  - {{name: posthog, kind: posthog, playbook: "starter:posthog",
-     connection: {{api_key: "${{POSTHOG_API_KEY}}", endpoint: "{posthog}/batch/",
-                   allow_http: true, allow_private: true}}}}
-  - {{name: webhook, kind: webhook, playbook: "starter:webhook",
-     connection: {{url: "{webhook}/hook", secret: "${{WEBHOOK_SECRET}}", allow_http: true, allow_private: true}}}}
-"""
+
+def secret_variable(kind: str) -> str:
+    """The environment variable the demo passes a vendor's secret in, as production would."""
+    return f"DEMO_{kind.upper()}_SECRET"
 
 
 class DemoVendors:
-    """The stand-ins, by integration name."""
+    """A stand-in for each vendor of the catalogue (or those asked for); its integration is named as its kind."""
 
-    def __init__(self) -> None:
-        self.by_name: dict[str, StandIn] = {
-            "ga4": GA4StandIn(), "meta": MetaStandIn(), "amplitude": AmplitudeStandIn(),
-            "mixpanel": MixpanelStandIn(), "braze": BrazeStandIn(),
-            "posthog": PostHogStandIn(api_key=SECRETS["POSTHOG_API_KEY"]),
-            "webhook": WebhookStandIn()}
+    def __init__(self, kinds: Sequence[str] = KINDS) -> None:
+        self.by_name: dict[str, StandIn] = {kind: STAND_INS[kind]() for kind in kinds}
 
     def start(self) -> DemoVendors:
         for stand_in in self.by_name.values():
             stand_in.start()
         return self
 
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The vendors' secrets, by the environment variable each connection refers to."""
+        return {secret_variable(kind): s.credential for kind, s in self.by_name.items()}
+
     def config(self) -> str:
-        return CONFIG.format(**{name: s.url for name, s in self.by_name.items()})
+        """The demo's config: one pipeline to every integration, each vendor's endpoint its stand-in."""
+        lines = ["# the demo's config: one pipeline, a starter kit per vendor, each endpoint a local stand-in",
+                 "pipelines:", f"  - {{name: demo, write_keys: [wk_demo], integrations: [{', '.join(self.by_name)}]}}",
+                 "integrations:"]
+        for kind, stand_in in self.by_name.items():
+            connection = json.dumps(stand_in.connection(f"${{{secret_variable(kind)}}}"))
+            consent = f", consent: {CONSENT[kind]}" if kind in CONSENT else ""
+            lines.append(f'  - {{name: {kind}, kind: {kind}, playbook: "starter:{kind}"{consent},\n'
+                         f"     connection: {connection}}}")
+        return "\n".join(lines) + "\n"
 
     def stop(self) -> None:
         for stand_in in self.by_name.values():

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from eventrouter.console.audit import REVISION, AuditRecord
+from forwarders.facts import Facts, facts
 from schemas.catalogue import CATALOGUE
 from schemas.config import Config, Integration
 from schemas.documents import load_yaml
@@ -57,12 +58,13 @@ class CatalogueRow:
     docs: str
     configured: tuple[str, ...]    # the integrations of this kind
     starter: bool
+    facts: Facts                   # what `eventrouter vendors` and docs/vendors/ say of it
 
 
 def catalogue(config: Config) -> list[CatalogueRow]:
     starters = set(starter_names())
     return [CatalogueRow(d.kind, d.title, d.docs, tuple(i.name for i in config.integrations if i.kind == d.kind),
-                         d.kind in starters) for d in CATALOGUE]
+                         d.kind in starters, facts(d.kind)) for d in CATALOGUE]
 
 
 def shown(value: Any, key: str = "") -> Any:

@@ -38,6 +38,7 @@ class AmplitudeSettings(Settings):
 class Amplitude(Vendor):
     kind = "amplitude"
     dedup_key = "insert_id (7 days)"
+    rate_limit = "30 events per second per user or device (averaged over 30 s), answered 429"
     settings_type: ClassVar[type[Settings]] = AmplitudeSettings
     max_events = 2000
     max_bytes = 1_000_000

@@ -36,6 +36,7 @@ class BrazeSettings(Settings):
 class Braze(Vendor):
     kind = "braze"
     settings_type: ClassVar[type[Settings]] = BrazeSettings
+    rate_limit = "3,000 requests every 3 seconds per workspace for /users/track, answered 429"
     max_events = 75
     max_bytes = 4_000_000
     default_endpoint = "https://rest.iad-01.braze.com/users/track"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
 from forwarders.vendors.base import Built, Item, Request, Settings, Vendor, chunks, dumps, payload_size
@@ -35,6 +35,9 @@ class MetaSettings(Settings):
 class MetaCAPI(Vendor):
     kind = "meta_capi"
     dedup_key = "event_id with event_name (48 h)"
+    rate_limit = "Marketing API business-use-case limits per ad account and pixel"
+    hashed = HASHED
+    match_ids: ClassVar[Mapping[str, str]] = {"fbc": "context.fbc", "fbp": "context.fbp"}
     settings_type: ClassVar[type[Settings]] = MetaSettings
     max_events = 1000
     max_age_s = float(MAX_AGE_S)  # one older event_time refuses the whole request

@@ -45,6 +45,7 @@ class MixpanelSettings(Settings):
 class Mixpanel(Vendor):
     kind = "mixpanel"
     dedup_key = "$insert_id with event, distinct_id and time"
+    rate_limit = "2 GB of uncompressed JSON a minute per project, answered 429"
     settings_type: ClassVar[type[Settings]] = MixpanelSettings
     max_events = 2000
     max_bytes = 10_000_000

@@ -79,6 +79,10 @@ def test_each_screen_shows_the_revision_in_force_and_never_a_secret_value(tmp_pa
         for text in ("Google Analytics 4", "PostHog", "amplitude", "${AMPLITUDE_API_KEY}</code> set",
                      "${GA4_API_SECRET}</code> not set"):
             assert text in integrations, text
+        # the catalogue says what `eventrouter vendors` says: replay safety, time window, the ids it matches on
+        for text in ("yes (event_id with event_name (48 h))", "up to 72 hours old",
+                     '<code title="carried in context.fbc">fbc</code>'):
+            assert text in integrations, text
         page = await (await client.get("/integrations/amplitude")).text()
         assert "${AMPLITUDE_API_KEY}" in page and "https://api2.amplitude.com/2/httpapi" in page
         assert 'value="x"' not in page and "Save as new revision" not in page  # a viewer: no edit control
