@@ -10,8 +10,8 @@ import logging
 import shutil
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
