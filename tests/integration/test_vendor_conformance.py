@@ -1,7 +1,9 @@
 """The shared conformance tests, run for every vendor module against its stand-in on the real broker:
 delivered once each; 429 + Retry-After waited out; 5xx until the budget is spent -> dead letters with the
 vendor's status; SIGKILL between the vendor's 2xx and the commit -> nothing lost, and only what the vendor
-had accepted is sent again, under the same idempotency key (where the vendor has one)."""
+had accepted is sent again, under the same idempotency key (where the vendor has one); one refused event of
+a batch dead-lettered alone while the others are delivered; a replayed window sent under the same dedup
+keys."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from eventrouter.dev.standins.server import Answer, Incoming
+from forwarders.vendors import VENDORS
 from schemas.catalogue import KINDS
 from tests.figures import Figures
 from tests.integration.forwarder_helpers import ForwarderProcess, ForwarderThread, integration, wait_for, write_outbound
@@ -123,3 +126,48 @@ def test_sigkill_between_the_2xx_and_the_commit_loses_nothing(bootstrap: str, ki
     assert set(ids) <= set(counts)                      # nothing lost
     assert resent == accepted_before and max(counts.values()) == 2  # what was accepted, once more (same key)
     assert first.process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_event_the_vendor_refuses_is_dead_lettered_alone_and_the_others_delivered_once(bootstrap: str, kind: str,
+                                                                                          figures: Figures) -> None:
+    vendor = case(kind)
+    topics = fresh_topics(bootstrap, partitions=1)
+    payloads = _payloads(vendor, 12, "pf")
+    spoiled = {3, 8}
+    for i in spoiled:
+        payloads[i] = {**vendor.stand_in.spoil(payloads[i]), "_messageId": payloads[i]["_messageId"]}
+    ids = write_outbound(bootstrap, topics, kind, kind, payloads, partitions=1)
+    runner = ForwarderThread(bootstrap, topics, integration(kind, kind, vendor.connection))
+    try:
+        dead = dead_letters(bootstrap, topics.dead_letters(kind), len(spoiled), timeout=60)
+        wait_for(lambda: len(vendor.accepted_ids()) >= len(ids) - len(spoiled), timeout=60, what=f"{kind}: the rest")
+    finally:
+        runner.stop()
+        vendor.stand_in.stop()
+    assert sorted(d["messageId"] for d in dead) == sorted(ids[i] for i in spoiled)
+    assert all(d["reason"].startswith("vendor.") and d["attempts"] <= 1 for d in dead), dead
+    assert sorted(vendor.accepted_ids()) == sorted(m for i, m in enumerate(ids) if i not in spoiled)
+    figures.report("vendor refuses one event of a batch", vendor=kind, sent=len(ids), delivered=len(ids) - len(dead),
+                   dead_letters=Counter(d["reason"].split(":")[0] for d in dead))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_replayed_window_reaches_the_vendor_under_the_same_dedup_keys(bootstrap: str, kind: str) -> None:
+    """A replay writes a window's events again under their messageIds: a vendor that deduplicates gets the
+    same keys again (it drops every copy), and a vendor that does not is declared so (a replay is unsafe)."""
+    vendor = case(kind)
+    topics = fresh_topics(bootstrap, partitions=1)
+    payloads = _payloads(vendor, 20, "rp")
+    ids = write_outbound(bootstrap, topics, kind, kind, payloads, partitions=1)
+    runner = ForwarderThread(bootstrap, topics, integration(kind, kind, vendor.connection))
+    try:
+        wait_for(lambda: len(vendor.accepted_ids()) >= len(ids), timeout=60, what=f"{kind}: the window")
+        write_outbound(bootstrap, topics, kind, kind, payloads, partitions=1)  # the replay
+        wait_for(lambda: len(vendor.accepted_ids()) >= 2 * len(ids), timeout=60, what=f"{kind}: the replay")
+    finally:
+        runner.stop()
+        vendor.stand_in.stop()
+    assert sorted(vendor.accepted_ids()) == sorted(ids * 2)
+    if VENDORS[kind].dedup_key is not None:  # (the others count each copy: the replay dry run warns of them)
+        assert len(vendor.stand_in.keys) == len(ids) and vendor.stand_in.duplicates == len(ids)

@@ -35,6 +35,10 @@ class GA4StandIn(StandIn):
         return str(event["params"]["message_id"])
 
     @staticmethod
+    def spoil(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "name": "bad name!"}  # GA4 drops such an event silently: the module refuses it
+
+    @staticmethod
     def freshen(payload: dict[str, Any], now_s: int) -> dict[str, Any]:
         return {**payload, "timestamp_micros": now_s * 1_000_000} if "timestamp_micros" in payload else payload
 

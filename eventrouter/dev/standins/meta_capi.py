@@ -42,6 +42,10 @@ class MetaStandIn(StandIn):
         return str(event["event_id"])
 
     @staticmethod
+    def spoil(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "action_source": ""}  # Meta refuses the whole request: the module refuses it
+
+    @staticmethod
     def freshen(payload: dict[str, Any], now_s: int) -> dict[str, Any]:
         return {**payload, "event_time": now_s}
 

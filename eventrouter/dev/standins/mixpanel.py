@@ -32,6 +32,10 @@ class MixpanelStandIn(StandIn):
     def carried(event: dict[str, Any]) -> str:
         return str(event["properties"]["$insert_id"])
 
+    @staticmethod
+    def spoil(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "properties": {k: v for k, v in payload["properties"].items() if k != "distinct_id"}}
+
     def __init__(self, project_id: str = "42", secret: str = "mp-secret", username: str | None = "sa.user") -> None:
         super().__init__()
         self.project_id, self.secret, self.username = project_id, secret, username

@@ -64,7 +64,8 @@ class StandIn:
 
     Each also says how to reach it and what to send it, so that the tests and the demo need no branch per
     vendor: `credential` (what it accepts by default), `settings()` and `path` (a connection to it),
-    `sample()` and `carried()` (a payload that carries a messageId, and where it is), `freshen()`."""
+    `sample()` and `carried()` (a payload that carries a messageId, and where it is), `spoil()` (one the
+    vendor refuses), `freshen()`."""
 
     name = "vendor"
     credential: ClassVar[str] = "stand-in-secret"  # the secret it accepts unless made with another (6+ characters)
@@ -92,6 +93,12 @@ class StandIn:
     @staticmethod
     def carried(event: dict[str, Any]) -> str:
         """The messageId an accepted event carries (where `sample()` put it)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def spoil(payload: dict[str, Any]) -> dict[str, Any]:
+        """`payload` (a `sample()`) made into one the vendor refuses for itself alone: answered as a per-event
+        error beside the others of its request, or refused by the vendor module before sending."""
         raise NotImplementedError
 
     @staticmethod

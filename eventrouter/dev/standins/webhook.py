@@ -1,5 +1,6 @@
 """The generic webhook's receiving end: checks the Idempotency-Key, the HMAC signature and its
-timestamp (when given a secret), and Bearer auth (when given a token); records events by key."""
+timestamp (when given a secret), and Bearer auth (when given a token); refuses (422) a request with an
+event that has no `type`, as a receiver of Segment-shaped events may; records events by key."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ class WebhookStandIn(StandIn):
     def carried(event: dict[str, Any]) -> str:
         return str(event["messageId"])
 
+    @staticmethod
+    def spoil(payload: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in payload.items() if k != "type"}  # this receiver answers 422
+
     def __init__(self, secret: str | None = "hook-secret", bearer_token: str | None = None) -> None:
         super().__init__()
         self.secret, self.bearer_token = secret, bearer_token
@@ -50,6 +55,8 @@ class WebhookStandIn(StandIn):
                 return json_answer(401, {"error": "bad signature"})
         body: Any = orjson.loads(incoming.body)
         events = body if isinstance(body, list) else [body]
+        if any(not isinstance(event, dict) or not event.get("type") for event in events):
+            return json_answer(422, {"error": "every event needs a type"})  # this receiver's own contract
         for index, event in enumerate(events):
             self.accept(event, f"{key}:{index}" if isinstance(body, list) else key)
         return json_answer(200, {"received": len(events)})
