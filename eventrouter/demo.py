@@ -39,13 +39,22 @@ def sample_calls(count: int) -> list[dict[str, Any]]:
         "group": {"groupId": "acme", "traits": {"employees": 120}},
         "alias": {"previousId": "anon-previous"},
     }
+    # an order carries what the conversion APIs match on: the buyer's email and phone (hashed by their starter
+    # kits), the browser, and the click ids a landing page would have kept (docs/vendors/)
+    clicks = {"userAgent": "Mozilla/5.0 (X11; Linux x86_64)", "fbc": "fb.1.1764151200000.IwAR2demo", "fbp":
+              "fb.1.1764151100000.1098115397", "gclid": "Cj0KCQiAdemo", "ttclid": "E.C.P.demo", "ttp": "2C3lDgdemo",
+              "ScCid": "6a4a8b1b-2f4d-4fd8-9a51-7a1c1fa3a2de", "epik": "dj0yJnU9demo",
+              "rdt_cid": "9051781416453418813_1764151200", "li_fat_id": "f7d6b4c8-9e2a-4c1b-a8f3-2d5e6f7a8b9c",
+              "page": {"url": "https://shop.example/checkout"},
+              "traits": {"email": "ada@example.com", "phone": "+33 6 12 34 56 78"}}
     calls = []
     for i in range(count):
         call_type = list(base)[i % len(base)]
+        context = {"library": {"name": "eventrouter-demo", "version": "0.1.0"}, "ip": "203.0.113.7",
+                   **(clicks if call_type == "track" else {})}
         calls.append({
             "messageId": str(uuid.uuid4()), "type": call_type, "userId": f"user-{i % 50}",
-            "originalTimestamp": now, "sentAt": now, "writeKey": "wk_demo",
-            "context": {"library": {"name": "eventrouter-demo", "version": "0.1.0"}, "ip": "203.0.113.7"},
+            "originalTimestamp": now, "sentAt": now, "writeKey": "wk_demo", "context": context,
             **base[call_type],
         })
     return calls
