@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventrouter.dev.standins import STAND_INS, StandIn
-from schemas.catalogue import KINDS
+from schemas.catalogue import KINDS, destination
 
 # The stand-ins listen on loopback: the demo's forwarders may reach it (the operator's list, which each
 # connection's `allow_private` also needs; forwarders/ssrf.py). A real deployment leaves it empty.
 PRIVATE_NETWORKS = {"EVENTROUTER_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128"}
-CONSENT = {"ga4": "analytics", "meta_capi": "advertising"}  # two integrations show the consent check
 FORWARDER_PROCESSES = 4  # the integrations are packed into this many forwarder processes (eventrouter/packs.py)
 
 
@@ -49,7 +48,8 @@ class DemoVendors:
                  "integrations:"]
         for kind, stand_in in self.by_name.items():
             connection = json.dumps(stand_in.connection(f"${{{secret_variable(kind)}}}"))
-            consent = f", consent: {CONSENT[kind]}" if kind in CONSENT else ""
+            category = destination(kind).category  # the consent an event's context may withhold from it
+            consent = f", consent: {category}" if category in ("advertising", "analytics") else ""
             lines.append(f'  - {{name: {kind}, kind: {kind}, playbook: "starter:{kind}"{consent},\n'
                          f"     connection: {connection}}}")
         return "\n".join(lines) + "\n"

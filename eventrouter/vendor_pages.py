@@ -37,13 +37,14 @@ def index() -> str:
            "Each page says what a connection needs, the vendor's limits, what it deduplicates on (whether a "
            "replay is safe), how old an event it takes, and which ids improve matching and where an event "
            "carries them. `eventrouter vendors` prints the same.", "",
-           "| destination | kind | per request | deduplicates on (replay safe) | takes events | matches on |",
-           "|---|---|---|---|---|---|"]
+           "| destination | kind | category | per request | deduplicates on (replay safe) | takes events | "
+           "matches on |",
+           "|---|---|---|---|---|---|---|"]
     for f in catalogue():
         dedup = f"{f.dedup_key} (yes)" if f.dedup_key else "nothing (no)"
         ids = ", ".join(f"`{name}`" for name, _ in f.match_ids) or "-"
-        out.append(f"| [{f.title}]({f.kind}.md) | `{f.kind}` | {_per_request(f)} | {_cell(dedup)} | {f.window} | "
-                   f"{ids} |")
+        out.append(f"| [{f.title}]({f.kind}.md) | `{f.kind}` | {f.category} | {_per_request(f)} | {_cell(dedup)} | "
+                   f"{f.window} | {ids} |")
     return "\n".join(out) + "\n"
 
 
@@ -51,7 +52,7 @@ def table() -> str:
     """The catalogue in a terminal: a line per vendor."""
     rows = [("kind", "destination", "per request", "replay safe (dedup key)", "takes events", "matches on")]
     for f in catalogue():
-        rows.append((f.kind, f.title, _per_request(f), f"yes ({f.dedup_key})" if f.dedup_key else "no",
+        rows.append((f.kind, f.title, _per_request(f), f"yes ({f.dedup_key.split(' (')[0]})" if f.dedup_key else "no",
                      f.window, ", ".join(name for name, _ in f.match_ids) or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows]
@@ -78,8 +79,9 @@ def _limits(f: Facts) -> list[str]:
 
 def _dedup(f: Facts) -> str:
     if f.dedup_key:
-        return (f"The vendor deduplicates on {f.dedup_key}, set from each event's `messageId`: an event sent again "
-                "(a retry after a crash, a replay, a re-injected dead letter) counts once. A replay is safe.")
+        return (f"The vendor deduplicates on {f.dedup_key}. The forwarder sends an event with the same value every "
+                "time (made from its `messageId` where the vendor takes an id of ours), so an event sent again (a "
+                "retry after a crash, a replay, a re-injected dead letter) counts once. A replay is safe.")
     return ("The vendor does not deduplicate: an event sent again counts twice. Replay only a window the vendor "
             "never received; the replay dry run says so.")
 

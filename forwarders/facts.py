@@ -31,6 +31,7 @@ class Key:
 class Facts:
     kind: str
     title: str
+    category: str                   # advertising, analytics, marketing or forwarding
     docs: str                       # the vendor's API reference
     summary: str                    # the module docstring's first paragraph
     endpoint: str                   # its default URL ("" when the connection names it)
@@ -63,9 +64,9 @@ def facts(kind: str) -> Facts:
                      " ".join((field.description or "").split()))
                  for name, field in vendor.settings_type.model_fields.items() if name not in COMMON)
     oauth = vendor.token_request is not Vendor.token_request
-    return Facts(kind, entry.title, entry.docs, summary, vendor.default_endpoint, keys, vendor.max_events,
-                 vendor.max_bytes, vendor.rate_limit, vendor.dedup_key, vendor.max_age_s, vendor.hashed,
-                 tuple(vendor.match_ids.items()), oauth)
+    return Facts(kind, entry.title, entry.category, entry.docs, summary, vendor.default_endpoint, keys,
+                 vendor.max_events, vendor.max_bytes, vendor.rate_limit, vendor.dedup_key, vendor.max_age_s,
+                 vendor.hashed, tuple(vendor.match_ids.items()), oauth)
 
 
 def catalogue() -> list[Facts]:

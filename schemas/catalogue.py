@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 T = TypeVar("T")
+CATEGORIES: Final = ("advertising", "analytics", "marketing", "forwarding")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class Destination:
     title: str                  # as people write it
     aliases: tuple[str, ...]    # other names of it in an event's `integrations` map (lower case)
     docs: str                   # the vendor's API reference the module follows ("" for our own)
+    category: str               # advertising, analytics, marketing or forwarding (CATEGORIES)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -30,15 +32,45 @@ class Destination:
 
 
 CATALOGUE: Final = (
-    Destination("ga4", "Google Analytics 4", ("google analytics",),
-                "https://developers.google.com/analytics/devguides/collection/protocol/ga4"),
+    # advertising: the conversion APIs, which match events to ad clicks and people
     Destination("meta_capi", "Facebook Conversions API", ("meta conversions api", "facebook pixel"),
-                "https://developers.facebook.com/docs/marketing-api/conversions-api"),
-    Destination("amplitude", "Amplitude", (), "https://amplitude.com/docs/apis/analytics/http-v2"),
-    Destination("mixpanel", "Mixpanel", (), "https://developer.mixpanel.com/reference/import-events"),
-    Destination("braze", "Braze", (), "https://www.braze.com/docs/api/endpoints/user_data/post_user_track"),
-    Destination("posthog", "PostHog", (), "https://posthog.com/docs/api/capture"),
-    Destination("webhook", "Webhooks", (), ""),
+                "https://developers.facebook.com/docs/marketing-api/conversions-api", "advertising"),
+    Destination("google_ads", "Google Ads", ("google ads conversions", "google enhanced conversions"),
+                "https://developers.google.com/google-ads/api/reference/rpc/v26/ConversionUploadService",
+                "advertising"),
+    Destination("tiktok", "TikTok Events API", ("tiktok conversions",),
+                "https://business-api.tiktok.com/portal/docs?id=1771100865818625", "advertising"),
+    Destination("snapchat", "Snap Conversions API", ("snapchat conversions api", "snapchat conversions"),
+                "https://developers.snap.com/api/marketing-api/Conversions-API", "advertising"),
+    Destination("pinterest", "Pinterest Conversions API", ("pinterest tag",),
+                "https://developers.pinterest.com/docs/api/v5/events-create/", "advertising"),
+    Destination("reddit", "Reddit Conversions API", ("reddit pixel",),
+                "https://ads-api.reddit.com/docs/v3/operations/Post%20Conversion%20Events", "advertising"),
+    Destination("linkedin", "LinkedIn Conversions API", ("linkedin ads",),
+                "https://learn.microsoft.com/en-us/linkedin/marketing/integrations/ads-reporting/conversions-api",
+                "advertising"),
+    # analytics
+    Destination("ga4", "Google Analytics 4", ("google analytics",),
+                "https://developers.google.com/analytics/devguides/collection/protocol/ga4", "analytics"),
+    Destination("amplitude", "Amplitude", (), "https://amplitude.com/docs/apis/analytics/http-v2", "analytics"),
+    Destination("mixpanel", "Mixpanel", (), "https://developer.mixpanel.com/reference/import-events", "analytics"),
+    Destination("posthog", "PostHog", (), "https://posthog.com/docs/api/capture", "analytics"),
+    # marketing automation and CRM
+    Destination("braze", "Braze", (), "https://www.braze.com/docs/api/endpoints/user_data/post_user_track",
+                "marketing"),
+    Destination("customerio", "Customer.io", ("customer.io (actions)",),
+                "https://docs.customer.io/integrations/api/track/", "marketing"),
+    Destination("klaviyo", "Klaviyo", ("klaviyo (actions)",),
+                "https://developers.klaviyo.com/en/reference/create_event", "marketing"),
+    Destination("iterable", "Iterable", ("iterable (actions)",), "https://api.iterable.com/api/docs", "marketing"),
+    Destination("hubspot", "HubSpot", ("hubspot cloud mode (actions)",),
+                "https://developers.hubspot.com/docs/api-reference/2026-03/overview", "marketing"),
+    Destination("intercom", "Intercom", ("intercom cloud mode (actions)",),
+                "https://developers.intercom.com/docs/references/rest-api/api.intercom.io/data-events", "marketing"),
+    # forwarding: the events as they are, to a Segment workspace or a URL of the user's
+    Destination("segment", "Segment", (),
+                "https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/", "forwarding"),
+    Destination("webhook", "Webhooks", (), "", "forwarding"),
 )
 KINDS: Final = tuple(d.kind for d in CATALOGUE)
 _BY_KIND: Final = {d.kind: d for d in CATALOGUE}

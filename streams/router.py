@@ -199,18 +199,19 @@ class Router:
                     admitted.source, exc.reason, exc.message, stage="playbook", message_id=event.get("messageId"),
                     pipeline=admitted.pipeline.name, integration=name)))
                 continue
-            except (TypeError, ValueError, orjson.JSONEncodeError) as exc:  # a payload JSON cannot carry
+            except (TypeError, ValueError, orjson.JSONEncodeError) as unwritable:  # a payload JSON cannot carry
+                # (each clause names its exception apart: compiled, one name would be typed by the first clause)
                 reason = "playbook.output"
                 routed.failed.append((name, reason, self._dead_letter(
-                    admitted.source, reason, f"{type(exc).__name__}: {str(exc)[:200]}", stage="playbook",
+                    admitted.source, reason, f"{type(unwritable).__name__}: {str(unwritable)[:200]}", stage="playbook",
                     message_id=event.get("messageId"), pipeline=admitted.pipeline.name, integration=name)))
                 continue
-            except Exception as exc:  # noqa: BLE001 - a bug in a transform or expression: this event, this integration
+            except Exception as bug:  # noqa: BLE001 - a bug in a transform or expression: this event, this integration
                 log.error("playbook of %s failed on %s/%s@%s: %s", name, admitted.source.topic,
-                          admitted.source.partition, admitted.source.offset, type(exc).__name__)
+                          admitted.source.partition, admitted.source.offset, type(bug).__name__)
                 reason = "playbook.error"
                 routed.failed.append((name, reason, self._dead_letter(
-                    admitted.source, reason, describe_error(exc), stage="playbook",
+                    admitted.source, reason, describe_error(bug), stage="playbook",
                     message_id=event.get("messageId"), pipeline=admitted.pipeline.name, integration=name)))
                 continue
             outputs.append(_new(Output, (topic, admitted.key, value, name, None)))

@@ -3,10 +3,11 @@ again, beside live delivery and without disturbing it.
 
 The replay reads the range on a consumer group of its own (assigned partitions, never the live group's),
 with a rate limit of its own, waits out retries in place (nothing goes to the live retry topic) and
-stops at the range's end. Records keep their messageIds, so the vendors' idempotency keys (each vendor module's `dedup_key`:
-Amplitude insert_id, Meta event_id...) make a second delivery of an event harmless. What the vendor refuses is dead-lettered as in live delivery; events now older than the
-vendor accepts are dead-lettered `vendor.too_old`. `plan()` is the dry run: how many events, the time
-span they were written in, and how many the vendor's window will refuse.
+stops at the range's end. Records keep their messageIds, so the vendors' idempotency keys (each vendor
+module's `dedup_key`: Amplitude insert_id, Meta event_id...) make a second delivery of an event harmless.
+What the vendor refuses is dead-lettered as in live delivery; events now older than the vendor accepts
+are dead-lettered `vendor.too_old`. `plan()` is the dry run: how many events, the time span they were
+written in, and how many the vendor's window will refuse.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 
 from eventrouter.dev.standins import STAND_INS
 from forwarders.vendors import VENDORS
-from schemas.catalogue import CATALOGUE, KINDS, destination
+from schemas.catalogue import CATALOGUE, CATEGORIES, KINDS, destination
 from schemas.config import parse_config
 from schemas.errors import ConfigurationError
 from schemas.playbook.model import starter_names
@@ -39,8 +39,8 @@ def test_the_config_takes_each_kind_with_its_starter_kit_and_refuses_any_other()
     listed = "".join(f"  - {{name: {k}, kind: {k}, playbook: 'starter:{k}'}}\n" for k in KINDS)
     config = parse_config("integrations:\n" + listed)
     assert [i.kind for i in config.integrations] == list(KINDS)
-    with pytest.raises(ConfigurationError, match=r"integrations\[0\]\.kind: .*unknown kind 'segment'; one of: ga4"):
-        parse_config("integrations: [{name: s, kind: segment, playbook: {}}]")
+    with pytest.raises(ConfigurationError, match=r"integrations\[0\]\.kind: .*unknown kind 'rudderstack'; one of: meta_capi"):
+        parse_config("integrations: [{name: s, kind: rudderstack, playbook: {}}]")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -67,3 +67,4 @@ def test_each_destination_names_its_title_and_its_vendors_reference() -> None:
     for entry in CATALOGUE:
         assert entry.title and all(a == a.lower() for a in entry.names)
         assert entry.docs.startswith("https://") or entry.kind == "webhook"
+        assert entry.category in CATEGORIES, entry.kind

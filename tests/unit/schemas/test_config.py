@@ -81,7 +81,7 @@ integrations:
             - {from: properties.revenue, to: value, transform: to_float, default: "zero"}
             - {from: properties.x, to: y, separator: ","}
             - {expr: "__import__('os').system('x')", to: z}
-  - {name: amp, kind: segment, playbook: "starter:nothing"}
+  - {name: amp, kind: rudderstack, playbook: "starter:nothing"}
   - {name: ga, kind: ga4, playbook: {filter: {allow: {when: "properties.x >"}}}}
 """
 
@@ -97,7 +97,7 @@ def test_every_problem_is_reported_at_once_with_its_path() -> None:
         r'mappings\[2\]: transform direct takes no separator',
         r"mappings\[3\]: expr: unknown function",
         r"integrations\[1\]\.playbook: no starter kit 'nothing'",
-        r"integrations\[1\]\.kind: unknown kind .*; one of: ga4, meta_capi",
+        r"integrations\[1\]\.kind: unknown kind .*; one of: meta_capi, google_ads",
         r"integrations\[2\]\.playbook\.filter\.allow\.when: syntax error",
     ]
     for pattern in expected:
