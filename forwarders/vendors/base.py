@@ -22,6 +22,8 @@ from forwarders.ssrf import Allowance, Network, UnsafeDestination, check_literal
 from schemas.errors import ConfigurationError
 
 RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+# an integer time at or over this is milliseconds, not seconds (in seconds it is the year 5138; in ms, 1973)
+MILLISECONDS: Final = 10**11
 
 
 class Item(NamedTuple):
@@ -224,6 +226,24 @@ def chunks(items: Sequence[Item], positions: Sequence[int], max_events: int, max
         used += n
     if current:
         out.append(current)
+    return out
+
+
+def phases(items: Sequence[Item], kinds: Mapping[int, str]) -> dict[int, int]:
+    """For a vendor whose calls of different kinds go to different endpoints (events, profiles): each
+    position's phase, the number of times its user's kind changed before it in the batch. Requests made per
+    (phase, kind) and sent in phase order keep each user's calls in order (an identify before the events
+    after it), while the users whose calls are all of one kind share requests."""
+    out: dict[int, int] = {}
+    last: dict[str, tuple[str, int]] = {}  # user -> (kind, phase) of its latest call
+    for position in sorted(kinds):
+        item = items[position]
+        user = item.user_id or item.anonymous_id or f"#{position}"
+        kind, phase = last.get(user, (kinds[position], 0))
+        if kind != kinds[position]:
+            phase += 1
+        last[user] = (kinds[position], phase)
+        out[position] = phase
     return out
 
 

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Final
 import orjson
 
 from forwarders.vendors.base import (
+    MILLISECONDS,
     Built,
     Item,
     Reply,
@@ -106,18 +107,24 @@ class CustomerIO(Vendor):
         if status != 207:
             return read_status(request, status, headers, body, split_on_reject=True)
         try:
-            errors = orjson.loads(body).get("errors") or []
+            errors = orjson.loads(body).get("errors")
         except (orjson.JSONDecodeError, AttributeError):
-            errors = []
+            errors = None
         refused: dict[int, str] = {}
+        placed = isinstance(errors, list) and bool(errors)
         for error in errors if isinstance(errors, list) else []:
             index = error.get("batch_index") if isinstance(error, dict) else None
-            if isinstance(index, int) and 0 <= index < len(request.items) and index not in refused:
-                what = ": ".join(str(error.get(k)) for k in ("field", "reason") if error.get(k))
-                refused[index] = f"vendor.invalid: {what or 'refused'}"[:200]
-        # a 207 whose errors cannot be read: every other operation was accepted, and these cannot be told
-        # apart; delivered (a resend would be refused again, or counted twice)
-        return Reply(delivered=[p for p in range(len(request.items)) if p not in refused], rejected=refused)
+            if not (isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(request.items)):
+                placed = False
+                continue
+            what = ": ".join(str(error.get(k)) for k in ("field", "reason") if error.get(k))
+            refused.setdefault(index, f"vendor.invalid: {what or 'refused'}"[:200])
+        others = [p for p in range(len(request.items)) if p not in refused]
+        if not placed:
+            # a 207 says some operation was refused without saying which: the others are sent again (an event
+            # is deduplicated on its id, an identify is an upsert) until the attempts are spent
+            return Reply(retry=others, rejected=refused)
+        return Reply(delivered=others, rejected=refused)
 
 
 def check(operation: dict[str, Any], size: int) -> str | None:
@@ -142,7 +149,8 @@ def check(operation: dict[str, Any], size: int) -> str | None:
     if action in NAMED and not (isinstance(operation.get("name"), str) and operation["name"].strip()):
         return "vendor.invalid: name is required"
     timestamp = operation.get("timestamp")
-    if timestamp is not None and (not isinstance(timestamp, int) or isinstance(timestamp, bool)):
+    if timestamp is not None and (not isinstance(timestamp, int) or isinstance(timestamp, bool) or
+                                  timestamp >= MILLISECONDS):
         return "vendor.invalid: timestamp must be unix seconds"
     attributes = operation.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):

@@ -182,9 +182,13 @@ class GoogleAds(Vendor):
                 return Reply(delivered=list(everyone))
             reply = Reply()
             errors = _errors_by_index(failure, len(request.items))
+            # an error that names no conversion leaves the others unknown: they go again (orderId dedupes them)
+            unplaced = not errors or any(_index(e, len(request.items)) is None for e in _ads_errors(failure))
             for position in everyone:
                 code = errors.get(position)
-                if code is None or code in ALREADY_RECORDED:
+                if code is None and unplaced:
+                    reply.retry.append(position)
+                elif code is None or code in ALREADY_RECORDED:
                     reply.delivered.append(position)
                 elif code in LATER:
                     reply.retry.append(position)
@@ -197,7 +201,9 @@ class GoogleAds(Vendor):
             # refused whole for these conversions: the others are sent again at once
             return Reply(retry=[p for p in everyone if p not in errors], resend=True,
                          rejected={p: f"vendor.invalid: {code}" for p, code in errors.items()})
-        reply = read_status(request, status, headers, body, split_on_reject=True)
+        # a 400 naming no conversion is about the request (per-conversion errors come as partial failures):
+        # bisecting cannot mend it and would spend the daily operations quota
+        reply = read_status(request, status, headers, body)
         if reply.retry and reply.retry_after is None:
             reply.retry_after = _retry_delay(error)
         return reply
@@ -269,11 +275,19 @@ def _errors_by_index(status: Mapping[str, Any], count: int) -> dict[int, str]:
     for error in _ads_errors(status):
         codes = error.get("errorCode")
         code = str(next(iter(codes.values()))) if isinstance(codes, dict) and codes else "UNKNOWN"
-        where = [e.get("index") for e in (error.get("location") or {}).get("fieldPathElements") or []
-                 if isinstance(e, dict) and e.get("fieldName") == "conversions"]
-        if where and isinstance(where[0], int) and 0 <= where[0] < count:
-            out.setdefault(where[0], code[:80])
+        index = _index(error, count)
+        if index is not None:
+            out.setdefault(index, code[:80])
     return out
+
+
+def _index(error: Mapping[str, Any], count: int) -> int | None:
+    """The conversion an error names (`location.fieldPathElements[conversions].index`), if it names one."""
+    location = error.get("location")
+    elements = location.get("fieldPathElements") if isinstance(location, dict) else None
+    where = [e.get("index") for e in elements or [] if isinstance(e, dict) and e.get("fieldName") == "conversions"]
+    index = where[0] if where else None
+    return index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < count else None
 
 
 def _retry_delay(status: Mapping[str, Any]) -> float | None:

@@ -56,6 +56,7 @@ from forwarders.vendors.base import (
     chunks,
     dumps,
     payload_size,
+    phases,
     read_status,
 )
 
@@ -120,16 +121,20 @@ class HubSpot(Vendor):
         events_url = f"{base}/events/v3/send/batch" if legacy else f"{base}/events/{version}/send/batch"
         contacts_url = f"{base}/crm/v3/objects/contacts/batch/upsert" if legacy else \
             f"{base}/crm/objects/{version}/contacts/batch/upsert"
-        requests = []
+        requests: list[tuple[int, Request]] = []
         limit = self.max_bytes - _ENVELOPE
-        for run in chunks(items, list(events), self.max_events, limit, _size):
-            body = {"inputs": [events[p] for p in run]}
-            requests.append(Request(events_url, dumps(body), tuple(run), headers))
-        for run in _contact_runs(items, contacts, min(self.max_events, MAX_CONTACTS), limit):
-            inputs = [{**contacts[p], "objectWriteTraceId": str(i)} for i, p in enumerate(run)]
-            requests.append(Request(contacts_url, dumps({"inputs": inputs}), tuple(run), headers))
-        requests.sort(key=lambda r: r.items[0])  # in the batch's order: an identify before the events after it
-        return Built(requests, refused)
+        phase = phases(items, {**dict.fromkeys(events, "events"), **dict.fromkeys(contacts, "contacts")})
+        for step in sorted(set(phase.values())):
+            for run in chunks(items, [p for p in events if phase[p] == step], self.max_events, limit, _size):
+                body = {"inputs": [events[p] for p in run]}
+                requests.append((step, Request(events_url, dumps(body), tuple(run), headers)))
+            now = {p: c for p, c in contacts.items() if phase[p] == step}
+            for run in _contact_runs(items, now, min(self.max_events, MAX_CONTACTS), limit):
+                inputs = [{**contacts[p], "objectWriteTraceId": str(i)} for i, p in enumerate(run)]
+                requests.append((step, Request(contacts_url, dumps({"inputs": inputs}), tuple(run), headers)))
+        # each user's calls in the batch's order (an identify before the events after it): by phase
+        requests.sort(key=lambda r: (r[0], r[1].items[0]))
+        return Built([r for _, r in requests], refused)
 
     def read(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Reply:
         if status == 207 and "/contacts/batch/" in request.url:
@@ -220,19 +225,22 @@ def _multi_status(request: Request, body: bytes) -> Reply:
     ids = {str(i.get("id")).strip().lower(): n for n, i in enumerate(inputs)}
     refused: dict[int, str] = {}
     unplaced = False
-    for error in answer.get("errors") or []:
+    errors = answer.get("errors")
+    for error in errors if isinstance(errors, list) else []:
         if not isinstance(error, dict):
+            unplaced = True
             continue
         context = error["context"] if isinstance(error.get("context"), dict) else {}
-        named = [traces[str(t)] for t in context.get("objectWriteTraceId") or [] if str(t) in traces] or \
-            [ids[str(t).strip().lower()] for t in context.get("ids") or [] if str(t).strip().lower() in ids]
+        named = [traces[str(t)] for t in _strings(context.get("objectWriteTraceId")) if str(t) in traces] or \
+            [ids[t.strip().lower()] for t in _strings(context.get("ids")) if t.strip().lower() in ids]
         reason = " ".join(str(error.get(k) or "") for k in ("category", "message")).strip()
         reason = f"vendor.invalid: {reason}"
         for n in named:
             refused.setdefault(n, reason[:200])
         unplaced = unplaced or not named
     if unplaced:
-        done = {traces[str(r.get("objectWriteTraceId"))] for r in answer.get("results") or []
+        results = answer.get("results")
+        done = {traces[str(r.get("objectWriteTraceId"))] for r in (results if isinstance(results, list) else [])
                 if isinstance(r, dict) and str(r.get("objectWriteTraceId")) in traces}
         for n in range(len(request.items)):
             if n not in done:
@@ -242,3 +250,8 @@ def _multi_status(request: Request, body: bytes) -> Reply:
 
 def _size(item: Item) -> int:
     return payload_size(item) + _ENVELOPE
+
+
+def _strings(value: Any) -> list[str]:
+    """A list of strings from an answer (anything else, a string included, names nothing)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []

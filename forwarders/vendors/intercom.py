@@ -19,8 +19,10 @@ https://github.com/intercom/Intercom-OpenAPI, descriptions/2.16):
   byte limit are documented (the 1 MB a request is ours).
 - https://developers.intercom.com/docs/references/rest-api/api.intercom.io/contacts/createcontact: creates a
   user or lead (`role`, `external_id`, `email`, `phone`, `name`, `signed_up_at`, `custom_attributes` of
-  attributes defined in Intercom); it does not update: a contact that exists is a 409 conflict, final here
-  (`vendor.conflict`), as updating needs the contact's Intercom id (a second request).
+  attributes defined in Intercom); it does not update: a contact that exists is a 409 conflict. Identify
+  is there so that a user's data events find their contact (Intercom answers 404 for an unknown user), so
+  a 409 is delivered: the contact exists. Its attributes are not updated by it (that needs the contact's
+  Intercom id and a second request, `PUT /contacts/{id}`), and a retry after a lost 2xx is not dead-lettered.
 - https://developers.intercom.com/docs/references/rest-api/errors/rate-limiting: 10,000 calls a minute per
   app and 25,000 per workspace for private apps, spread over 10-second windows; a 429 `rate_limit_exceeded`
   with X-RateLimit-Limit, -Remaining and -Reset (a Unix time), no Retry-After: the wait is read from
@@ -37,7 +39,18 @@ from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import StringConstraints
 
-from forwarders.vendors.base import Built, Item, Reply, Request, Settings, Vendor, dumps, read_status, retry_after
+from forwarders.vendors.base import (
+    MILLISECONDS,
+    Built,
+    Item,
+    Reply,
+    Request,
+    Settings,
+    Vendor,
+    dumps,
+    read_status,
+    retry_after,
+)
 
 _SHAPES: Final = (frozenset({"url", "value"}), frozenset({"amount", "currency"}))  # the nested values it takes
 _IDS: Final = ("user_id", "email", "id")
@@ -70,7 +83,7 @@ class Intercom(Vendor):
         refused: dict[int, str] = {}
         for position, item in enumerate(items):
             kind = item.payload.get("object")
-            body = {k: v for k, v in item.payload.items() if k != "object"}
+            body = {k: v for k, v in item.payload.items() if k != "object" and not (k == "metadata" and v is None)}
             problem = _event_problem(body) if kind == "events" else _contact_problem(body) if kind == "contacts" \
                 else "vendor.invalid: object must be events or contacts"
             if problem:
@@ -86,7 +99,7 @@ class Intercom(Vendor):
         if status == 404 and request.url.endswith("/events"):
             return Reply(rejected={0: "vendor.not_found: Intercom has no contact with this user_id, email or id"})
         if status == 409 and request.url.endswith("/contacts"):
-            return Reply(rejected={0: "vendor.conflict: the contact exists (creating a contact does not update it)"})
+            return Reply(delivered=[0])  # the contact exists: what identify is for here (see above)
         return read_status(request, status, headers, body)
 
 
@@ -96,7 +109,7 @@ def _event_problem(event: dict[str, Any]) -> str | None:
     if not isinstance(name, str) or not name.strip():
         return "vendor.invalid: event_name is required"
     created = event.get("created_at")
-    if not isinstance(created, int) or isinstance(created, bool):
+    if not isinstance(created, int) or isinstance(created, bool) or created >= MILLISECONDS:
         return "vendor.invalid: created_at (unix seconds) is required"
     if not any(isinstance(event.get(k), str) and event[k].strip() for k in _IDS):
         return "vendor.invalid: user_id, email or id is required"

@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Final
 import orjson
 
 from forwarders.vendors.base import (
+    MILLISECONDS,
     Built,
     Item,
     Reply,
@@ -51,6 +52,7 @@ from forwarders.vendors.base import (
     chunks,
     dumps,
     payload_size,
+    phases,
     read_status,
 )
 
@@ -107,15 +109,19 @@ class Iterable(Vendor):
                 refused[position] = problem
             else:
                 shaped[name][position] = payload
-        requests = []
+        requests: list[tuple[int, Request]] = []
+        phase = phases(items, {p: name for name, objects in shaped.items() for p in objects})
         for name in ("events", "users"):  # the bulk endpoints: `{events: [...]}`, `{users: [...]}`
             objects = shaped[name]
-            for run in chunks(items, list(objects), self.max_events, self.max_bytes - _ENVELOPE, _size):
-                body = {name: [objects[p] for p in run]}
-                requests.append(Request(base + OBJECTS[name], dumps(body), tuple(run), headers))
+            for step in sorted({phase[p] for p in objects}):
+                now = [p for p in objects if phase[p] == step]
+                for run in chunks(items, now, self.max_events, self.max_bytes - _ENVELOPE, _size):
+                    body = {name: [objects[p] for p in run]}
+                    requests.append((step, Request(base + OBJECTS[name], dumps(body), tuple(run), headers)))
         for position, purchase in shaped["purchase"].items():
-            requests.append(Request(base + PURCHASE, dumps(purchase), (position,), headers))
-        return Built(sorted(requests, key=lambda r: r.items[0]), refused)
+            requests.append((phase[position], Request(base + PURCHASE, dumps(purchase), (position,), headers)))
+        # each user's calls in the batch's order (a user update before the events after it): by phase
+        return Built([r for _, r in sorted(requests, key=lambda r: (r[0], r[1].items[0]))], refused)
 
     def read(self, request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Reply:
         if not 200 <= status < 300:
@@ -152,7 +158,7 @@ def check(name: str, payload: dict[str, Any]) -> str | None:
     if payload.get("dataFields") is not None and not isinstance(payload["dataFields"], dict):
         return "vendor.invalid: dataFields must be an object"
     created = payload.get("createdAt")
-    if created is not None and (not isinstance(created, int) or isinstance(created, bool)):
+    if created is not None and (not isinstance(created, int) or isinstance(created, bool) or created >= MILLISECONDS):
         return "vendor.invalid: createdAt must be unix seconds"
     if name == "events":
         event_name = payload.get("eventName")

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Final
 import orjson
 
 from forwarders.vendors.base import (
+    MILLISECONDS,
     Built,
     Item,
     Reply,
@@ -148,7 +149,7 @@ def schema_problem(event: dict[str, Any]) -> str | None:
     if event["action_source"] not in ACTION_SOURCES:
         return "vendor.invalid: action_source must be app_android, app_ios, web or offline"
     event_time = event["event_time"]
-    if not isinstance(event_time, int) or isinstance(event_time, bool):
+    if not isinstance(event_time, int) or isinstance(event_time, bool) or event_time >= MILLISECONDS:
         return "vendor.invalid: event_time must be unix seconds"
     custom = event.get("custom_data")
     if custom is not None:

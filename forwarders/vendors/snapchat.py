@@ -41,6 +41,7 @@ from urllib.parse import quote
 import orjson
 
 from forwarders.vendors.base import (
+    MILLISECONDS,
     Built,
     Item,
     Reply,
@@ -120,7 +121,7 @@ def check(event: dict[str, Any]) -> str | None:
         if event.get(key) in (None, ""):
             return f"vendor.invalid: {key} is required"
     event_time = event["event_time"]
-    if not isinstance(event_time, int) or isinstance(event_time, bool):
+    if not isinstance(event_time, int) or isinstance(event_time, bool) or event_time >= MILLISECONDS:
         return "vendor.invalid: event_time must be unix seconds"
     user = event.get("user_data")
     if not isinstance(user, dict):

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Final
 import orjson
 
 from forwarders.vendors.base import (
+    MILLISECONDS,
     Built,
     Item,
     Reply,
@@ -131,7 +132,7 @@ def check(event: dict[str, Any]) -> str | None:
     event_time = event.get("event_time")
     if event_time is None:
         return "vendor.invalid: event_time is required"
-    if not isinstance(event_time, int) or isinstance(event_time, bool):
+    if not isinstance(event_time, int) or isinstance(event_time, bool) or event_time >= MILLISECONDS:
         return "vendor.invalid: event_time must be unix seconds"
     user = event.get("user")
     if user is None:

@@ -39,7 +39,8 @@ def test_the_config_takes_each_kind_with_its_starter_kit_and_refuses_any_other()
     listed = "".join(f"  - {{name: {k}, kind: {k}, playbook: 'starter:{k}'}}\n" for k in KINDS)
     config = parse_config("integrations:\n" + listed)
     assert [i.kind for i in config.integrations] == list(KINDS)
-    with pytest.raises(ConfigurationError, match=r"integrations\[0\]\.kind: .*unknown kind 'rudderstack'; one of: meta_capi"):
+    with pytest.raises(ConfigurationError,
+                       match=r"integrations\[0\]\.kind: .*unknown kind 'rudderstack'; one of: meta_capi"):
         parse_config("integrations: [{name: s, kind: rudderstack, playbook: {}}]")
 
 

@@ -33,6 +33,7 @@ _UPLOAD: Final = re.compile(r"^/v\d+/customers/(?P<customer>\d+):uploadClickConv
 _ACTION: Final = re.compile(r"^customers/\d+/conversionActions/(?P<id>\d+)$")
 _DATE_TIME: Final = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$")
 _GCLID: Final = re.compile(r"^[A-Za-z0-9_-]{10,}$")
+_CURRENCY: Final = re.compile(r"^[A-Z]{3}$")  # ISO 4217
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _SIGN_IN: Final = "Expected OAuth 2 access token, login cookie or other valid authentication credential. See " \
                   "https://developers.google.com/identity/sign-in/web/devconsole-project."
@@ -227,6 +228,12 @@ def _problem(conversion: dict[str, Any], now: float) -> tuple[dict[str, str], st
     if dt.datetime.strptime(when[:19] + when[-6:], "%Y-%m-%d %H:%M:%S%z").timestamp() < now - MAX_AGE_S:
         return {"conversionUploadError": "EXPIRED_EVENT"}, "The imported event can't be recorded because its " \
             "click occurred before this conversion's click-through window."
+    value = conversion.get("conversionValue")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return {"fieldError": "INVALID_VALUE"}, "The field's value is invalid."
+    currency = conversion.get("currencyCode")
+    if currency is not None and not (isinstance(currency, str) and _CURRENCY.match(currency)):
+        return {"conversionUploadError": "INVALID_CURRENCY_CODE"}, "The currency code is invalid or unsupported."
     identifiers = conversion.get("userIdentifiers") or []
     if not any(conversion.get(k) for k in CLICK_IDS) and not identifiers:
         return {"fieldError": "REQUIRED"}, "The required field was not present."

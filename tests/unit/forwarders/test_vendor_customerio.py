@@ -82,13 +82,20 @@ def test_keeps_a_request_under_500_kb() -> None:
 
 def test_207_rejects_the_listed_operations_and_delivers_the_rest() -> None:
     request = Request("u", b"{}", (4, 5, 6))
-    body = orjson.dumps({"errors": [{"batch_index": 1, "reason": "required", "field": "name", "message": "x"},
-                                    {"batch_index": 9, "reason": "invalid"}]})
+    body = orjson.dumps({"errors": [{"batch_index": 1, "reason": "required", "field": "name", "message": "x"}]})
     reply = _vendor().read(request, 207, {}, body)
     assert reply.delivered == [0, 2] and reply.rejected == {1: "vendor.invalid: name: required"}
     assert not reply.retry
-    unreadable = _vendor().read(request, 207, {}, b"<html>")
-    assert unreadable.delivered == [0, 1, 2] and not unreadable.rejected
+
+
+def test_a_207_that_does_not_say_which_operation_it_refused_sends_the_others_again() -> None:
+    request = Request("u", b"{}", (4, 5, 6))
+    body = orjson.dumps({"errors": [{"batch_index": 1, "reason": "required"}, {"batch_index": 9, "reason": "x"}]})
+    reply = _vendor().read(request, 207, {}, body)
+    assert reply.retry == [0, 2] and not reply.delivered and reply.rejected == {1: "vendor.invalid: required"}
+    for unreadable in (b"<html>", b'{"errors": []}', b'{"errors": [{"reason": "invalid"}]}'):
+        reply = _vendor().read(request, 207, {}, unreadable)
+        assert reply.retry == [0, 1, 2] and not reply.delivered and not reply.rejected, unreadable
 
 
 @pytest.mark.parametrize(("status", "expected"), [

@@ -130,12 +130,15 @@ def test_a_partial_failure_names_each_refused_conversion_by_index() -> None:
     request = module.build([Item(f"m{i}", conversion()) for i in range(6)]).requests[0]
     reply = module.read(request, 200, {}, failure(
         (1, {"conversionUploadError": "CLICK_NOT_FOUND"}), (2, {"conversionUploadError": "EXPIRED_EVENT"}),
-        (3, {"conversionUploadError": "ORDER_ID_ALREADY_IN_USE"}), (4, {"conversionUploadError": "TOO_RECENT_EVENT"}),
-        (9, {"conversionUploadError": "UNPARSEABLE_GCLID"})))
+        (3, {"conversionUploadError": "ORDER_ID_ALREADY_IN_USE"}), (4, {"conversionUploadError": "TOO_RECENT_EVENT"})))
     assert reply.delivered == [0, 3, 5]  # 3: Google has it already (a resend)
     assert reply.rejected == {1: "vendor.invalid: CLICK_NOT_FOUND", 2: "vendor.too_old: EXPIRED_EVENT"}
     assert reply.retry == [4] and reply.retry_after == 6 * 3600
     assert module.read(request, 200, {}, b'{"results": [{}], "jobId": "7"}').delivered == list(range(6))
+    # an error that names no conversion of the request: the others cannot be told delivered; sent again
+    unplaced = module.read(request, 200, {}, failure((1, {"conversionUploadError": "CLICK_NOT_FOUND"}),
+                                                     (9, {"conversionUploadError": "UNPARSEABLE_GCLID"})))
+    assert unplaced.retry == [0, 2, 3, 4, 5] and not unplaced.delivered and list(unplaced.rejected) == [1]
 
 
 def test_a_400_for_some_conversions_refuses_them_and_sends_the_others_again() -> None:
@@ -146,7 +149,8 @@ def test_a_400_for_some_conversions_refuses_them_and_sends_the_others_again() ->
     reply = module.read(request, 400, {}, indexed)
     assert reply.rejected == {1: "vendor.invalid: RESOURCE_NAME_MALFORMED"} and reply.retry == [0, 2] and reply.resend
     whole = module.read(request, 400, {}, b'{"error": {"code": 400, "status": "INVALID_ARGUMENT"}}')
-    assert whole.split and whole.retry == [0, 1, 2]  # bisected to find the one Google refuses
+    # about the request, not a conversion (those come as partial failures): final, never bisected
+    assert not whole.split and whole.rejected == dict.fromkeys(range(3), "vendor.rejected")
 
 
 def test_401_is_final_429_waits_for_retry_after_or_the_retry_delay_and_5xx_retries() -> None:

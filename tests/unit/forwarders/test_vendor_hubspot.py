@@ -210,3 +210,14 @@ def test_stand_in_over_http() -> None:
         assert refused.value.code == 401
     finally:
         stand_in.stop()
+
+
+def test_a_207_of_unexpected_shapes_delivers_only_what_it_names_as_done() -> None:
+    vendor = vendor_for("hubspot", {"access_token": "hubspot-token"})
+    request = Request("https://api.hubapi.com/crm/objects/2026-03/contacts/batch/upsert",
+                      orjson.dumps({"inputs": [{"id": f"u{i}@example.com", "idProperty": "email",
+                                                "objectWriteTraceId": str(i)} for i in range(3)]}), (0, 1, 2))
+    for errors in ([{"context": {"objectWriteTraceId": "12"}}], [{"context": {"objectWriteTraceId": 7}}], ["x"]):
+        answer = {"errors": errors, "results": [{"objectWriteTraceId": "0"}]}
+        reply = vendor.read(request, 207, {}, orjson.dumps(answer))
+        assert reply.delivered == [0] and sorted(reply.rejected) == [1, 2], errors

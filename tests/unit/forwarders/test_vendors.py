@@ -269,3 +269,11 @@ def test_ga4_refuses_user_properties_that_are_not_an_object_instead_of_raising(u
                           Item(message_id="ok", payload=good)])
     assert built.refused == {0: "vendor.invalid: user_properties must be an object"}
     assert [r.items for r in built.requests] == [(1,)]
+
+
+def test_phases_keep_each_users_calls_in_order_across_endpoints() -> None:
+    from forwarders.vendors.base import phases
+    items = [Item("a", {}, user_id="u1"), Item("b", {}, user_id="u1"), Item("c", {}, user_id="u2"),
+             Item("d", {}, user_id="u1"), Item("e", {}, user_id="u2")]
+    kinds = {0: "events", 1: "contacts", 2: "events", 3: "events", 4: "events"}
+    assert phases(items, kinds) == {0: 0, 1: 1, 2: 0, 3: 2, 4: 0}  # u2's events all in the first requests
