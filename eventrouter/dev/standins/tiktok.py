@@ -1,22 +1,34 @@
 """TikTok Events API 2.0 stand-in (`/open_api/v1.3/event/track/`): it answers HTTP 200 and says in `code`,
 as TikTok does. The `Access-Token` header (40105 without it or with another), the pixel code in
 `event_source_id` (40001: no permission for another), `event_source` "web", 1 to 1,000 events in `data`
-(40002 over that), each with an event name, unix-second event_time and SHA-256 hex email, phone and
-external_id: one bad event refuses the whole request (40002, nothing kept). Otherwise code 0, each event
-kept under event_id + event (what TikTok deduplicates on)."""
+(40002 over that). Each event, as TikTok's /event/track/ reference describes it (quoted field by field in
+https://github.com/bububa/tiktok-business/blob/HEAD/model/event/track.go): an `event` name; an `event_time`
+that is an integer of unix seconds (UTC); an `event_id` that is a string when given; `user` an object whose
+`email`, `phone` and `external_id` are SHA-256 hex (64 lowercase hex digits), each one string or a list of
+them ("one or more"), and whose ttclid, ttp, ip, user_agent and locale are strings; `properties` and `page`
+objects. One bad event refuses the whole request (40002, nothing kept). Otherwise code 0, each event kept
+under event_id + event (what TikTok deduplicates on).
+
+Ours, where TikTok's words are not known: the messages, and reading an event_time of 10^11 or more (the year
+5138 in seconds) as milliseconds, which TikTok's "unix seconds" rules out."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from typing import Any, Final
 
 import orjson
 
 from eventrouter.dev.standins.server import Answer, Incoming, StandIn, json_answer
-from forwarders.vendors.tiktok import MAX_EVENTS, check
 
 PATH: Final = "/open_api/v1.3/event/track/"
+MAX_EVENTS: Final = 1000  # `data` "holds at most 1,000 events" (TikTok's /event/track/ reference, above)
+HASHED: Final = ("email", "phone", "external_id")  # "SHA-256 hashed" values, one or more each
+PLAIN: Final = ("ttclid", "ttp", "ip", "user_agent", "locale")  # sent as they are
+SECONDS_BELOW: Final = 10**11  # ours: from here on an event_time reads as milliseconds
+_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 
 
 def tiktok_answer(code: int, message: str) -> Answer:
@@ -70,10 +82,45 @@ class TikTokStandIn(StandIn):
         if not isinstance(data, list) or not 0 < len(data) <= MAX_EVENTS:
             return tiktok_answer(40002, f"data: the number of events must be between 1 and {MAX_EVENTS}")
         for index, event in enumerate(data):
-            problem = check(event) if isinstance(event, dict) else "not an object"
+            problem = _problem(event)
             if problem:
-                return tiktok_answer(40002, f"data[{index}]: {problem.removeprefix('vendor.invalid: ')}")
+                return tiktok_answer(40002, f"data[{index}]: {problem}")
         for event in data:
             key = f"{event['event_id']}:{event['event']}" if event.get("event_id") else None
             self.accept(event, key)
         return tiktok_answer(0, "OK")
+
+
+def _problem(event: Any) -> str | None:
+    """Why TikTok refuses the request this event is in, or None."""
+    if not isinstance(event, dict):
+        return "an event must be an object"
+    name = event.get("event")
+    if not isinstance(name, str) or not name.strip():
+        return "event is required"
+    event_time = event.get("event_time")
+    if event_time is None:
+        return "event_time is required"
+    if not isinstance(event_time, int) or isinstance(event_time, bool) or not 0 < event_time < SECONDS_BELOW:
+        return "event_time must be a unix timestamp in seconds"
+    if event.get("event_id") is not None and not isinstance(event["event_id"], str):
+        return "event_id must be a string"
+    for key in ("properties", "page"):
+        if event.get(key) is not None and not isinstance(event[key], dict):
+            return f"{key} must be an object"
+    user = event.get("user")
+    if user is None:
+        return None
+    if not isinstance(user, dict):
+        return "user must be an object"
+    for key in HASHED:
+        given = user.get(key)
+        if given is None:
+            continue
+        values = given if isinstance(given, list) else [given]
+        if any(not isinstance(v, str) or not _HEX64.match(v) for v in values):
+            return f"user.{key} must be SHA-256 hex"
+    for key in PLAIN:
+        if user.get(key) is not None and not isinstance(user[key], str):
+            return f"user.{key} must be a string"
+    return None

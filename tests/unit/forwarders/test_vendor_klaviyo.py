@@ -181,3 +181,29 @@ def test_a_spoiled_sample_passes_the_module_and_gets_a_400_of_its_own() -> None:
     reply = _vendor().read(request, answer.status, answer.headers, answer.body)
     assert answer.status == 400 and not stand_in.accepted
     assert reply.rejected == {0: "vendor.invalid: invalid: time must be after 1990 and at most a year ahead"}
+
+
+def _with(body: dict[str, Any], **attributes: Any) -> dict[str, Any]:
+    return {"data": {**body["data"], "attributes": {**body["data"]["attributes"], **attributes}}}
+
+
+@pytest.mark.parametrize(("path", "body", "detail"), [
+    ("/api/events", _with(body_of(EVENT, "m-1"), profile={"data": {"type": "profile", "attributes": {
+        "phone_number": "5550109999"}}}), "phone_number must be in E.164 format"),
+    ("/api/events", _with(body_of(EVENT, "m-1"), value="25.00"), "value has the wrong type"),
+    ("/api/events", _with(body_of(EVENT, "m-1"), unique_id=7), "unique_id has the wrong type"),
+    ("/api/events", _with(body_of(EVENT, "m-1"), properties=None), "properties are required"),
+    ("/api/events", _with(body_of(EVENT, "m-1"), metric={"data": {"type": "metric", "attributes": {
+        "name": "x" * 128}}}), "metric name must be less than 128 characters"),
+    ("/api/events", _with(body_of(EVENT, "m-1"), time="2026-13-01T00:00:00Z"), "time must be an ISO 8601 date-time"),
+    ("/api/profile-import", body_of({"profile": {"anonymous_id": "a-1"}}, "m-2"),
+     "profile needs one of email, phone_number, external_id, _kx"),
+    ("/api/profile-import", body_of({"profile": {"email": "a@b.c", "properties": ["x"]}}, "m-2"),
+     "properties must be an object"),
+])
+def test_stand_in_refuses_by_its_own_checks_a_body_klaviyo_refuses(path: str, body: dict[str, Any],
+                                                                     detail: str) -> None:
+    stand_in = KlaviyoStandIn()
+    status, answer = _send(stand_in, body, path)
+    assert status == 400 and answer["errors"][0]["code"] == "invalid" and answer["errors"][0]["detail"] == detail
+    assert not stand_in.accepted

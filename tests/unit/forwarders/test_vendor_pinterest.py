@@ -174,3 +174,35 @@ def test_the_stand_in_keeps_nothing_in_test_mode_and_counts_duplicates() -> None
     send(stand_in, body)
     send(stand_in, body)
     assert stand_in.duplicates == 1
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"custom_data": {"value": 25.0, "currency": "EUR"}}, "custom_data.value has the wrong type"),  # a string
+    ({"custom_data": {"contents": [{"id": "p1", "price": "12.50"}]}},
+     "custom_data.contents[0].price is not a Pinterest field"),
+    ({"custom_data": {"contents": [{"id": "p1", "quantity": "2"}]}},
+     "custom_data.contents[0].quantity has the wrong type"),
+    ({"user_data": {"em": HEX}}, "user_data.em must be a list of strings"),
+    ({"user_data": {"client_ip_address": "203.0.113.5"}},
+     "user_data needs em, hashed_maids, or client_ip_address with client_user_agent"),
+    ({"event_time": float(NOW)}, "event_time has the wrong type"),
+    ({"event_id": 7}, "event_id has the wrong type"),
+    ({"opt_out": "false"}, "opt_out has the wrong type"),
+])
+def test_the_stand_in_refuses_by_its_own_schema_a_request_pinterest_refuses(changes: dict[str, Any],
+                                                                           reason: str) -> None:
+    stand_in = PinterestStandIn()
+    now = int(time.time())
+    good = event(event_time=now - 60)
+    status, answer = send(stand_in, {"data": [good, {**good, "event_id": "e-2", **changes}]})
+    assert (status, answer) == (400, {"code": 1, "message": f"Invalid request: data[1]: {reason}"})
+    assert not stand_in.accepted
+
+
+def test_the_stand_in_fails_alone_an_event_whose_hash_is_not_lowercase_sha256_hex() -> None:
+    stand_in = PinterestStandIn()
+    good = event(event_time=int(time.time()) - 60)
+    status, answer = send(stand_in, {"data": [good, {**good, "event_id": "e-2", "user_data": {"em": [HEX.upper()]}}]})
+    assert status == 422 and [e["status"] for e in answer["details"]["events"]] == ["processed", "failed"]
+    assert answer["details"]["events"][1]["error_message"] == "user_data.em must be SHA-256 hex"
+    assert [e["event_id"] for e in stand_in.accepted] == ["e-1"]

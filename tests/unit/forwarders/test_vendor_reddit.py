@@ -142,3 +142,23 @@ def test_the_stand_in_keeps_test_events_apart_and_counts_duplicates() -> None:
     send(stand_in, {"data": {"events": [good]}})
     send(stand_in, {"data": {"events": [good, {**good, "type": {"tracking_type": "LEAD"}}]}})
     assert len(stand_in.accepted) == 3 and stand_in.duplicates == 1  # a LEAD with the same id is another event
+
+
+@pytest.mark.parametrize("changes", [
+    {"event_at": int(time.time())},  # seconds, not milliseconds
+    {"event_at": time.time() * 1000},
+    {"action_source": "website"},
+    {"type": {"tracking_type": "CUSTOM", "custom_event_name": ""}},
+    {"metadata": {"conversion_id": "c-1", "item_count": "1"}},
+    {"metadata": {"conversion_id": "c-1", "value": "25.00"}},
+    {"metadata": {"conversion_id": 7}},
+    {"metadata": {"conversion_id": "c-1", "products": [{"name": "Shirt"}]}},
+    {"user": {"email": [HEX]}},
+    {"user": {"user_agent": "Mozilla/5.0"}},  # no match key
+])
+def test_the_stand_in_refuses_by_its_own_checks_an_event_reddit_counts_invalid(changes: dict[str, Any]) -> None:
+    stand_in = RedditStandIn()
+    good = event()
+    assert send(stand_in, {"data": {"events": [good, {**good, **changes}]}}) == (400, {"error": {
+        "code": 400, "message": "There were 1 invalid conversion events. None were processed."}})
+    assert not stand_in.accepted

@@ -162,3 +162,30 @@ def test_a_spoiled_sample_is_named_by_the_stand_ins_400_and_the_others_go_again(
     reply = vendor().read(request, answer.status, dict(answer.headers), answer.body)
     assert reply.rejected == {1: "vendor.invalid: Timestamp invalid or out of range"} and reply.retry == [0, 2]
     assert stand_in.accepted == []
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"user_data": {"em": HASH}}, "user_data.em must be a list of SHA-256 hex"),  # Snap takes a list
+    ({"user_data": {"em": [HASH.upper()]}}, "user_data.em must be SHA-256 hex"),
+    ({"user_data": {"client_ip_address": "203.0.113.7"}},
+     "Insufficient PII: user_data needs em, ph, madid, or client_ip_address with client_user_agent"),
+    ({"event_time": "now"}, "event_time must be unix seconds"),
+    ({"event_source_url": None}, "event_source_url is required"),
+    ({"event_name": "PURCHASE", "custom_data": {"value": "10.00", "currency": "USD"}},
+     "custom_data.value must be a number"),
+    ({"event_name": "PURCHASE", "custom_data": {"value": 10.0}},
+     "a PURCHASE needs custom_data.value and custom_data.currency"),
+])
+def test_the_stand_in_refuses_by_its_own_checks_an_event_snap_refuses(change: dict[str, Any], reason: str) -> None:
+    stand_in = SnapchatStandIn()
+    good = {**GOOD, "event_time": int(time.time()), "event_id": "m"}
+    status, answer = send(stand_in, {"data": [good, {**good, **change}]})
+    assert (status, answer["status"], answer["event"], answer["errors"]["error_msgs"]) == (400, "INVALID", 1, [reason])
+    assert stand_in.accepted == []
+
+
+def test_the_stand_in_refuses_an_event_time_in_milliseconds_as_out_of_range() -> None:
+    stand_in = SnapchatStandIn()
+    status, answer = send(stand_in, {"data": [{**GOOD, "event_time": int(time.time() * 1000), "event_id": "m"}]})
+    assert (status, answer["reason"], answer["event"]) == (400, "Timestamp invalid or out of range", 0)
+    assert stand_in.accepted == []

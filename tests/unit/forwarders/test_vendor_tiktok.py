@@ -162,3 +162,21 @@ def test_a_spoiled_sample_is_refused_by_the_module_alone() -> None:
     items[1] = Item("m1", TikTokStandIn.spoil(items[1].payload))
     built = vendor().build(items)
     assert built.refused == {1: "vendor.invalid: event is required"} and [r.items for r in built.requests] == [(0, 2)]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"event_time": 1_795_687_196_000}, "data[0]: event_time must be a unix timestamp in seconds"),
+    ({"event_time": 1_795_687_196.0}, "data[0]: event_time must be a unix timestamp in seconds"),
+    ({"user": {"email": HASH.upper()}}, "data[0]: user.email must be SHA-256 hex"),
+    ({"user": {"phone": [HASH, "+15550109999"]}}, "data[0]: user.phone must be SHA-256 hex"),
+    ({"user": {"external_id": HASH, "ip": ["203.0.113.7"]}}, "data[0]: user.ip must be a string"),
+    ({"event_id": 7}, "data[0]: event_id must be a string"),
+    ({"properties": ["x"]}, "data[0]: properties must be an object"),
+])
+def test_the_stand_in_refuses_by_its_own_checks_an_event_tiktok_refuses(change: dict[str, Any], message: str) -> None:
+    stand_in = TikTokStandIn()
+    event = {**GOOD, "event_id": "m", **change}
+    body = {"event_source": "web", "event_source_id": "CTESTPIXEL0000000001", "data": [GOOD, event]}
+    status, answer = send(stand_in, body)
+    assert (status, answer["code"], answer["message"]) == (200, 40002, message.replace("data[0]", "data[1]"))
+    assert stand_in.accepted == []
