@@ -66,7 +66,8 @@ def vendors_command(args: argparse.Namespace) -> int:
 
 def up_command(args: argparse.Namespace) -> int:
     from eventrouter.checks import load_checked
-    from eventrouter.stack import Stack, run_up
+    from eventrouter.stack import Stack
+    from eventrouter.supervise import run_up
     from schemas import Topics
     from schemas.runtime.kafka import wait_for_brokers
     from schemas.runtime.revisions import ConfigStore

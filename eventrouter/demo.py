@@ -95,7 +95,8 @@ def _round_trip(bootstrap: str, count: int, keep_running: bool, engine: str, kin
     from eventrouter.console.auth import ADMIN
     from eventrouter.console.users import add_user
     from eventrouter.demo_delivery import FORWARDER_PROCESSES, PRIVATE_NETWORKS, DemoVendors
-    from eventrouter.stack import Stack, run_up
+    from eventrouter.stack import Stack
+    from eventrouter.supervise import run_up
     from schemas.runtime.revisions import ConfigStore
 
     topics = Topics("demo")

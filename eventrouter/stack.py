@@ -5,7 +5,8 @@ secrets only), stopped by its PID. A child that exits on its own is started agai
 2, 4 ... s (at most 60 s) while it keeps failing, forever: no child stops the others; one that keeps
 failing is reported (`failing()`, the progress line, `up.prom`'s metrics). `progress()` reads every
 stage's counters (the raw topic's size, the workers' and forwarders' metrics) into one account per
-integration, and rides out a broker that does not answer (`broker unreachable since ...`)."""
+integration, and rides out a broker that does not answer (`broker unreachable since ...`). The foreground
+loop that drives it is eventrouter/supervise.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
@@ -31,7 +32,7 @@ from schemas import Topics
 from schemas.config import Config, load_config
 from schemas.secrets import referenced_names
 
-__all__ = ["Child", "Lane", "Progress", "Stack", "free_port", "run_up"]
+__all__ = ["Child", "Lane", "Progress", "Stack", "free_port"]
 
 METRICS_FILE = "up.prom"  # beside up.json: the supervisor's view as Prometheus metrics
 
@@ -387,70 +388,3 @@ class Stack:
         for child in order:
             self.stop_child(child)
         self.children = []
-
-
-def run_up(stack: Stack, *, every_s: float = 5.0, until: Any = None, start: bool = True) -> int:
-    """Run in the foreground, printing progress, until SIGTERM/SIGINT (or `until()`); then stop all.
-    No child and no broker outage stops it: a child that exits is started again (`Stack.revive`, with
-    back-off while it keeps exiting) and reported; a broker that does not answer is said once ("broker
-    unreachable since ...") and in each progress line, and again when it is back. The progress goes to
-    `up.json` in the logs folder too (`eventrouter status` reads it). Status 1 if a child was failing
-    when it stopped (the exit summary names it), else 0. `start=False`: the stack runs already (the main
-    job's --keep-running)."""
-    from eventrouter.progress import unreachable, write_snapshot
-    from schemas.runtime.revisions import ConfigStore, RevisionWatcher
-
-    stopping: list[int] = []
-
-    def stop(signum: int, _frame: Any) -> None:
-        stopping.append(signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    if start:
-        stack.start()
-        print("\n".join(stack.describe()), flush=True)
-    failing: list[str] = []
-    revisions: list[tuple[int, Config]] = []  # handed over by the watcher's thread, taken up here
-    watcher = RevisionWatcher(ConfigStore(stack.bootstrap, stack.topics),
-                              lambda revision, config: revisions.append((revision.number, config)))
-    watcher.start()
-    try:
-        last = 0.0
-        down_since: float | None = None
-        while not stopping and not (until and until()):
-            while revisions:
-                for line in stack.follow(*revisions.pop(0)):
-                    print(line, flush=True)
-            for line in stack.revive():
-                print(line, file=sys.stderr, flush=True)
-            if time.monotonic() - last >= every_s:
-                last = time.monotonic()
-                progress = stack.progress()
-                if progress.broker_down_since != down_since:
-                    print(f"{unreachable(progress.broker_down_since)} ({stack.bootstrap}): the processes wait "
-                          "for it" if progress.broker_down_since is not None else
-                          f"broker reachable again after {time.time() - (down_since or time.time()):.0f} s",
-                          file=sys.stderr, flush=True)
-                    down_since = progress.broker_down_since
-                print(progress.line(), flush=True)
-                try:
-                    write_snapshot(stack.folder, progress, bootstrap=stack.bootstrap, prefix=stack.topics.prefix)
-                    stack.write_metrics()
-                except OSError as exc:
-                    print(f"cannot write {stack.folder}: {exc}", file=sys.stderr, flush=True)
-            time.sleep(0.2)
-        failing = stack.failing()
-    finally:
-        watcher.stop()
-        print("stopping: gateway, workers, forwarders (each drains and commits)", flush=True)
-        stack.stop()
-        for name in ("up.json", METRICS_FILE):
-            (stack.folder / name).unlink(missing_ok=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if failing:
-        print("failing when stopped: " + "; ".join(failing), file=sys.stderr, flush=True)
-    if stack.restarts:
-        print("started again while up: " + ", ".join(f"{role} {n}x" for role, n in sorted(stack.restarts.items())),
-              file=sys.stderr, flush=True)
-    return 1 if failing else 0

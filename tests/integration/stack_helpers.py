@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from eventrouter.dev.standins import AmplitudeStandIn
-from eventrouter.stack import Stack, run_up
+from eventrouter.stack import Stack
+from eventrouter.supervise import run_up
 from schemas import Topics
 from schemas.runtime.revisions import ConfigStore
 from tests.integration.forwarder_helpers import wait_for

@@ -21,7 +21,8 @@ import requests
 from eventrouter.dev.localkafka import LocalKafka
 from eventrouter.dev.standins import AmplitudeStandIn
 from eventrouter.progress import read_snapshot
-from eventrouter.stack import Stack, run_up
+from eventrouter.stack import Stack
+from eventrouter.supervise import run_up
 from producers import Analytics
 from schemas import Topics
 from schemas.runtime.kafka import ensure_topics
