@@ -10,6 +10,7 @@ runner's job (forwarders/runner.py, forwarders/delivery.py). Pure: no network he
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from forwarders.ssrf import Allowance, Network, UnsafeDestination, check_literal
 from schemas.errors import ConfigurationError
 
 RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+_SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
 # an integer time at or over this is milliseconds, not seconds (in seconds it is the year 5138; in ms, 1973)
 MILLISECONDS: Final = 10**11
 
@@ -227,6 +229,11 @@ def chunks(items: Sequence[Item], positions: Sequence[int], max_events: int, max
     if current:
         out.append(current)
     return out
+
+
+def sha256_hex(value: Any) -> bool:
+    """A SHA-256 digest in lower-case hex: the form the vendors want hashed personal data in."""
+    return isinstance(value, str) and _SHA256_HEX.match(value) is not None
 
 
 def phases(items: Sequence[Item], kinds: Mapping[int, str]) -> dict[int, int]:

@@ -51,6 +51,7 @@ from forwarders.vendors.base import (
     payload_size,
     read_status,
     retry_after,
+    sha256_hex,
 )
 from schemas.errors import ConfigurationError, FinalError, RetryableError
 
@@ -65,7 +66,6 @@ LATER: Final = {"TOO_RECENT_EVENT": 6 * 3600.0, "TOO_RECENT_CONVERSION_ACTION": 
 _EXTRA: Final = 160  # what the module may add to a payload: conversionAction, orderId
 _ACTION: Final = re.compile(r"^customers/\d+/conversionActions/\d+$")
 _DATE_TIME: Final = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$")
-_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _CURRENCY: Final = re.compile(r"^[A-Z]{3}$")
 # an account or conversion action id: digits (a YAML number, or with the dashes Google Ads shows, welcome)
 Id = Annotated[str, BeforeValidator(lambda v: str(v).replace("-", "")), StringConstraints(pattern=r"^\d+$")]
@@ -252,7 +252,7 @@ def check(conversion: dict[str, Any]) -> str | None:
             kinds = [k for k in identifier if k != "userIdentifierSource"] if isinstance(identifier, dict) else []
             if len(kinds) != 1 or kinds[0] not in HASHED:
                 return "vendor.invalid: a user identifier holds one hashedEmail or hashedPhoneNumber"
-            if not isinstance(identifier[kinds[0]], str) or not _HEX64.match(identifier[kinds[0]]):
+            if not sha256_hex(identifier[kinds[0]]):
                 return f"vendor.invalid: {kinds[0]} must be SHA-256 hex"
     value = conversion.get("conversionValue")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):

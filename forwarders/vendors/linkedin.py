@@ -50,13 +50,13 @@ from forwarders.vendors.base import (
     dumps,
     payload_size,
     read_status,
+    sha256_hex,
 )
 
 URN: Final = "urn:lla:llaPartnerConversion:"
 MAX_AGE_S: Final = 90 * 86_400
 HASHED_IDS: Final = frozenset({"SHA256_EMAIL", "SHA256_IP_ADDRESS"})
 _RULE: Final = re.compile(r"^(urn:lla:llaPartnerConversion:)?\d{1,25}$")
-_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _DECIMAL: Final = re.compile(r"^-?\d+(\.\d+)?$")
 _INDEX: Final = re.compile(r"Index: (\d+), ")
 _INDICES: Final = re.compile(r"indices \[([\d,\s]+)\]")
@@ -192,7 +192,7 @@ def check(element: dict[str, Any]) -> str | None:
         for key in ("idType", "idValue"):
             if not isinstance(entry, dict) or not isinstance(entry.get(key), str) or not entry[key]:
                 return f"vendor.invalid: user.userIds[{index}].{key} is required"
-        if entry["idType"] in HASHED_IDS and not _HEX64.match(entry["idValue"]):
+        if entry["idType"] in HASHED_IDS and not sha256_hex(entry["idValue"]):
             return f"vendor.invalid: {entry['idType']} must be SHA-256 hex"
     if info is not None:
         if not isinstance(info, dict):

@@ -8,16 +8,14 @@ dead-lettered, while the others are delivered."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
-from forwarders.vendors.base import Built, Item, Request, Settings, Vendor, chunks, dumps, payload_size
+from forwarders.vendors.base import Built, Item, Request, Settings, Vendor, chunks, dumps, payload_size, sha256_hex
 
 HASHED: Final = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "external_id", "ge", "db")
 _HASHED_KEYS: Final = frozenset(HASHED)
-_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 MAX_AGE_S: Final = 7 * 86_400
 
 
@@ -84,6 +82,6 @@ def check(payload: dict[str, Any], now: float) -> str | None:
         if key not in _HASHED_KEYS or values is None:
             continue
         for value in values if isinstance(values, list) else (values,):
-            if not isinstance(value, str) or not _HEX64.match(value):
+            if not sha256_hex(value):
                 return f"vendor.invalid: user_data.{key} must be SHA-256 hex"
     return None

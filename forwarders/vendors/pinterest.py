@@ -29,7 +29,6 @@ What Pinterest documents, and this module follows:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
@@ -47,6 +46,7 @@ from forwarders.vendors.base import (
     dumps,
     payload_size,
     read_status,
+    sha256_hex,
 )
 
 HASHED: Final = ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id", "hashed_maids")
@@ -64,7 +64,6 @@ CUSTOM_KEYS: Final = frozenset({
     "external_measurement_vendor_id"})
 REQUIRED: Final = ("event_name", "action_source", "event_time", "event_id", "user_data")
 MAX_AGE_S: Final = 7 * 86_400
-_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _ENVELOPE: Final = 16  # `{"data":[...]}` around the events
 
 
@@ -172,7 +171,7 @@ def hash_problem(user: dict[str, Any]) -> str | None:
     for key in HASHED:
         values = user.get(key)
         if values is not None and not (isinstance(values, list) and
-                                       all(isinstance(v, str) and _HEX64.match(v) for v in values)):
+                                       all(sha256_hex(v) for v in values)):
             return f"vendor.invalid: user_data.{key} must be a list of SHA-256 hex"
     return None
 

@@ -33,7 +33,6 @@ Retry-After when one is sent).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 from urllib.parse import quote
@@ -52,13 +51,13 @@ from forwarders.vendors.base import (
     dumps,
     payload_size,
     read_status,
+    sha256_hex,
 )
 
 HASHED: Final = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "ge")
 MAX_EVENTS: Final = 2000
 MAX_AGE_S: Final = 37 * 86_400
 REQUIRED: Final = ("event_name", "event_time", "action_source", "event_source_url")
-_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _EVENT_ID: Final = 80  # what a `"event_id": "<messageId>",` the module adds may weigh
 
 
@@ -129,7 +128,7 @@ def check(event: dict[str, Any]) -> str | None:
     for key in HASHED:
         values = user.get(key)
         for value in values if isinstance(values, list) else () if values is None else (values,):
-            if not isinstance(value, str) or not _HEX64.match(value):
+            if not sha256_hex(value):
                 return f"vendor.invalid: user_data.{key} must be SHA-256 hex"
     if not (user.get("em") or user.get("ph") or user.get("madid")
             or (user.get("client_ip_address") and user.get("client_user_agent"))):

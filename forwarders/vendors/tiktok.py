@@ -33,7 +33,6 @@ No maximum event age for web events is documented in what we could read: old eve
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
@@ -52,11 +51,11 @@ from forwarders.vendors.base import (
     payload_size,
     read_status,
     retry_after,
+    sha256_hex,
 )
 
 HASHED: Final = ("email", "phone", "external_id")
 MAX_EVENTS: Final = 1000
-_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _ENVELOPE: Final = 300  # `{"event_source": "web", "event_source_id": ..., "test_event_code": ..., "data": []}`
 _EVENT_ID: Final = 80  # what a `"event_id": "<messageId>",` the module adds may weigh
 OK_CODES: Final = frozenset({0, 20001})
@@ -142,7 +141,7 @@ def check(event: dict[str, Any]) -> str | None:
     for key in HASHED:
         values = user.get(key)
         for value in values if isinstance(values, list) else () if values is None else (values,):
-            if not isinstance(value, str) or not _HEX64.match(value):
+            if not sha256_hex(value):
                 return f"vendor.invalid: user.{key} must be SHA-256 hex"
     return None
 
