@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from forwarders.vendors import VENDORS
-from forwarders.vendors.base import Settings, Vendor
+from forwarders.vendors.base import SECRET_WORDS, Settings, Vendor
 from schemas.catalogue import CATALOGUE, destination
 
-SECRET_WORDS: Final = ("secret", "token", "key", "password")
 COMMON: Final = frozenset(Settings.model_fields)  # endpoint, allow_http, allow_private: every vendor has them
 
 

@@ -23,6 +23,8 @@ from forwarders.ssrf import Allowance, Network, UnsafeDestination, check_literal
 from schemas.errors import ConfigurationError
 
 RETRYABLE_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+# a settings field whose name holds one of these is a credential: scrubbed, and given as a `${ENV}` reference
+SECRET_WORDS: Final = ("secret", "token", "key", "password")
 _SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
 # an integer time at or over this is milliseconds, not seconds (in seconds it is the year 5138; in ms, 1973)
 MILLISECONDS: Final = 10**11
@@ -147,7 +149,7 @@ class Vendor:
     def secrets(self) -> list[str]:
         """Values to scrub from anything we keep of a vendor's answer (bodies may echo a key)."""
         return [v for k, v in self.settings.model_dump().items() if isinstance(v, str) and k != "endpoint" and
-                any(w in k for w in ("secret", "token", "key", "password"))]
+                any(w in k for w in SECRET_WORDS)]
 
     def build(self, items: Sequence[Item]) -> Built:
         raise NotImplementedError

@@ -17,7 +17,7 @@ import pytest
 
 from eventrouter.dev.standins import STAND_INS, Incoming, PostHogStandIn
 from forwarders.vendors import VENDORS, Item, Request, read_status, retry_after, vendor_for
-from forwarders.vendors.base import chunks
+from forwarders.vendors.base import SECRET_WORDS, chunks
 from forwarders.vendors.mixpanel import insert_id
 from forwarders.vendors.posthog import event_uuid
 from schemas.catalogue import KINDS
@@ -38,8 +38,7 @@ CONNECTIONS: dict[str, dict[str, Any]] = {
 
 def referenced(kind: str) -> dict[str, Any]:
     """CONNECTIONS[kind] as a config gives it: its secrets as ${ENV} references, no endpoint of its own."""
-    secret = ("secret", "token", "key", "password")
-    return {name: "${TEST_SECRET}" if any(word in name for word in secret) else value
+    return {name: "${TEST_SECRET}" if any(word in name for word in SECRET_WORDS) else value
             for name, value in CONNECTIONS[kind].items() if name != "endpoint"}
 
 def golden_items(kind: str) -> list[Item]:
